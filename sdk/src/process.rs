@@ -1,0 +1,217 @@
+//! Running an [`Operator`] as a child process of the executor (the Rust out-of-process
+//! SDK). A program calls [`run`] from `main`; the executor speaks the [`protocol`]
+//! with it over stdin and stdout.
+//!
+//! [`protocol`]: crate::protocol
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, BufWriter, Read, Write};
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::context::{Context, Emitter};
+use crate::operator::Operator;
+use crate::protocol::{FrameWriter, Message, ProtocolError, read_frame};
+use crate::record::{Record, TraceContext};
+
+/// Emitter that appends `Produce` / `SetTimer` messages to the reply frame.
+struct ReplyEmitter<'a> {
+    frame: &'a mut FrameWriter,
+}
+
+impl Emitter for ReplyEmitter<'_> {
+    fn emit(
+        &mut self,
+        stream: &str,
+        key: &[u8],
+        value: &[u8],
+        event_time: u64,
+        _trace: Option<TraceContext>,
+    ) {
+        self.frame.push_produce(stream, key, value, event_time);
+    }
+
+    fn set_timer(&mut self, key: &[u8], time: u64) {
+        self.frame.push(&Message::SetTimer {
+            key: key.to_vec(),
+            time,
+        });
+    }
+}
+
+/// Serves the protocol on stdin/stdout until `Destroy` or end of input.
+pub fn run<O: Operator>(op: O) -> Result<(), ProtocolError> {
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    serve(op, stdin.lock(), stdout.lock())
+}
+
+/// Serves the protocol over any reader and writer (used by [`run`] and by tests).
+pub fn serve<O: Operator>(
+    mut op: O,
+    input: impl Read,
+    output: impl Write,
+) -> Result<(), ProtocolError> {
+    let mut input = BufReader::with_capacity(256 << 10, input);
+    let mut output = BufWriter::with_capacity(256 << 10, output);
+    let mut config = Config::default();
+    let mut instance = 0u32;
+    let mut reply = FrameWriter::new();
+    while let Some(msgs) = read_frame(&mut input)? {
+        let mut stop = false;
+        for msg in msgs {
+            match msg {
+                Message::Init { json } => {
+                    let doc: serde_json::Value = serde_json::from_str(&json)
+                        .map_err(|e| ProtocolError::Malformed(format!("init json: {e}")))?;
+                    instance = doc.get("instance").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+                    let map: BTreeMap<String, serde_json::Value> = doc
+                        .get("config")
+                        .and_then(|c| c.as_object())
+                        .map(|o| o.clone().into_iter().collect())
+                        .unwrap_or_default();
+                    config = Config::new(map);
+                    let md = op.metadata();
+                    reply.push(&Message::Metadata {
+                        json: serde_json::json!({
+                            "name": md.name, "inputs": md.inputs, "outputs": md.outputs
+                        })
+                        .to_string(),
+                    });
+                    let mut em = ReplyEmitter { frame: &mut reply };
+                    let mut ctx = Context::new(&mut em, &config, instance);
+                    if let Err(e) = op.init(&mut ctx) {
+                        reply.push(&Message::Error {
+                            message: e.to_string(),
+                        });
+                    }
+                }
+                Message::Record {
+                    key,
+                    value,
+                    event_time,
+                } => {
+                    let mut em = ReplyEmitter { frame: &mut reply };
+                    let mut ctx = Context::new(&mut em, &config, instance);
+                    ctx.set_current(event_time, None);
+                    let rec = Record::new(Bytes::from(key), Bytes::from(value), event_time);
+                    if let Err(e) = op.process_record(&mut ctx, rec) {
+                        reply.push(&Message::Error {
+                            message: e.to_string(),
+                        });
+                    }
+                }
+                Message::Timer { key, time } => {
+                    let mut em = ReplyEmitter { frame: &mut reply };
+                    let mut ctx = Context::new(&mut em, &config, instance);
+                    ctx.set_current(time, None);
+                    if let Err(e) = op.process_timer(&mut ctx, Bytes::from(key), time) {
+                        reply.push(&Message::Error {
+                            message: e.to_string(),
+                        });
+                    }
+                }
+                Message::Destroy => {
+                    op.destroy();
+                    stop = true;
+                }
+                other => {
+                    return Err(ProtocolError::Malformed(format!(
+                        "unexpected message from executor: {other:?}"
+                    )));
+                }
+            }
+        }
+        if !stop {
+            let mut em = ReplyEmitter { frame: &mut reply };
+            let mut ctx = Context::new(&mut em, &config, instance);
+            if let Err(e) = op.end_of_batch(&mut ctx) {
+                reply.push(&Message::Error {
+                    message: e.to_string(),
+                });
+            }
+        }
+        output.write_all(&reply.finish())?;
+        output.flush()?;
+        if stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::{Metadata, OperatorError};
+    use crate::protocol::{decode_body, write_frame};
+
+    struct Upper;
+    impl Operator for Upper {
+        fn metadata(&self) -> Metadata {
+            Metadata {
+                name: "upper".into(),
+                inputs: vec!["in".into()],
+                outputs: vec!["out".into()],
+            }
+        }
+        fn process_record(
+            &mut self,
+            ctx: &mut Context<'_>,
+            record: Record,
+        ) -> Result<(), OperatorError> {
+            ctx.produce("out", &record.key, record.value.to_ascii_uppercase());
+            ctx.set_timer(&record.key, record.event_time + 10);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn serves_lock_step_frames() {
+        let mut input = Vec::new();
+        write_frame(
+            &mut input,
+            &[Message::Init {
+                json: r#"{"instance":3,"config":{"a":1}}"#.into(),
+            }],
+        )
+        .expect("w");
+        write_frame(
+            &mut input,
+            &[Message::Record {
+                key: b"k".to_vec(),
+                value: b"abc".to_vec(),
+                event_time: 5,
+            }],
+        )
+        .expect("w");
+        write_frame(&mut input, &[Message::Destroy]).expect("w");
+        let mut out = Vec::new();
+        serve(Upper, &input[..], &mut out).expect("serve");
+        let mut frames = Vec::new();
+        let mut r = &out[..];
+        while let Some(f) = read_frame(&mut r).expect("read") {
+            frames.push(f);
+        }
+        assert_eq!(frames.len(), 3);
+        assert!(matches!(frames[0][0], Message::Metadata { .. }));
+        assert_eq!(
+            frames[1],
+            vec![
+                Message::Produce {
+                    stream: "out".into(),
+                    key: b"k".to_vec(),
+                    value: b"ABC".to_vec(),
+                    event_time: 5
+                },
+                Message::SetTimer {
+                    key: b"k".to_vec(),
+                    time: 15
+                }
+            ]
+        );
+        assert!(frames[2].is_empty());
+        assert!(decode_body(&[0, 0, 0, 0]).expect("empty").is_empty());
+    }
+}
