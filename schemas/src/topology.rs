@@ -136,14 +136,88 @@ fn default_progress_deadline() -> u32 {
     600
 }
 
-/// The code an operator instance runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// The code an operator instance runs: exactly one of `builtin` or `process`.
+///
+/// In YAML and JSON this is a mapping with a single key, `runtime: {builtin: {name: map}}`
+/// or `runtime: {process: {command: python3}}`. (Serialised by hand: serde_yaml_ng would
+/// otherwise read and write enums as YAML tags, `!builtin {name: map}`.)
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RuntimeRepr")]
 pub enum Runtime {
     /// An operator compiled into `concord-executor`, chosen by name.
     Builtin(BuiltinRuntime),
     /// A user program started by the executor and spoken to over the operator protocol.
     Process(ProcessRuntime),
+}
+
+/// The wire shape of [`Runtime`]: both keys optional, exactly one required.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RuntimeRepr {
+    #[serde(default)]
+    builtin: Option<BuiltinRuntime>,
+    #[serde(default)]
+    process: Option<ProcessRuntime>,
+}
+
+/// Message of the error for a runtime with neither or both keys.
+pub(crate) const RUNTIME_ONE_OF: &str = "runtime must set exactly one of `builtin` or `process`";
+
+impl TryFrom<RuntimeRepr> for Runtime {
+    type Error = String;
+
+    fn try_from(repr: RuntimeRepr) -> Result<Self, String> {
+        match (repr.builtin, repr.process) {
+            (Some(b), None) => Ok(Runtime::Builtin(b)),
+            (None, Some(p)) => Ok(Runtime::Process(p)),
+            (None, None) => Err(format!("{RUNTIME_ONE_OF}, found neither")),
+            (Some(_), Some(_)) => Err(format!("{RUNTIME_ONE_OF}, found both")),
+        }
+    }
+}
+
+impl Serialize for Runtime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        match self {
+            Runtime::Builtin(b) => map.serialize_entry("builtin", b)?,
+            Runtime::Process(p) => map.serialize_entry("process", p)?,
+        }
+        map.end()
+    }
+}
+
+impl JsonSchema for Runtime {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Runtime".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let builtin = generator.subschema_for::<BuiltinRuntime>();
+        let process = generator.subschema_for::<ProcessRuntime>();
+        schemars::json_schema!({
+            "description": "What runs: exactly one of `builtin` (an operator compiled into \
+                concord-executor) or `process` (a user program speaking the operator protocol).",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "description": "An operator compiled into `concord-executor`, chosen by name.",
+                    "properties": {"builtin": builtin},
+                    "required": ["builtin"],
+                    "additionalProperties": false
+                },
+                {
+                    "type": "object",
+                    "description": "A user program started by the executor and spoken to over \
+                        the operator protocol.",
+                    "properties": {"process": process},
+                    "required": ["process"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
 }
 
 /// A built-in operator.

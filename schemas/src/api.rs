@@ -1,0 +1,109 @@
+//! Wire types of the HTTP API shared by the controller and its clients (CLI, dashboard).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Plan, SpecError, Topology};
+
+/// Path of the API group.
+pub const API_BASE: &str = "/apis/concord.io/v1alpha1";
+
+/// `GET .../topologies`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopologyList {
+    pub api_version: String,
+    pub kind: String,
+    /// etcd revision the list is consistent at; watch from here to miss nothing.
+    pub resource_version: String,
+    pub items: Vec<Topology>,
+}
+
+/// What an apply did (or, with `dryRun`, would do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyOutcome {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+impl std::fmt::Display for ApplyOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Created => "created",
+            Self::Configured => "configured",
+            Self::Unchanged => "unchanged",
+        })
+    }
+}
+
+/// The answer to `PUT`/`POST` of a topology.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyResponse {
+    pub outcome: ApplyOutcome,
+    pub dry_run: bool,
+    /// Per-operator changes against what was stored.
+    pub plan: Plan,
+    pub object: Topology,
+}
+
+/// Kind of a watch event, as in Kubernetes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum WatchEventType {
+    Added,
+    Modified,
+    Deleted,
+    Error,
+}
+
+/// One line of a `?watch=true` response (newline-delimited JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WatchEvent {
+    #[serde(rename = "type")]
+    pub kind: WatchEventType,
+    /// The topology with its status; absent on `ERROR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<Topology>,
+    /// etcd revision of this event; pass it back as `resourceVersion` to resume.
+    pub revision: String,
+    /// On `ERROR`: 410 when the revision is too old (list again), 503 when etcd was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl WatchEvent {
+    /// An event carrying an object.
+    pub fn object(kind: WatchEventType, object: Topology, revision: i64) -> Self {
+        Self { kind, object: Some(object), revision: revision.to_string(), code: None, message: None }
+    }
+
+    /// A terminal error event.
+    pub fn error(code: u16, message: String, revision: i64) -> Self {
+        Self {
+            kind: WatchEventType::Error,
+            object: None,
+            revision: revision.to_string(),
+            code: Some(code),
+            message: Some(message),
+        }
+    }
+}
+
+/// Kubernetes-style error body of every non-2xx answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiStatus {
+    pub kind: String,
+    pub status: String,
+    pub message: String,
+    /// `Invalid`, `Conflict`, `NotFound`, `RequestEntityTooLarge`, ...
+    pub reason: String,
+    pub code: u16,
+    /// Validation errors with field paths, on 422.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<SpecError>,
+}

@@ -1,0 +1,368 @@
+//! Parsing topology documents from YAML (files, `-`) and JSON (the HTTP API), with errors
+//! that say where: `file:line:column`, the field path, and what was expected.
+//!
+//! # Decisions
+//!
+//! - **Unknown fields are rejected.** Every object of the schema is `deny_unknown_fields`,
+//!   so a typo such as `instance: 3` fails with an error naming the field and listing the
+//!   allowed ones (`unknown field `instance`, expected one of `name`, `instances`, ...`)
+//!   instead of being silently dropped and leaving the operator at its default. The JSON
+//!   Schema says the same with `additionalProperties: false`, so editors flag it too.
+//! - **`status` is accepted and dropped**, so `concord get -o yaml | concord apply -f -`
+//!   round-trips. Server-managed metadata (`uid`, `generation`, `resourceVersion`,
+//!   `creationTimestamp`) is accepted as well; the server decides what to keep.
+//! - **Empty documents are skipped** (e.g. a trailing `---`), like kubectl; an input with
+//!   no document at all is an error.
+//! - **Size limit**: inputs larger than [`MAX_DOCUMENT_BYTES`] are rejected before parsing;
+//!   etcd refuses values larger than about 1.5 MiB.
+//! - Every parsed topology is [`normalize`]d and [`validate`]d; all errors of all documents
+//!   are returned together, each located as precisely as possible.
+
+use crate::error::{SpecError, SpecErrors};
+use crate::locate::locate;
+use crate::normalize::normalize;
+use crate::topology::{API_VERSION, KIND, RUNTIME_ONE_OF, Topology};
+use crate::untyped::read_document;
+use crate::validate::validate;
+
+/// Largest accepted input, in bytes (1 MiB). etcd's default request limit is 1.5 MiB.
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+/// Semantic errors of one document get a line and column looked up for at most this many
+/// errors (each lookup re-reads the document).
+const MAX_LOCATED_ERRORS: usize = 100;
+
+/// The input format, for [`parse_any`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// YAML, possibly several documents separated by `---`.
+    Yaml,
+    /// A single JSON object.
+    Json,
+}
+
+impl Format {
+    /// Picks the format from a `Content-Type` value or file name: JSON for
+    /// `application/json` (and `+json` types) or a `.json` name, YAML otherwise (YAML is
+    /// a superset of JSON, so YAML is the safe default).
+    pub fn from_hint(hint: Option<&str>) -> Self {
+        match hint {
+            Some(h) => {
+                let h = h.to_ascii_lowercase();
+                let mime = h.split(';').next().unwrap_or("").trim();
+                if mime == "application/json" || mime.ends_with("+json") || h.ends_with(".json") {
+                    Format::Json
+                } else {
+                    Format::Yaml
+                }
+            }
+            None => Format::Yaml,
+        }
+    }
+}
+
+/// Parses, normalises and validates every topology document of a YAML stream.
+///
+/// `file` names the origin in error messages (a path, `<stdin>`, ...). On success the
+/// topologies are returned in document order; on failure, every error of every document.
+pub fn parse_yaml(source: &[u8], file: &str) -> Result<Vec<Topology>, SpecErrors> {
+    let text = check_input(source, file)?;
+    let mut topologies = Vec::new();
+    let mut errors = SpecErrors::default();
+
+    // Pass 1: syntax, empty documents, apiVersion/kind, as untyped values. A syntax error
+    // ends the stream: positions after it are unreliable.
+    let mut documents: Vec<(usize, bool)> = Vec::new(); // (index, has content)
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        match read_document(document) {
+            Ok(serde_yaml_ng::Value::Null) => documents.push((index, false)),
+            Ok(value) => {
+                let header = check_header(&value);
+                let ok = header.is_empty();
+                for (path, message) in header {
+                    let mut e = SpecError::at_path(path, message).with_file(file);
+                    if let Some((line, column)) = locate(text, index, &path_of(&e)) {
+                        e = e.with_location(line, column);
+                    }
+                    errors.push(e);
+                }
+                documents.push((index, ok));
+            }
+            Err(err) => {
+                errors.push(yaml_error(err, None, file));
+                return Err(errors);
+            }
+        }
+    }
+
+    // Pass 2: typed, with field paths.
+    let mut stream = serde_yaml_ng::Deserializer::from_str(text);
+    let mut position = 0;
+    for &(index, has_content) in &documents {
+        let document = stream.by_ref().nth(index - position);
+        position = index + 1;
+        let (Some(document), true) = (document, has_content) else {
+            continue;
+        };
+        match serde_path_to_error::deserialize::<_, Topology>(document) {
+            Ok(mut topology) => {
+                normalize(&mut topology);
+                match validate(&topology) {
+                    Ok(()) => topologies.push(topology),
+                    Err(found) => {
+                        for (n, mut e) in found.into_iter().enumerate() {
+                            e.file = Some(file.to_owned());
+                            if n < MAX_LOCATED_ERRORS
+                                && let Some((line, column)) = locate(text, index, &path_of(&e))
+                            {
+                                e = e.with_location(line, column);
+                            }
+                            errors.push(e);
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                let path = err.path().to_string();
+                let mut e = yaml_error(err.into_inner(), Some(path), file);
+                // Errors raised after a value was read (e.g. `runtime` with neither or
+                // both keys) carry the parent's position; point at the value instead.
+                if e.message.starts_with(RUNTIME_ONE_OF)
+                    && let Some((line, column)) = locate(text, index, &path_of(&e))
+                {
+                    e = e.with_location(line, column);
+                }
+                errors.push(e);
+            }
+        }
+    }
+
+    if documents.iter().all(|&(_, has_content)| !has_content) && errors.is_empty() {
+        errors.push(
+            SpecError::new("no topology documents found (the input is empty or only comments)")
+                .with_file(file),
+        );
+    }
+    if errors.is_empty() {
+        Ok(topologies)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Parses, normalises and validates one topology from JSON (the HTTP API's body).
+pub fn parse_json(source: &[u8], origin: &str) -> Result<Topology, SpecErrors> {
+    let text = check_input(source, origin)?;
+    if text.trim().is_empty() {
+        return Err(
+            SpecError::new("no topology document found (the input is empty)")
+                .with_file(origin)
+                .into(),
+        );
+    }
+    // apiVersion/kind first: a wrong kind would otherwise show up as a confusing
+    // unknown-field error.
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+        let yaml_value = serde_yaml_ng::to_value(&value).unwrap_or(serde_yaml_ng::Value::Null);
+        let header = check_header(&yaml_value);
+        if !header.is_empty() {
+            return Err(SpecErrors(
+                header
+                    .into_iter()
+                    .map(|(p, m)| SpecError::at_path(p, m).with_file(origin))
+                    .collect(),
+            ));
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let mut topology: Topology = match serde_path_to_error::deserialize(&mut de) {
+        Ok(t) => t,
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let mut e = SpecError::new(clean_message(
+                &inner.to_string(),
+                inner.line(),
+                inner.column(),
+            ))
+            .with_file(origin);
+            if inner.line() > 0 {
+                e = e.with_location(inner.line(), inner.column());
+            }
+            if path != "." && !inner.is_syntax() && !inner.is_eof() {
+                e.path = Some(path);
+            }
+            return Err(e.into());
+        }
+    };
+    if let Err(err) = de.end() {
+        return Err(SpecError::new(format!(
+            "unexpected content after the topology object: {}",
+            clean_message(&err.to_string(), err.line(), err.column())
+        ))
+        .with_file(origin)
+        .with_location(err.line(), err.column())
+        .into());
+    }
+    normalize(&mut topology);
+    validate(&topology).map_err(|e| e.with_file(origin))?;
+    Ok(topology)
+}
+
+/// Parses YAML or JSON depending on `content_type_hint` (a `Content-Type` value or a file
+/// name; see [`Format::from_hint`]). JSON input yields exactly one topology.
+pub fn parse_any(
+    source: &[u8],
+    origin: &str,
+    content_type_hint: Option<&str>,
+) -> Result<Vec<Topology>, SpecErrors> {
+    match Format::from_hint(content_type_hint) {
+        Format::Json => parse_json(source, origin).map(|t| vec![t]),
+        Format::Yaml => parse_yaml(source, origin),
+    }
+}
+
+/// Size and encoding checks shared by both formats.
+fn check_input<'a>(source: &'a [u8], file: &str) -> Result<&'a str, SpecErrors> {
+    if source.len() > MAX_DOCUMENT_BYTES {
+        return Err(SpecError::new(format!(
+            "input is {} bytes, larger than the limit of {MAX_DOCUMENT_BYTES} bytes (1 MiB); \
+             etcd refuses values over about 1.5 MiB",
+            source.len()
+        ))
+        .with_file(file)
+        .into());
+    }
+    match std::str::from_utf8(source) {
+        Ok(text) => Ok(text),
+        Err(err) => {
+            let offset = err.valid_up_to();
+            let valid = &source[..offset];
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            let column = String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count()
+                + 1;
+            let byte = source.get(offset).copied().unwrap_or(0);
+            Err(SpecError::new(format!(
+                "input is not valid UTF-8: invalid byte 0x{byte:02x} at byte offset {offset}"
+            ))
+            .with_file(file)
+            .with_location(line, column)
+            .into())
+        }
+    }
+}
+
+/// apiVersion and kind of an untyped document, checked before typed parsing.
+fn check_header(value: &serde_yaml_ng::Value) -> Vec<(&'static str, String)> {
+    let mut errors = Vec::new();
+    let serde_yaml_ng::Value::Mapping(map) = value else {
+        return errors;
+    };
+    match map.get("apiVersion") {
+        None => errors.push((
+            "apiVersion",
+            format!("missing field `apiVersion`: expected {API_VERSION:?}"),
+        )),
+        Some(serde_yaml_ng::Value::String(v)) if v == API_VERSION => {}
+        Some(other) => errors.push((
+            "apiVersion",
+            format!(
+                "unsupported apiVersion {}: expected {API_VERSION:?}",
+                describe(other)
+            ),
+        )),
+    }
+    match map.get("kind") {
+        None => errors.push(("kind", format!("missing field `kind`: expected {KIND:?}"))),
+        Some(serde_yaml_ng::Value::String(v)) if v == KIND => {}
+        Some(other) => errors.push((
+            "kind",
+            format!("unsupported kind {}: expected {KIND:?}", describe(other)),
+        )),
+    }
+    errors
+}
+
+fn describe(value: &serde_yaml_ng::Value) -> String {
+    match value {
+        serde_yaml_ng::Value::String(s) => format!("{s:?}"),
+        other => serde_yaml_ng::to_string(other)
+            .map(|s| s.trim_end().to_owned())
+            .unwrap_or_else(|_| "(unprintable)".to_owned()),
+    }
+}
+
+fn path_of(e: &SpecError) -> String {
+    e.path.clone().unwrap_or_default()
+}
+
+/// Turns a serde_yaml_ng error into a [`SpecError`] with location, path and a message
+/// without serde_yaml_ng's own path prefix and position suffix.
+fn yaml_error(err: serde_yaml_ng::Error, path: Option<String>, file: &str) -> SpecError {
+    let location = err.location();
+    let mut message = err.to_string();
+    let mut path = path.filter(|p| p != ".");
+    // serde_yaml_ng prefixes its own view of the path ("spec.operators[0]: ..."); use it
+    // when serde_path_to_error had none (first pass), drop it from the message otherwise.
+    if location.is_some()
+        && let Some((prefix, rest)) = message.split_once(": ")
+        && !prefix.is_empty()
+        && !prefix.contains(char::is_whitespace)
+    {
+        let (prefix, rest) = (prefix.to_owned(), rest.to_owned());
+        if path.is_none() {
+            path = Some(prefix);
+        }
+        message = rest;
+    }
+    let mut e = SpecError::new(match &location {
+        Some(l) => clean_message(&message, l.line(), l.column()),
+        None => clean_message(&message, 0, 0),
+    })
+    .with_file(file);
+    if e.message == "EOF while parsing a value" {
+        e.message = "unexpected end of input: the document is truncated or empty".to_owned();
+    }
+    if let Some(l) = location {
+        e = e.with_location(l.line(), l.column());
+    }
+    e.path = path;
+    e
+}
+
+/// Removes the position suffix serde adds and explains Rust type names.
+fn clean_message(message: &str, line: usize, column: usize) -> String {
+    let mut m = message.to_owned();
+    for suffix in [
+        format!(" at line {line} column {column}"),
+        format!(" at position {line}"),
+    ] {
+        if let Some(stripped) = m.strip_suffix(&suffix) {
+            m = stripped.to_owned();
+        }
+    }
+    // "at line 3 column 5, while parsing a block mapping at line 1 column 1": keep the
+    // context, drop the duplicate position.
+    m = m.replace(&format!(" at line {line} column {column},"), ",");
+    if m.starts_with("invalid type: integer `-")
+        && (m.contains("expected u32") || m.contains("expected u64"))
+    {
+        m = m.replacen("invalid type", "out of range", 1);
+    }
+    for (rust, human) in [
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u64", "expected a whole number >= 0"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        m = m.replace(rust, human);
+    }
+    m
+}
