@@ -1,0 +1,303 @@
+//! The agent side of a task: sandbox, fetch, the command executor's process handling
+//! (own process group, SIGTERM → grace → SIGKILL), and the status updates it sends.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::fetcher::{self, FetchUri};
+use crate::master::{KillRequest, Shared, status};
+use crate::process::{self, ProcessSpec};
+use crate::wire::*;
+
+/// Everything a runner needs to launch one task.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Framework.
+    pub framework_id: String,
+    /// Task.
+    pub task_id: String,
+    /// Agent.
+    pub agent_id: String,
+    /// Executor id (the task id for command tasks).
+    pub executor_id: String,
+    /// Container id.
+    pub container_id: String,
+    /// `.../executors/<executor>/runs` (holds the `latest` symlink).
+    pub runs_dir: PathBuf,
+    /// The task's sandbox.
+    pub sandbox: PathBuf,
+    /// What to run.
+    pub command: CommandInfo,
+    /// Allocation role.
+    pub role: String,
+    /// FrameworkInfo.checkpoint.
+    pub checkpoint: bool,
+    /// Grace period when a kill request carries none (TaskInfo.kill_policy or 3 s).
+    pub default_grace: Duration,
+    /// `ip:port` of the agent.
+    pub agent_endpoint: String,
+    /// `slave(n)@ip:port`.
+    pub agent_pid: String,
+}
+
+/// Runs a task to completion, reporting its states to the master.
+pub async fn run(
+    shared: Arc<Shared>,
+    spec: RunSpec,
+    mut kill_rx: mpsc::UnboundedReceiver<KillRequest>,
+) {
+    let report = |st: TaskStatus| {
+        shared
+            .lock()
+            .agent_update(&spec.framework_id, &spec.task_id, st);
+    };
+    let mk = |state: TaskState,
+              source: TaskStatusSource,
+              reason: Option<TaskStatusReason>,
+              message: Option<String>| {
+        let mut st = status(
+            &spec.task_id,
+            state,
+            source,
+            reason,
+            message,
+            Some(&spec.agent_id),
+        );
+        st.executor_id = Some(ExecutorId::new(spec.executor_id.clone()));
+        st
+    };
+
+    if let Err(e) = prepare_sandbox(&spec) {
+        report(mk(
+            TaskState::Failed,
+            TaskStatusSource::Agent,
+            Some(TaskStatusReason::ContainerLaunchFailed),
+            Some(format!("Failed to launch container: {e:#}")),
+        ));
+        return;
+    }
+    let uris: Vec<FetchUri> = spec
+        .command
+        .uris
+        .iter()
+        .map(|u| FetchUri {
+            value: u.value.clone(),
+            executable: u.executable.unwrap_or(false),
+            extract: u.extract,
+            output_file: u.output_file.clone(),
+        })
+        .collect();
+    tokio::select! {
+        result = fetcher::fetch_all(&shared.http, &uris, &spec.sandbox) => {
+            if let Err(e) = result {
+                tracing::warn!(task_id = %spec.task_id, error = %format!("{e:#}"), "fetch failed");
+                report(mk(
+                    TaskState::Failed,
+                    TaskStatusSource::Agent,
+                    Some(TaskStatusReason::ContainerLaunchFailed),
+                    Some(format!("Failed to launch container: {e:#}")),
+                ));
+                shared.lock().task_exited(&spec.framework_id, &spec.task_id);
+                return;
+            }
+        }
+        Some(_) = kill_rx.recv() => {
+            report(mk(
+                TaskState::Killed,
+                TaskStatusSource::Agent,
+                Some(TaskStatusReason::TaskKilledDuringLaunch),
+                Some("Task killed before it was launched".into()),
+            ));
+            shared.lock().task_exited(&spec.framework_id, &spec.task_id);
+            return;
+        }
+    }
+
+    let pspec = ProcessSpec {
+        shell: spec.command.shell,
+        value: spec.command.value.clone().unwrap_or_default(),
+        arguments: spec.command.arguments.clone(),
+        env: environment(&spec),
+        cwd: spec.sandbox.clone(),
+    };
+    process::log_line(
+        &spec.sandbox,
+        "stdout",
+        &format!("Starting task {}", spec.task_id),
+    );
+    let mut child = match process::spawn(&pspec) {
+        Ok(c) => c,
+        Err(e) => {
+            report(mk(
+                TaskState::Failed,
+                TaskStatusSource::Executor,
+                None,
+                Some(format!("Failed to launch task subprocess: {e:#}")),
+            ));
+            shared.lock().task_exited(&spec.framework_id, &spec.task_id);
+            return;
+        }
+    };
+    let pid = child.id().unwrap_or(0);
+    process::log_line(&spec.sandbox, "stdout", &format!("Forked command at {pid}"));
+    shared.records.add(&spec.container_id, pid);
+    shared
+        .lock()
+        .task_started(&spec.framework_id, &spec.task_id, pid);
+    let container_status = ContainerStatus {
+        container_id: Some(ContainerId::new(spec.container_id.clone())),
+        executor_pid: Some(pid),
+        ..ContainerStatus::default()
+    };
+    let with_container = |mut st: TaskStatus| {
+        st.container_status = Some(container_status.clone());
+        st
+    };
+    report(with_container(mk(
+        TaskState::Starting,
+        TaskStatusSource::Executor,
+        None,
+        None,
+    )));
+    report(with_container(mk(
+        TaskState::Running,
+        TaskStatusSource::Executor,
+        None,
+        None,
+    )));
+
+    let mut killed = false;
+    let mut sigkill_at: Option<Instant> = None;
+    let exit = loop {
+        let deadline = sigkill_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(86400));
+        tokio::select! {
+            status = child.wait() => break status,
+            Some(req) = kill_rx.recv(), if !killed => {
+                killed = true;
+                if req.send_killing {
+                    report(with_container(mk(TaskState::Killing, TaskStatusSource::Executor, None, None)));
+                }
+                tracing::info!(task_id = %spec.task_id, pid, grace = ?req.grace, "sending SIGTERM to task process group");
+                process::signal_group(pid, Signal::SIGTERM);
+                sigkill_at = Some(Instant::now() + req.grace);
+            }
+            () = tokio::time::sleep_until(deadline), if sigkill_at.is_some() => {
+                tracing::info!(task_id = %spec.task_id, pid, "grace period over, sending SIGKILL");
+                process::signal_group(pid, Signal::SIGKILL);
+                sigkill_at = None;
+            }
+        }
+    };
+    // The container is destroyed with its executor: nothing of the task outlives it.
+    process::signal_group(pid, Signal::SIGKILL);
+    shared.records.remove(&spec.container_id);
+    let message = match &exit {
+        Ok(st) => describe_exit(st),
+        Err(e) => format!("Failed to wait for the task: {e}"),
+    };
+    process::log_line(&spec.sandbox, "stdout", &message);
+    let success = exit.as_ref().is_ok_and(|s| s.success());
+    let state = if killed {
+        TaskState::Killed
+    } else if success {
+        TaskState::Finished
+    } else {
+        TaskState::Failed
+    };
+    shared.lock().task_exited(&spec.framework_id, &spec.task_id);
+    report(with_container(mk(
+        state,
+        TaskStatusSource::Executor,
+        None,
+        Some(message),
+    )));
+}
+
+fn prepare_sandbox(spec: &RunSpec) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&spec.sandbox)?;
+    let latest = spec.runs_dir.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    std::os::unix::fs::symlink(&spec.container_id, &latest)?;
+    for f in ["stdout", "stderr"] {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(spec.sandbox.join(f))?;
+    }
+    Ok(())
+}
+
+/// The command executor's environment, then `command.environment`, then the role.
+fn environment(spec: &RunSpec) -> Vec<(String, String)> {
+    let sandbox = spec.sandbox.display().to_string();
+    let mut env: Vec<(String, String)> = vec![
+        ("MESOS_FRAMEWORK_ID".into(), spec.framework_id.clone()),
+        ("MESOS_EXECUTOR_ID".into(), spec.executor_id.clone()),
+        ("MESOS_SLAVE_ID".into(), spec.agent_id.clone()),
+        ("MESOS_AGENT_ENDPOINT".into(), spec.agent_endpoint.clone()),
+        ("MESOS_SLAVE_PID".into(), spec.agent_pid.clone()),
+        ("MESOS_DIRECTORY".into(), sandbox.clone()),
+        ("MESOS_SANDBOX".into(), sandbox),
+        (
+            "MESOS_CHECKPOINT".into(),
+            if spec.checkpoint { "1" } else { "0" }.into(),
+        ),
+        ("MESOS_HTTP_COMMAND_EXECUTOR".into(), "0".into()),
+        (
+            "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD".into(),
+            "5secs".into(),
+        ),
+        ("LIBPROCESS_PORT".into(), "0".into()),
+    ];
+    if spec.checkpoint {
+        env.push(("MESOS_RECOVERY_TIMEOUT".into(), "15mins".into()));
+        env.push(("MESOS_SUBSCRIPTION_BACKOFF_MAX".into(), "2secs".into()));
+    }
+    if let Some(e) = &spec.command.environment {
+        for v in &e.variables {
+            if let Some(value) = &v.value {
+                env.push((v.name.clone(), value.clone()));
+            }
+        }
+    }
+    env.push(("MESOS_ALLOCATION_ROLE".into(), spec.role.clone()));
+    env
+}
+
+/// `Command exited with status N` / `Command terminated with signal Terminated`.
+fn describe_exit(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return format!("Command exited with status {code}");
+    }
+    match status.signal() {
+        Some(sig) => format!("Command terminated with signal {}", signal_name(sig)),
+        None => "Command terminated".into(),
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    let name = match Signal::try_from(sig) {
+        Ok(Signal::SIGHUP) => "Hangup",
+        Ok(Signal::SIGINT) => "Interrupt",
+        Ok(Signal::SIGQUIT) => "Quit",
+        Ok(Signal::SIGILL) => "Illegal instruction",
+        Ok(Signal::SIGABRT) => "Aborted",
+        Ok(Signal::SIGBUS) => "Bus error",
+        Ok(Signal::SIGFPE) => "Floating point exception",
+        Ok(Signal::SIGKILL) => "Killed",
+        Ok(Signal::SIGSEGV) => "Segmentation fault",
+        Ok(Signal::SIGPIPE) => "Broken pipe",
+        Ok(Signal::SIGALRM) => "Alarm clock",
+        Ok(Signal::SIGTERM) => "Terminated",
+        Ok(Signal::SIGUSR1) => "User defined signal 1",
+        Ok(Signal::SIGUSR2) => "User defined signal 2",
+        _ => return format!("Unknown signal {sig}"),
+    };
+    name.to_string()
+}

@@ -1,0 +1,137 @@
+//! Command-line flags, named and spelled as Apache Mesos spells them.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+const AFTER_HELP: &str = "\
+Agents: every agent (`--agents N`) gets its own id `<master id>-S<n>`, its own libprocess \
+identity `slave(<n>)@<ip>:<port>` and its own copy of `--resources`. Scalars (cpus, mem, disk) \
+are copied as given; the `ports` ranges are split into N disjoint, contiguous shares so no two \
+agents offer the same port. Like `mesos-local`, all agents share the master's IP and port: their \
+endpoints (`/files/...`, `/slave(<n>)/state`) are served on the master's port.
+
+Sandboxes live under `<work_dir>/slaves/<agent>/frameworks/<fw>/executors/<task>/runs/<container>`. \
+Tasks die with mesos-lite; a restart with the same work_dir keeps the master id (so agent ids stay \
+the same) and kills task processes left over from an earlier run.";
+
+/// A single-process Mesos-compatible master with N agents, for local runs and CI.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "mesos-lite", version, about, after_help = AFTER_HELP)]
+pub struct Flags {
+    /// IP address to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "MESOS_IP")]
+    pub ip: IpAddr,
+
+    /// Port to listen on (master and agents share it).
+    #[arg(long, default_value_t = 5050, env = "MESOS_PORT")]
+    pub port: u16,
+
+    /// Hostname advertised for the master and agents (default: the --ip address).
+    #[arg(long, env = "MESOS_HOSTNAME")]
+    pub hostname: Option<String>,
+
+    /// Directory for the master's metadata and the agents' sandboxes
+    /// (default: `<tmp>/mesos-lite-<port>`).
+    #[arg(long = "work_dir", env = "MESOS_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// Resources of each agent, e.g. `cpus:4;mem:8192;disk:10000;ports:[31000-32000]`
+    /// (default: this machine's cpus and memory, disk from the work_dir's file system,
+    /// ports [31000-32000]).
+    #[arg(long, env = "MESOS_RESOURCES")]
+    pub resources: Option<String>,
+
+    /// Number of agents.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub agents: u32,
+
+    /// Interval between HEARTBEAT events on scheduler streams (e.g. `15secs`).
+    #[arg(long = "heartbeat_interval", default_value = "15secs", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// Interval between batch allocation rounds (e.g. `1secs`).
+    #[arg(long = "allocation_interval", default_value = "1secs", value_parser = parse_duration)]
+    pub allocation_interval: Duration,
+
+    /// Rescind offers not used within this time (off by default, as in Mesos).
+    #[arg(long = "offer_timeout", value_parser = parse_duration)]
+    pub offer_timeout: Option<Duration>,
+
+    /// First retry interval of unacknowledged status updates; doubles up to 10 mins
+    /// (mesos-lite only: the Mesos agent hardcodes 10secs).
+    #[arg(long = "status_update_retry_interval", default_value = "10secs", value_parser = parse_duration)]
+    pub status_update_retry_interval: Duration,
+
+    /// Grace period between SIGTERM and SIGKILL when no kill policy is given.
+    #[arg(long = "default_kill_grace_period", default_value = "3secs", value_parser = parse_duration, hide = true)]
+    pub default_kill_grace_period: Duration,
+}
+
+impl Flags {
+    /// The hostname to advertise.
+    pub fn advertised_hostname(&self) -> String {
+        self.hostname.clone().unwrap_or_else(|| self.ip.to_string())
+    }
+
+    /// The work directory, defaulted.
+    pub fn work_dir(&self) -> PathBuf {
+        self.work_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("mesos-lite-{}", self.port)))
+    }
+}
+
+/// Parses a stout-style duration (`100ms`, `15secs`, `2mins`, `1hrs`, `1days`, `1weeks`;
+/// also `s`/`m`/`h` and bare numbers as seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration '{text}'"))?;
+    let seconds_per_unit = match unit.trim() {
+        "ns" => 1e-9,
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "" | "s" | "sec" | "secs" => 1.0,
+        "m" | "min" | "mins" => 60.0,
+        "h" | "hr" | "hrs" => 3600.0,
+        "d" | "day" | "days" => 86400.0,
+        "w" | "week" | "weeks" => 604800.0,
+        other => return Err(format!("unknown duration unit '{other}' in '{text}'")),
+    };
+    let secs = value * seconds_per_unit;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration '{text}'"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15secs"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("2mins"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("1parsecs").is_err());
+    }
+
+    #[test]
+    fn defaults() {
+        let flags = Flags::parse_from(["mesos-lite"]);
+        assert_eq!(flags.port, 5050);
+        assert_eq!(flags.agents, 1);
+        assert_eq!(flags.heartbeat_interval, Duration::from_secs(15));
+    }
+}
