@@ -78,7 +78,13 @@ pub struct WatchEvent {
 impl WatchEvent {
     /// An event carrying an object.
     pub fn object(kind: WatchEventType, object: Topology, revision: i64) -> Self {
-        Self { kind, object: Some(object), revision: revision.to_string(), code: None, message: None }
+        Self {
+            kind,
+            object: Some(object),
+            revision: revision.to_string(),
+            code: None,
+            message: None,
+        }
     }
 
     /// A terminal error event.

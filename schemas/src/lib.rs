@@ -4,6 +4,7 @@
 //! The usual pipeline is [`parse_yaml`] (or [`parse_json`]), which already normalises and
 //! validates; then [`template_hash`] per operator and [`plan`] against the stored spec.
 
+pub mod api;
 pub mod error;
 pub mod hash;
 mod locate;
