@@ -1,1 +1,222 @@
-fn main() {}
+//! `concord`: the command-line interface to a Concord controller.
+//!
+//! Exit codes: 0 success; 1 invalid input or rejected by the controller; 2 usage error;
+//! 3 controller unreachable. `concord diff` follows `kubectl diff`: 0 no differences,
+//! 1 differences, 2 invalid input or rejected, 3 unreachable.
+
+mod client;
+mod commands;
+mod input;
+mod output;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::{Client, ClientError};
+
+/// Run stream-processing topologies on Mesos.
+#[derive(Debug, Parser)]
+#[command(name = "concord", version, about, propagate_version = true)]
+struct Cli {
+    /// Controller API address.
+    #[arg(
+        long,
+        global = true,
+        env = "CONCORD_API",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    api: String,
+    /// Namespace for commands that name a topology.
+    #[arg(short = 'n', long, global = true, default_value = "default")]
+    namespace: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or update topologies from YAML files, directories or stdin (`-f -`).
+    Apply(ApplyArgs),
+    /// Show, per operator, what applying the files would change. Exit 1 if anything would.
+    Diff(FileArgs),
+    /// List topologies or show one.
+    Get(GetArgs),
+    /// Show a topology in detail: conditions, operators, tasks, events.
+    Describe {
+        #[arg(value_parser = ["topology", "topologies", "topo"])]
+        kind: String,
+        name: String,
+    },
+    /// Delete a topology: its tasks are stopped, then it is removed.
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+struct FileArgs {
+    /// File, directory (searched recursively for .yaml/.yml/.json) or `-` for stdin.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    #[command(flatten)]
+    files: FileArgs,
+    /// Validate and show the plan; store nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+struct GetArgs {
+    /// `topologies` (all in the namespace) or `topology` with a NAME.
+    #[arg(value_parser = ["topologies", "topology", "topo"])]
+    kind: String,
+    name: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    output: OutputFormat,
+    /// After listing, keep printing changes as they happen.
+    #[arg(short = 'w', long)]
+    watch: bool,
+    /// List across all namespaces.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+}
+
+#[derive(Debug, Args)]
+struct DeleteArgs {
+    #[arg(value_parser = ["topology", "topologies", "topo"])]
+    kind: String,
+    name: String,
+    /// Wait until the topology and its tasks are gone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    wait: bool,
+    /// How long `--wait` waits, e.g. `60s`, `2m`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 2m"))?;
+    let secs = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} in {s:?}: use ms, s, m or h"
+            ));
+        }
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    /// Invalid input or a rejection (exit 1).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let code = match e {
+            ClientError::Unreachable { .. } => 3,
+            _ => 1,
+        };
+        let mut message = e.to_string();
+        if let ClientError::Rejected(status) = &e
+            && !status.errors.is_empty()
+        {
+            message = status
+                .errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        Self { code, message }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let client = Client::new(&cli.api);
+    let result = runtime.block_on(run(&client, &cli.namespace, cli.command));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            for line in f.message.lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn run(client: &Client, namespace: &str, command: Command) -> Result<u8, Failure> {
+    match command {
+        Command::Apply(args) => commands::apply::run(client, &args.files.files, args.dry_run).await,
+        Command::Diff(args) => commands::diff::run(client, &args.files).await,
+        Command::Get(args) => {
+            let ns = (!args.all_namespaces).then_some(namespace);
+            let single = matches!(args.kind.as_str(), "topology" | "topo");
+            if single && args.name.is_none() {
+                return Err(Failure {
+                    code: 2,
+                    message: "`get topology` needs a NAME (or use `get topologies`)".into(),
+                });
+            }
+            commands::get::run(client, ns, args.name.as_deref(), args.output, args.watch).await
+        }
+        Command::Describe { name, .. } => commands::describe::run(client, namespace, &name).await,
+        Command::Delete(args) => {
+            commands::delete::run(
+                client,
+                namespace,
+                &args.name,
+                args.wait.then_some(args.timeout),
+            )
+            .await
+        }
+    }
+}

@@ -1,1 +1,303 @@
-//! End-to-end test harness: starts real etcd, mesos-lite and the Concord binaries.
+//! Test harness: real etcd, mesos-lite and Concord processes on free loopback ports.
+//!
+//! Every process is started by this harness, owned by a guard that kills it by PID on
+//! drop, logs to a file in a temporary directory (printed on failure), and is awaited
+//! with a deadline rather than slept on.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// A free TCP port on 127.0.0.1 (bound and released; the OS will not hand it out again soon).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// `target/<profile>`, where cargo puts the workspace binaries.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test-binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .expect("test binary is not under target/<profile>/deps")
+}
+
+/// Path of a workspace binary; panics with a hint when it was not built.
+pub fn binary(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} not found; build the workspace binaries first (`cargo build --workspace --bins`)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A child process killed by PID when dropped.
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Spawns `cmd` with stdout and stderr sent to `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Self {
+        let out = std::fs::File::create(&log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything the process has logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits up to `grace` for exit; SIGKILL after.
+    pub fn terminate(&mut self, grace: Duration) {
+        if self.exited() {
+            return;
+        }
+        // SAFETY-free: plain `kill` on our own child's pid.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.exited() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "----- {} log ({}) -----\n{}",
+                self.name,
+                self.log.display(),
+                self.logs()
+            );
+        }
+    }
+}
+
+/// A real etcd server (Debian `etcd-server`) on free loopback ports with a temporary data dir.
+pub struct Etcd {
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    process: Process,
+    _dir: TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd and waits until it answers `/health`.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client = free_port();
+        let peer = free_port();
+        let bin = std::env::var("CONCORD_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--name")
+            .arg("test")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--listen-client-urls")
+            .arg(&url)
+            .arg("--advertise-client-urls")
+            .arg(&url)
+            .arg("--listen-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-cluster")
+            .arg(format!("test={peer_url}"))
+            .arg("--logger")
+            .arg("zap")
+            .arg("--log-level")
+            .arg("warn");
+        let process = Process::spawn("etcd", cmd, dir.path().join("etcd.log"));
+        let etcd = Self {
+            url,
+            process,
+            _dir: dir,
+        };
+        let health = format!("{}/health", etcd.url);
+        let http = reqwest::Client::new();
+        wait_for(Duration::from_secs(20), "etcd /health", || {
+            let req = http.get(&health).timeout(Duration::from_secs(1)).send();
+            async move {
+                let body = req.await.ok()?.text().await.ok()?;
+                body.contains("true").then_some(())
+            }
+        })
+        .await;
+        etcd
+    }
+
+    /// An etcd client for assertions on what is stored.
+    pub async fn client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([self.url.as_str()], None)
+            .await
+            .expect("connect to etcd")
+    }
+
+    /// Every key and value under `prefix`, for "nothing changed" assertions.
+    pub async fn dump(&self, prefix: &str) -> Vec<(String, String)> {
+        let mut client = self.client().await;
+        let resp = client
+            .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+            .await
+            .expect("etcd get");
+        resp.kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    String::from_utf8_lossy(kv.value()).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The etcd process.
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+}
+
+/// A `concord-controller` process.
+pub struct Controller {
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    pub process: Process,
+    _dir: TempDir,
+}
+
+impl Controller {
+    /// Starts the controller against `etcd_url` and waits for `/healthz`.
+    pub async fn start(etcd_url: &str, mesos_url: &str, prefix: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut cmd = Command::new(binary("concord-controller"));
+        cmd.arg("--etcd")
+            .arg(etcd_url)
+            .arg("--mesos")
+            .arg(mesos_url)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--prefix")
+            .arg(prefix)
+            .env("RUST_LOG", "info");
+        let process = Process::spawn("concord-controller", cmd, dir.path().join("controller.log"));
+        let controller = Self {
+            url,
+            process,
+            _dir: dir,
+        };
+        let health = format!("{}/healthz", controller.url);
+        let http = reqwest::Client::new();
+        wait_for(Duration::from_secs(20), "controller /healthz", || {
+            let req = http.get(&health).timeout(Duration::from_secs(1)).send();
+            async move {
+                req.await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+        controller
+    }
+}
+
+/// Runs the `concord` CLI against `api` and returns its output.
+pub fn concord(api: &str, args: &[&str]) -> Output {
+    concord_with_stdin(api, args, None)
+}
+
+/// Runs the `concord` CLI with `stdin` piped in.
+pub fn concord_with_stdin(api: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(binary("concord"));
+    cmd.args(args)
+        .env("CONCORD_API", api)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd.spawn().expect("run concord");
+    if let Some(input) = stdin
+        && let Some(mut pipe) = child.stdin.take()
+    {
+        let _ = pipe.write_all(input);
+    }
+    child.wait_with_output().expect("wait for concord")
+}
+
+/// Path of a file in the repository.
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}

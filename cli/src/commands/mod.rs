@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod apply;
+pub mod delete;
+pub mod describe;
+pub mod diff;
+pub mod get;

@@ -1,0 +1,500 @@
+//! The HTTP API (DESIGN.md, "Interfaces users rely on").
+//!
+//! `/apis/concord.io/v1alpha1/namespaces/<ns>/topologies[/<name>]`: list (`GET`), watch
+//! (`GET ?watch=true[&resourceVersion=N]`, newline-delimited JSON), get, apply (`PUT` on
+//! the name or `POST` on the collection; `?dryRun=true` validates and plans without
+//! storing) and delete. Errors are Kubernetes-style `Status` objects. Bodies are JSON or
+//! YAML and are validated with the same code as the CLI.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use concord_schemas::api::{ApiStatus, ApplyOutcome, ApplyResponse, TopologyList};
+use concord_schemas::{SpecError, SpecErrors, Topology};
+use futures::StreamExt;
+use serde::Deserialize;
+
+use crate::metrics::{ApplyLabels, Metrics, RequestLabels};
+use crate::store::{Store, StoreError};
+use crate::watch::{WatchSpec, watch};
+
+pub use concord_schemas::api::API_BASE;
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub metrics: Metrics,
+    /// Extra readiness checks (e.g. Mesos subscription), reported by `/readyz`.
+    pub readiness: crate::readiness::Readiness,
+}
+
+/// Builds the router.
+pub fn router(state: ApiState) -> Router {
+    let topologies = format!("{API_BASE}/namespaces/{{ns}}/topologies");
+    Router::new()
+        .route(&format!("{API_BASE}/topologies"), get(list_all))
+        .route(&topologies, get(list_ns).post(apply_collection))
+        .route(
+            &format!("{topologies}/{{name}}"),
+            get(get_one).put(apply_named).delete(delete_one),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/schemas/topology.schema.json", get(schema))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            code: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    code: StatusCode,
+    reason: &'static str,
+    message: String,
+    errors: Vec<SpecError>,
+}
+
+impl ApiError {
+    fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn invalid(errors: SpecErrors) -> Self {
+        Self {
+            code: StatusCode::UNPROCESSABLE_ENTITY,
+            reason: "Invalid",
+            message: errors.to_string(),
+            errors: errors.0,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::Conflict { .. } => {
+                Self::new(StatusCode::CONFLICT, "Conflict", e.to_string())
+            }
+            StoreError::Terminating(_) => {
+                Self::new(StatusCode::CONFLICT, "Terminating", e.to_string())
+            }
+            StoreError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "NotFound", e.to_string()),
+            StoreError::BadResourceVersion(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "BadRequest", e.to_string())
+            }
+            StoreError::Etcd(_) => {
+                tracing::warn!(error = %e, "etcd request failed");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    e.to_string(),
+                )
+            }
+            StoreError::Corrupt { .. } | StoreError::Encode { .. } => {
+                tracing::error!(error = %e, "store data error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    e.to_string(),
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ApiStatus {
+            kind: "Status".into(),
+            status: "Failure".into(),
+            message: self.message,
+            reason: self.reason.into(),
+            code: self.code.as_u16(),
+            errors: self.errors,
+        };
+        (self.code, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    #[serde(default)]
+    watch: Option<String>,
+    #[serde(default)]
+    resource_version: Option<String>,
+}
+
+impl ListQuery {
+    fn is_watch(&self) -> bool {
+        matches!(self.watch.as_deref(), Some("true" | "1" | ""))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WriteQuery {
+    #[serde(default)]
+    dry_run: Option<String>,
+    #[serde(default)]
+    resource_version: Option<String>,
+}
+
+impl WriteQuery {
+    fn is_dry_run(&self) -> bool {
+        matches!(self.dry_run.as_deref(), Some("true" | "1" | "All" | ""))
+    }
+}
+
+async fn list_all(state: State<ApiState>, query: Query<ListQuery>) -> ApiResult<Response> {
+    list(state, None, query.0).await
+}
+
+async fn list_ns(
+    state: State<ApiState>,
+    Path(ns): Path<String>,
+    query: Query<ListQuery>,
+) -> ApiResult<Response> {
+    list(state, Some(ns), query.0).await
+}
+
+async fn list(
+    State(state): State<ApiState>,
+    ns: Option<String>,
+    query: ListQuery,
+) -> ApiResult<Response> {
+    if query.is_watch() {
+        return start_watch(state, ns, None, query.resource_version.as_deref());
+    }
+    let (items, revision) = state.store.list(ns.as_deref()).await?;
+    Ok(Json(TopologyList {
+        api_version: concord_schemas::API_VERSION.into(),
+        kind: "TopologyList".into(),
+        resource_version: revision.to_string(),
+        items,
+    })
+    .into_response())
+}
+
+fn start_watch(
+    state: ApiState,
+    namespace: Option<String>,
+    name: Option<String>,
+    resource_version: Option<&str>,
+) -> ApiResult<Response> {
+    let after_revision = resource_version
+        .filter(|rv| !rv.is_empty() && *rv != "0")
+        .map(crate::store::parse_resource_version)
+        .transpose()?;
+    let gauge = state.metrics.watches_open.clone();
+    gauge.inc();
+    let guard = GaugeGuard(gauge);
+    let events = watch(
+        state.store.clone(),
+        WatchSpec {
+            namespace,
+            name,
+            after_revision,
+        },
+    );
+    let body = events.map(move |event| {
+        let _keep = &guard;
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(body))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                e.to_string(),
+            )
+        })?)
+}
+
+struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn get_one(
+    State(state): State<ApiState>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Response> {
+    if query.is_watch() {
+        return start_watch(
+            state,
+            Some(ns),
+            Some(name),
+            query.resource_version.as_deref(),
+        );
+    }
+    let topology = state
+        .store
+        .get_with_status(&ns, &name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("topology {ns}/{name} not found"),
+            )
+        })?;
+    Ok(Json(topology).into_response())
+}
+
+async fn apply_collection(
+    State(state): State<ApiState>,
+    Path(ns): Path<String>,
+    Query(query): Query<WriteQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let topology = decode_body(&headers, body)?;
+    apply(state, ns, None, query, topology).await
+}
+
+async fn apply_named(
+    State(state): State<ApiState>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(query): Query<WriteQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let topology = decode_body(&headers, body)?;
+    apply(state, ns, Some(name), query, topology).await
+}
+
+fn decode_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Topology> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                format!("request body exceeds the limit of {MAX_BODY_BYTES} bytes (1 MiB)"),
+            )
+        } else {
+            ApiError::new(rejection.status(), "BadRequest", rejection.body_text())
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    match mime {
+        "application/json" | "" => {
+            concord_schemas::parse_json(&body, "request body").map_err(ApiError::invalid)
+        }
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            let mut docs =
+                concord_schemas::parse_yaml(&body, "request body").map_err(ApiError::invalid)?;
+            if docs.len() != 1 {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!(
+                        "request body holds {} YAML documents; send exactly one",
+                        docs.len()
+                    ),
+                ));
+            }
+            Ok(docs.remove(0))
+        }
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("unsupported Content-Type {other:?}; use application/json or application/yaml"),
+        )),
+    }
+}
+
+async fn apply(
+    state: ApiState,
+    ns: String,
+    name: Option<String>,
+    query: WriteQuery,
+    mut topology: Topology,
+) -> ApiResult<Response> {
+    if topology.metadata.namespace != ns {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "metadata.namespace {:?} does not match the namespace in the URL {ns:?}",
+                topology.metadata.namespace
+            ),
+        ));
+    }
+    if let Some(name) = &name
+        && *name != topology.metadata.name
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "metadata.name {:?} does not match the name in the URL {name:?}",
+                topology.metadata.name
+            ),
+        ));
+    }
+    if let Some(rv) = query.resource_version.clone() {
+        topology.metadata.resource_version = Some(rv);
+    }
+    concord_schemas::normalize(&mut topology);
+    concord_schemas::validate(&topology).map_err(ApiError::invalid)?;
+
+    let current = state.store.get(&ns, &topology.metadata.name).await?;
+    let plan = concord_schemas::plan(current.as_ref().map(|s| &s.topology.spec), &topology.spec);
+    if query.is_dry_run() {
+        let outcome = match &current {
+            None => ApplyOutcome::Created,
+            Some(stored)
+                if stored.topology.spec == topology.spec
+                    && stored.topology.metadata.labels == topology.metadata.labels
+                    && stored.topology.metadata.annotations == topology.metadata.annotations =>
+            {
+                ApplyOutcome::Unchanged
+            }
+            Some(_) => ApplyOutcome::Configured,
+        };
+        return Ok(Json(ApplyResponse {
+            outcome,
+            dry_run: true,
+            plan,
+            object: topology,
+        })
+        .into_response());
+    }
+    let (outcome, object) = state.store.apply(topology).await?;
+    state
+        .metrics
+        .applies
+        .get_or_create(&ApplyLabels {
+            outcome: outcome.to_string(),
+        })
+        .inc();
+    tracing::info!(namespace = %ns, name = %object.metadata.name, %outcome, generation = ?object.metadata.generation, "applied topology");
+    let code = if outcome == ApplyOutcome::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        code,
+        Json(ApplyResponse {
+            outcome,
+            dry_run: false,
+            plan,
+            object,
+        }),
+    )
+        .into_response())
+}
+
+async fn delete_one(
+    State(state): State<ApiState>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(query): Query<WriteQuery>,
+) -> ApiResult<Response> {
+    let topology = state
+        .store
+        .mark_deleted(&ns, &name, query.resource_version.as_deref())
+        .await?;
+    tracing::info!(namespace = %ns, %name, "topology marked for deletion");
+    Ok((StatusCode::ACCEPTED, Json(topology)).into_response())
+}
+
+async fn readyz(State(state): State<ApiState>) -> Response {
+    let etcd = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
+    let mut lines = Vec::new();
+    let mut ok = true;
+    match etcd {
+        Ok(Ok(_)) => lines.push("[+] etcd ok".to_owned()),
+        Ok(Err(e)) => {
+            ok = false;
+            lines.push(format!("[-] etcd: {e}"));
+        }
+        Err(_) => {
+            ok = false;
+            lines.push("[-] etcd: no answer within 2s".to_owned());
+        }
+    }
+    for (name, check) in state.readiness.snapshot() {
+        match check {
+            Ok(()) => lines.push(format!("[+] {name} ok")),
+            Err(reason) => lines.push(format!("[-] {name}: {reason} (not required for the API)")),
+        }
+    }
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, lines.join("\n") + "\n").into_response()
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn schema() -> Response {
+    Json(concord_schemas::topology_json_schema()).into_response()
+}

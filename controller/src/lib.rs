@@ -1,0 +1,64 @@
+//! The Concord control plane: etcd store, HTTP API and the loops that act on topologies.
+
+pub mod api;
+pub mod metrics;
+pub mod readiness;
+pub mod store;
+pub mod watch;
+
+use std::net::SocketAddr;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+pub use api::{ApiState, router};
+pub use store::{ApplyOutcome, Store, StoreError};
+
+/// How the controller is started.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub etcd_endpoints: Vec<String>,
+    pub etcd_prefix: String,
+    pub mesos_master: String,
+    pub listen: SocketAddr,
+}
+
+/// Errors that stop the controller.
+#[derive(Debug, Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    config: ControllerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ControllerError> {
+    let store = Store::connect(&config.etcd_endpoints, &config.etcd_prefix).await?;
+    let state = ApiState {
+        store: store.clone(),
+        metrics: metrics::Metrics::new(),
+        readiness: readiness::Readiness::default(),
+    };
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ControllerError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+    let local = listener.local_addr().map_err(ControllerError::Serve)?;
+    tracing::info!(listen = %local, etcd = ?config.etcd_endpoints, prefix = %config.etcd_prefix, "controller API listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ControllerError::Serve)
+}

@@ -1,0 +1,69 @@
+//! Prometheus metrics of the controller, served at `/metrics`.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels of an HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub code: u16,
+}
+
+/// Labels of an apply.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApplyLabels {
+    pub outcome: String,
+}
+
+/// All controller metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub applies: Family<ApplyLabels, Counter>,
+    pub watches_open: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("concord");
+        let http_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP API requests by route and status",
+            http_requests.clone(),
+        );
+        let applies = Family::<ApplyLabels, Counter>::default();
+        registry.register("applies", "Topology applies by outcome", applies.clone());
+        let watches_open = Gauge::default();
+        registry.register("watches_open", "Open watch streams", watches_open.clone());
+        Self {
+            registry: Arc::new(registry),
+            http_requests,
+            applies,
+            watches_open,
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,491 @@
+//! The etcd-backed store of topologies and their status.
+//!
+//! Layout (DESIGN.md): `<prefix>/topologies/<ns>/<name>` holds the spec as JSON and
+//! `<prefix>/status/<ns>/<name>` the status, in a key of its own so that status writes
+//! never look like spec changes. Every write is an etcd transaction that compares the
+//! revision it read, so concurrent writers get [`StoreError::Conflict`] instead of
+//! silently overwriting each other.
+
+use chrono::Utc;
+use concord_schemas::{Topology, TopologyStatus};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
+};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Errors from the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error(
+        "conflict on {key}: the object was modified (expected resourceVersion {expected}, found {found}); read it again and retry"
+    )]
+    Conflict {
+        key: String,
+        expected: String,
+        found: String,
+    },
+    #[error("topology {0} not found")]
+    NotFound(String),
+    #[error("topology {0} is being deleted")]
+    Terminating(String),
+    #[error("stored value at {key} is not valid JSON: {source}")]
+    Corrupt {
+        key: String,
+        source: serde_json::Error,
+    },
+    #[error("cannot encode {key}: {source}")]
+    Encode {
+        key: String,
+        source: serde_json::Error,
+    },
+    #[error("invalid resourceVersion {0:?}: expected a decimal etcd revision")]
+    BadResourceVersion(String),
+}
+
+pub use concord_schemas::api::ApplyOutcome;
+
+/// A topology as stored, with the etcd revisions that locate it.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Spec and metadata; `metadata.resourceVersion` is the spec key's mod revision.
+    pub topology: Topology,
+    pub mod_revision: i64,
+}
+
+/// Handle to the etcd store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    prefix: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects lazily-tolerant: the connection is established on first use, so a
+    /// controller started before etcd still comes up and reports not-ready.
+    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self, StoreError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(10))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true);
+        let client = Client::connect(endpoints, Some(options)).await?;
+        Ok(Self::with_client(client, prefix))
+    }
+
+    /// Wraps an existing client.
+    pub fn with_client(client: Client, prefix: &str) -> Self {
+        Self {
+            client,
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// The underlying etcd client (for watches and leases elsewhere in the controller).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The key prefix, without a trailing slash.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<prefix>/topologies/<ns>/<name>`
+    pub fn spec_key(&self, ns: &str, name: &str) -> String {
+        format!("{}/topologies/{ns}/{name}", self.prefix)
+    }
+
+    /// `<prefix>/status/<ns>/<name>`
+    pub fn status_key(&self, ns: &str, name: &str) -> String {
+        format!("{}/status/{ns}/{name}", self.prefix)
+    }
+
+    /// Prefix of every spec key in a namespace, or in all namespaces.
+    pub fn spec_prefix(&self, ns: Option<&str>) -> String {
+        match ns {
+            Some(ns) => format!("{}/topologies/{ns}/", self.prefix),
+            None => format!("{}/topologies/", self.prefix),
+        }
+    }
+
+    /// Prefix of every status key in a namespace, or in all namespaces.
+    pub fn status_prefix(&self, ns: Option<&str>) -> String {
+        match ns {
+            Some(ns) => format!("{}/status/{ns}/", self.prefix),
+            None => format!("{}/status/", self.prefix),
+        }
+    }
+
+    /// Checks that etcd answers.
+    pub async fn ping(&self) -> Result<i64, StoreError> {
+        let mut client = self.client.clone();
+        let status = client.status().await?;
+        Ok(status.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
+    /// Reads one topology (without status).
+    pub async fn get(&self, ns: &str, name: &str) -> Result<Option<Stored>, StoreError> {
+        let key = self.spec_key(ns, name);
+        let mut client = self.client.clone();
+        let resp = client.get(key.as_str(), None).await?;
+        resp.kvs().first().map(decode_spec).transpose()
+    }
+
+    /// Reads one topology's status.
+    pub async fn get_status(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<TopologyStatus>, StoreError> {
+        let key = self.status_key(ns, name);
+        let mut client = self.client.clone();
+        let resp = client.get(key.as_str(), None).await?;
+        resp.kvs().first().map(decode_status).transpose()
+    }
+
+    /// Reads a topology with its status merged in, as the API returns it.
+    pub async fn get_with_status(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Topology>, StoreError> {
+        let Some(stored) = self.get(ns, name).await? else {
+            return Ok(None);
+        };
+        let mut topology = stored.topology;
+        topology.status = self.get_status(ns, name).await?;
+        Ok(Some(topology))
+    }
+
+    /// Lists topologies with their status, and the etcd revision the list is consistent at.
+    pub async fn list(&self, ns: Option<&str>) -> Result<(Vec<Topology>, i64), StoreError> {
+        let mut client = self.client.clone();
+        let specs = client
+            .get(self.spec_prefix(ns), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let revision = specs.header().map(|h| h.revision()).unwrap_or_default();
+        // Read statuses at the same revision so the list is one consistent snapshot.
+        let statuses = client
+            .get(
+                self.status_prefix(ns),
+                Some(GetOptions::new().with_prefix().with_revision(revision)),
+            )
+            .await?;
+        let mut by_key = std::collections::HashMap::new();
+        for kv in statuses.kvs() {
+            let (ns, name) = split_ns_name(kv.key())?;
+            by_key.insert((ns, name), decode_status(kv)?);
+        }
+        let mut items = Vec::with_capacity(specs.kvs().len());
+        for kv in specs.kvs() {
+            let mut topology = decode_spec(kv)?.topology;
+            let id = (
+                topology.metadata.namespace.clone(),
+                topology.metadata.name.clone(),
+            );
+            topology.status = by_key.remove(&id);
+            items.push(topology);
+        }
+        Ok((items, revision))
+    }
+
+    /// Creates or updates a topology from a validated, normalised spec.
+    ///
+    /// * Identical spec, labels and annotations: nothing is written (`Unchanged`).
+    /// * `metadata.generation` increases only when `spec` changes.
+    /// * When the input carries `metadata.resourceVersion`, the write happens only if the
+    ///   stored object still has that revision; otherwise against the revision just read.
+    pub async fn apply(&self, mut input: Topology) -> Result<(ApplyOutcome, Topology), StoreError> {
+        input.status = None;
+        let ns = input.metadata.namespace.clone();
+        let name = input.metadata.name.clone();
+        let key = self.spec_key(&ns, &name);
+        let precondition = input
+            .metadata
+            .resource_version
+            .as_deref()
+            .map(parse_resource_version)
+            .transpose()?;
+        let current = self.get(&ns, &name).await?;
+        let mut client = self.client.clone();
+        match current {
+            None => {
+                if let Some(expected) = precondition {
+                    return Err(StoreError::Conflict {
+                        key,
+                        expected: expected.to_string(),
+                        found: "none (the topology does not exist)".into(),
+                    });
+                }
+                let meta = &mut input.metadata;
+                meta.uid = Some(uuid::Uuid::new_v4().to_string());
+                meta.generation = Some(1);
+                meta.creation_timestamp = Some(Utc::now());
+                meta.deletion_timestamp = None;
+                meta.resource_version = None;
+                let value = encode(&key, &input)?;
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key.as_str(), value, None)]);
+                let resp = client.txn(txn).await?;
+                if !resp.succeeded() {
+                    return Err(StoreError::Conflict {
+                        key,
+                        expected: "none".into(),
+                        found: "an object created concurrently".into(),
+                    });
+                }
+                input.metadata.resource_version = Some(txn_revision(&resp).to_string());
+                Ok((ApplyOutcome::Created, input))
+            }
+            Some(stored) => {
+                if let Some(expected) = precondition
+                    && expected != stored.mod_revision
+                {
+                    return Err(StoreError::Conflict {
+                        key,
+                        expected: expected.to_string(),
+                        found: stored.mod_revision.to_string(),
+                    });
+                }
+                let old = stored.topology;
+                if old.metadata.deletion_timestamp.is_some() {
+                    return Err(StoreError::Terminating(format!("{ns}/{name}")));
+                }
+                let spec_changed = old.spec != input.spec;
+                let meta_changed = old.metadata.labels != input.metadata.labels
+                    || old.metadata.annotations != input.metadata.annotations;
+                if !spec_changed && !meta_changed {
+                    return Ok((ApplyOutcome::Unchanged, old));
+                }
+                let mut next = old.clone();
+                next.spec = input.spec;
+                next.metadata.labels = input.metadata.labels;
+                next.metadata.annotations = input.metadata.annotations;
+                if spec_changed {
+                    next.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+                }
+                next.metadata.resource_version = None;
+                let revision = self
+                    .put_if_unmodified(&key, &next, stored.mod_revision)
+                    .await?;
+                next.metadata.resource_version = Some(revision.to_string());
+                Ok((ApplyOutcome::Configured, next))
+            }
+        }
+    }
+
+    /// Writes `value` at `key` only if the key's mod revision is still `expected`.
+    async fn put_if_unmodified(
+        &self,
+        key: &str,
+        value: &Topology,
+        expected: i64,
+    ) -> Result<i64, StoreError> {
+        let bytes = encode(key, value)?;
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then([TxnOp::put(key, bytes, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let mut client = self.client.clone();
+        let resp = client.txn(txn).await?;
+        if resp.succeeded() {
+            return Ok(txn_revision(&resp));
+        }
+        Err(StoreError::Conflict {
+            key: key.to_owned(),
+            expected: expected.to_string(),
+            found: found_revision(&resp),
+        })
+    }
+
+    /// Marks a topology for deletion: its tasks are stopped by the reconciler, which then
+    /// calls [`Store::finalize_delete`]. Marking twice is a no-op.
+    pub async fn mark_deleted(
+        &self,
+        ns: &str,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<Topology, StoreError> {
+        let key = self.spec_key(ns, name);
+        let stored = self
+            .get(ns, name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("{ns}/{name}")))?;
+        if let Some(expected) = resource_version.map(parse_resource_version).transpose()?
+            && expected != stored.mod_revision
+        {
+            return Err(StoreError::Conflict {
+                key,
+                expected: expected.to_string(),
+                found: stored.mod_revision.to_string(),
+            });
+        }
+        let mut topology = stored.topology;
+        if topology.metadata.deletion_timestamp.is_some() {
+            return Ok(topology);
+        }
+        topology.metadata.deletion_timestamp = Some(Utc::now());
+        topology.metadata.resource_version = None;
+        let revision = self
+            .put_if_unmodified(&key, &topology, stored.mod_revision)
+            .await?;
+        topology.metadata.resource_version = Some(revision.to_string());
+        Ok(topology)
+    }
+
+    /// Removes a topology's spec and status keys, if the spec is still at `mod_revision`.
+    pub async fn finalize_delete(
+        &self,
+        ns: &str,
+        name: &str,
+        mod_revision: i64,
+    ) -> Result<(), StoreError> {
+        let key = self.spec_key(ns, name);
+        let status_key = self.status_key(ns, name);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                mod_revision,
+            )])
+            .and_then([
+                TxnOp::delete(key.as_str(), None),
+                TxnOp::delete(status_key, None),
+            ])
+            .or_else([TxnOp::get(key.as_str(), None)]);
+        let mut client = self.client.clone();
+        let resp = client.txn(txn).await?;
+        if resp.succeeded() {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                key,
+                expected: mod_revision.to_string(),
+                found: found_revision(&resp),
+            })
+        }
+    }
+
+    /// Writes a topology's status if it differs from what is stored. Returns whether
+    /// anything was written. Compares the status key's revision, so a concurrent status
+    /// writer is detected rather than overwritten.
+    pub async fn put_status(
+        &self,
+        ns: &str,
+        name: &str,
+        status: &TopologyStatus,
+    ) -> Result<bool, StoreError> {
+        let key = self.status_key(ns, name);
+        let mut client = self.client.clone();
+        let resp = client.get(key.as_str(), None).await?;
+        let (current, revision) = match resp.kvs().first() {
+            Some(kv) => (Some(decode_status(kv)?), kv.mod_revision()),
+            None => (None, 0),
+        };
+        if current.as_ref() == Some(status) {
+            return Ok(false);
+        }
+        let bytes = serde_json::to_vec(status).map_err(|source| StoreError::Encode {
+            key: key.clone(),
+            source,
+        })?;
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                revision,
+            )])
+            .and_then([TxnOp::put(key.as_str(), bytes, None)])
+            .or_else([TxnOp::get(key.as_str(), None)]);
+        let resp = client.txn(txn).await?;
+        if resp.succeeded() {
+            Ok(true)
+        } else {
+            Err(StoreError::Conflict {
+                key,
+                expected: revision.to_string(),
+                found: found_revision(&resp),
+            })
+        }
+    }
+}
+
+/// Parses a `resourceVersion` string into an etcd revision.
+pub fn parse_resource_version(s: &str) -> Result<i64, StoreError> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|r| *r > 0)
+        .ok_or_else(|| StoreError::BadResourceVersion(s.into()))
+}
+
+fn encode(key: &str, topology: &Topology) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(topology).map_err(|source| StoreError::Encode {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+/// Decodes a spec key-value, filling `resourceVersion` from the key's mod revision.
+pub fn decode_spec(kv: &KeyValue) -> Result<Stored, StoreError> {
+    let mut topology: Topology =
+        serde_json::from_slice(kv.value()).map_err(|source| StoreError::Corrupt {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            source,
+        })?;
+    topology.metadata.resource_version = Some(kv.mod_revision().to_string());
+    Ok(Stored {
+        topology,
+        mod_revision: kv.mod_revision(),
+    })
+}
+
+/// Decodes a status key-value.
+pub fn decode_status(kv: &KeyValue) -> Result<TopologyStatus, StoreError> {
+    serde_json::from_slice(kv.value()).map_err(|source| StoreError::Corrupt {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        source,
+    })
+}
+
+/// The `<ns>/<name>` at the end of a spec or status key.
+pub fn split_ns_name(key: &[u8]) -> Result<(String, String), StoreError> {
+    let key = String::from_utf8_lossy(key);
+    let mut parts = key.rsplitn(3, '/');
+    match (parts.next(), parts.next()) {
+        (Some(name), Some(ns)) if !name.is_empty() && !ns.is_empty() => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(StoreError::Corrupt {
+            key: key.clone().into_owned(),
+            source: serde::de::Error::custom("key does not end in <namespace>/<name>"),
+        }),
+    }
+}
+
+fn txn_revision(resp: &etcd_client::TxnResponse) -> i64 {
+    resp.header().map(|h| h.revision()).unwrap_or_default()
+}
+
+fn found_revision(resp: &etcd_client::TxnResponse) -> String {
+    for op in resp.op_responses() {
+        if let TxnOpResponse::Get(get) = op {
+            return match get.kvs().first() {
+                Some(kv) => kv.mod_revision().to_string(),
+                None => "none (deleted)".into(),
+            };
+        }
+    }
+    "unknown".into()
+}
