@@ -1,5 +1,9 @@
 //! The JSON Schema of the `Topology` resource, generated from the Rust types with
-//! schemars (JSON Schema draft 2020-12).
+//! schemars.
+//!
+//! The schema uses JSON Schema **draft-07**: yaml-language-server (VS Code's YAML
+//! extension, and the editors using it) ships draft-07 support and warns that "Draft
+//! 2020-12 schemas are not yet fully supported" (redhat-developer/yaml-language-server#856).
 //!
 //! It is checked in as `schemas/json/topology.schema.json` so editors can use it through
 //! yaml-language-server's `# yaml-language-server: $schema=...` comment; a test fails when
@@ -13,11 +17,13 @@ pub const TOPOLOGY_SCHEMA_ID: &str = "https://concord.io/schemas/v1alpha1/topolo
 /// Path of the checked-in schema, relative to the `schemas/` crate directory.
 pub const TOPOLOGY_SCHEMA_FILE: &str = "json/topology.schema.json";
 
-/// The JSON Schema (draft 2020-12) of a `Topology` document, with `$id`, a title and
+/// The JSON Schema (draft-07) of a `Topology` document, with `$id`, a title and
 /// descriptions from the types' doc comments. Objects that reject unknown fields carry
 /// `additionalProperties: false`.
 pub fn topology_json_schema() -> serde_json::Value {
-    let schema = schemars::schema_for!(Topology);
+    let schema = schemars::generate::SchemaSettings::draft07()
+        .into_generator()
+        .into_root_schema_for::<Topology>();
     let mut value = schema.to_value();
     if let Some(object) = value.as_object_mut() {
         object.insert("$id".to_owned(), TOPOLOGY_SCHEMA_ID.into());
@@ -64,12 +70,9 @@ mod tests {
         let schema = topology_json_schema();
         assert_eq!(schema["$id"], TOPOLOGY_SCHEMA_ID);
         assert_eq!(schema["title"], "Concord Topology");
-        assert_eq!(
-            schema["$schema"],
-            "https://json-schema.org/draft/2020-12/schema"
-        );
+        assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
         assert_eq!(schema["additionalProperties"], false);
-        let defs = schema["$defs"].as_object().expect("$defs");
+        let defs = schema["definitions"].as_object().expect("definitions");
         for name in [
             "ObjectMeta",
             "TopologySpec",
@@ -88,6 +91,22 @@ mod tests {
                 "{name} should reject unknown fields"
             );
         }
+        let builtin_names: Vec<&str> = defs["BuiltinRuntime"]["properties"]["name"]["enum"]
+            .as_array()
+            .expect("enum of builtin names")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(
+            builtin_names,
+            crate::validate::BUILTIN_OPERATORS,
+            "the schema's builtin enum (topology.rs) must list BUILTIN_OPERATORS"
+        );
+        assert_eq!(
+            schema["properties"]["apiVersion"]["const"],
+            crate::API_VERSION
+        );
+        assert_eq!(schema["properties"]["kind"]["const"], crate::KIND);
         let op = &defs["OperatorSpec"];
         assert!(
             op["properties"]["instances"]["description"]

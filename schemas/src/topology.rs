@@ -24,10 +24,14 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Topology {
     /// Must be `concord.io/v1alpha1`.
+    #[schemars(extend("const" = "concord.io/v1alpha1"))]
     pub api_version: String,
     /// Must be `Topology`.
+    #[schemars(extend("const" = "Topology"))]
     pub kind: String,
+    /// Name, namespace, labels and annotations; the server fills in the rest.
     pub metadata: ObjectMeta,
+    /// What should run.
     pub spec: TopologySpec,
     /// Written by the controller only; ignored on input so `get -o yaml | apply -f -` works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,11 +43,16 @@ pub struct Topology {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectMeta {
     /// DNS-1123 label: lower-case letters, digits and `-`, at most 63 characters.
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL_PATTERN))]
     pub name: String,
+    /// DNS-1123 label; `default` when absent.
     #[serde(default = "default_namespace")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL_PATTERN))]
     pub namespace: String,
+    /// Identifying key/value pairs, as in Kubernetes (`app.kubernetes.io/name: x`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Free-form key/value notes for people and tools.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
     /// Set by the server on creation.
@@ -63,6 +72,10 @@ pub struct ObjectMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_timestamp: Option<DateTime<Utc>>,
 }
+
+/// Regular expression of a DNS-1123 label (also enforced by validation, with a better
+/// message).
+pub const DNS1123_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 fn default_namespace() -> String {
     DEFAULT_NAMESPACE.to_owned()
@@ -95,9 +108,11 @@ pub enum Delivery {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OperatorSpec {
     /// DNS-1123 label, unique within the topology.
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL_PATTERN))]
     pub name: String,
-    /// Number of instances (tasks), 0 to [`MAX_INSTANCES`].
+    /// Number of instances (tasks), 0 to 1000. Changing it only adds or removes tasks.
     #[serde(default = "default_instances")]
+    #[schemars(range(max = 1000))]
     pub instances: u32,
     /// What runs: a built-in operator or a user process.
     pub runtime: Runtime,
@@ -113,10 +128,13 @@ pub struct OperatorSpec {
     /// Upstream operators this one consumes from. Empty for sources.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<Input>,
+    /// How a template change is rolled out over the instances.
     #[serde(default)]
     pub update_strategy: UpdateStrategy,
+    /// Constraints on the agents instances may run on.
     #[serde(default)]
     pub placement: Placement,
+    /// Exponential back-off between relaunches of a failed instance.
     #[serde(default)]
     pub restart_backoff: RestartBackoff,
     /// A rollout of this operator that makes no progress for this long is reported as
@@ -224,7 +242,10 @@ impl JsonSchema for Runtime {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BuiltinRuntime {
-    /// e.g. `generator`, `map`, `filter`, `windowed-count`, `threshold`, `sink`.
+    /// One of the operators compiled into the executor (`BUILTIN_OPERATORS`).
+    #[schemars(extend("enum" = ["generator", "map", "filter", "keyed-count", "windowed-count",
+        "threshold", "sink", "tcp-source", "http-source", "file-source", "kafka-source",
+        "kafka-sink"]))]
     pub name: String,
 }
 
@@ -233,7 +254,9 @@ pub struct BuiltinRuntime {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProcessRuntime {
     /// Program to run (looked up in the sandbox, then `PATH`).
+    #[schemars(length(min = 1))]
     pub command: String,
+    /// Arguments passed to `command`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// Files fetched into the sandbox before start, like Mesos `CommandInfo.URI`.
@@ -306,6 +329,7 @@ fn default_mem() -> f64 {
 pub struct Input {
     /// Name of the upstream operator.
     pub from: String,
+    /// How records on this edge are spread over this operator's instances.
     #[serde(default)]
     pub partitioning: Partitioning,
 }
@@ -327,10 +351,10 @@ pub enum Partitioning {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateStrategy {
-    /// Extra instances allowed above `instances` during a replacement.
+    /// Extra instances allowed above `instances` during a replacement (default 1).
     #[serde(default = "default_one")]
     pub max_surge: u32,
-    /// Instances allowed below `instances` during a replacement.
+    /// Instances allowed below `instances` during a replacement (default 0). Not both 0.
     #[serde(default)]
     pub max_unavailable: u32,
 }
@@ -364,10 +388,13 @@ pub struct Placement {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RestartBackoff {
+    /// Delay before the first relaunch, > 0 (default 1).
     #[serde(default = "default_backoff_initial")]
     pub initial_seconds: f64,
+    /// Multiplier applied after each failed relaunch, >= 1 (default 2).
     #[serde(default = "default_backoff_factor")]
     pub factor: f64,
+    /// Upper bound of the delay, >= `initialSeconds` (default 300).
     #[serde(default = "default_backoff_max")]
     pub max_seconds: f64,
     /// A task running this long resets its instance's back-off.

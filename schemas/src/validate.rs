@@ -497,3 +497,524 @@ fn check_output_file(out: &str) -> Result<(), String> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{Artifact, BuiltinRuntime, Input, Partitioning, ProcessRuntime};
+
+    fn valid() -> Topology {
+        serde_yaml_ng::from_str(
+            "apiVersion: concord.io/v1alpha1
+kind: Topology
+metadata: {name: t}
+spec:
+  operators:
+    - name: src
+      runtime: {builtin: {name: generator}}
+    - name: work
+      instances: 2
+      runtime: {process: {command: python3, args: [w.py]}}
+      inputs: [{from: src}]
+    - name: out
+      runtime: {builtin: {name: sink}}
+      inputs: [{from: work, partitioning: key}]
+",
+        )
+        .expect("valid fixture")
+    }
+
+    /// The `(path, message)` pairs `validate` reports after `edit`.
+    fn errors(edit: impl FnOnce(&mut Topology)) -> Vec<(String, String)> {
+        let mut t = valid();
+        edit(&mut t);
+        match validate(&t) {
+            Ok(()) => Vec::new(),
+            Err(e) => e
+                .into_iter()
+                .map(|e| (e.path.unwrap_or_default(), e.message))
+                .collect(),
+        }
+    }
+
+    /// Asserts exactly one error, at `path`, whose message contains `message`.
+    fn assert_error(edit: impl FnOnce(&mut Topology), path: &str, message: &str) {
+        let found = errors(edit);
+        assert_eq!(found.len(), 1, "expected one error, got {found:#?}");
+        assert_eq!(found[0].0, path, "{found:#?}");
+        assert!(
+            found[0].1.contains(message),
+            "message {:?} should contain {message:?}",
+            found[0].1
+        );
+    }
+
+    fn process(t: &mut Topology) -> &mut ProcessRuntime {
+        match &mut t.spec.operators[1].runtime {
+            Runtime::Process(p) => p,
+            Runtime::Builtin(_) => unreachable!("fixture operator 1 is a process"),
+        }
+    }
+
+    #[test]
+    fn the_fixture_is_valid() {
+        assert_eq!(validate(&valid()), Ok(()));
+    }
+
+    #[test]
+    fn api_version_and_kind() {
+        assert_error(
+            |t| t.api_version = "v1".into(),
+            "apiVersion",
+            r#"unsupported apiVersion "v1": expected "concord.io/v1alpha1""#,
+        );
+        assert_error(
+            |t| t.kind = "Deployment".into(),
+            "kind",
+            r#"unsupported kind "Deployment": expected "Topology""#,
+        );
+    }
+
+    #[test]
+    fn metadata_names() {
+        assert_error(
+            |t| t.metadata.name = "Bad_Name".into(),
+            "metadata.name",
+            r#"invalid name: "Bad_Name" is not valid; must be a DNS-1123 label: 1 to 63 characters, lower-case letters a-z, digits 0-9 and '-'"#,
+        );
+        assert_error(
+            |t| t.metadata.name = "a".repeat(64),
+            "metadata.name",
+            "is 64 characters long",
+        );
+        assert_error(
+            |t| t.metadata.name = String::new(),
+            "metadata.name",
+            "must be a DNS-1123 label",
+        );
+        assert_error(
+            |t| t.metadata.namespace = "team.a".into(),
+            "metadata.namespace",
+            r#"invalid namespace: "team.a" is not valid"#,
+        );
+    }
+
+    #[test]
+    fn labels_and_annotations() {
+        assert_error(
+            |t| {
+                t.metadata.labels.insert("bad key".into(), "v".into());
+            },
+            "metadata.labels.bad key",
+            r#"invalid label key: "bad key" is not a valid key"#,
+        );
+        assert_error(
+            |t| {
+                t.metadata.labels.insert("app".into(), "not ok!".into());
+            },
+            "metadata.labels.app",
+            r#"invalid label value: "not ok!" is not a valid label value"#,
+        );
+        assert_error(
+            |t| {
+                t.metadata
+                    .annotations
+                    .insert("-x".into(), "anything goes".into());
+            },
+            "metadata.annotations.-x",
+            r#"invalid annotation key: "-x""#,
+        );
+        assert_error(
+            |t| {
+                t.metadata
+                    .annotations
+                    .insert("big".into(), "x".repeat(MAX_ANNOTATIONS_BYTES));
+            },
+            "metadata.annotations",
+            "more than the limit of 262144 bytes",
+        );
+        assert!(
+            errors(|t| {
+                t.metadata
+                    .labels
+                    .insert("app.kubernetes.io/name".into(), "wc".into());
+                t.metadata
+                    .annotations
+                    .insert("note".into(), "free text: ok!".into());
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn negative_generation() {
+        assert_error(
+            |t| t.metadata.generation = Some(-1),
+            "metadata.generation",
+            "must not be negative, got -1",
+        );
+    }
+
+    #[test]
+    fn at_least_one_operator() {
+        assert_error(
+            |t| t.spec.operators.clear(),
+            "spec.operators",
+            "a topology needs at least one operator",
+        );
+    }
+
+    #[test]
+    fn operator_names_are_labels_and_unique() {
+        assert_error(
+            |t| t.spec.operators[2].name = "Out".into(),
+            "spec.operators[2].name",
+            r#"invalid operator name: "Out" is not valid; must be a DNS-1123 label"#,
+        );
+        let found = errors(|t| t.spec.operators[2].name = "src".into());
+        assert_eq!(
+            found,
+            vec![(
+                "spec.operators[2].name".to_owned(),
+                r#"duplicate operator name "src": already used by spec.operators[0]"#.to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn inputs_must_name_existing_operators() {
+        assert_error(
+            |t| t.spec.operators[2].inputs[0].from = "wrok".into(),
+            "spec.operators[2].inputs[0].from",
+            r#"unknown operator "wrok"; operators in this topology: src, work, out"#,
+        );
+    }
+
+    #[test]
+    fn no_self_loops() {
+        assert_error(
+            |t| {
+                t.spec.operators[1].inputs.push(Input {
+                    from: "work".into(),
+                    partitioning: Partitioning::Shuffle,
+                });
+            },
+            "spec.operators[1].inputs[1].from",
+            r#"operator "work" cannot consume its own output"#,
+        );
+    }
+
+    #[test]
+    fn no_duplicate_inputs() {
+        assert_error(
+            |t| {
+                t.spec.operators[2].inputs.push(Input {
+                    from: "work".into(),
+                    partitioning: Partitioning::Broadcast,
+                });
+            },
+            "spec.operators[2].inputs[1].from",
+            r#"duplicate input from "work": already declared as inputs[0]"#,
+        );
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        // src -> work -> out -> work
+        assert_error(
+            |t| {
+                t.spec.operators[1].inputs.push(Input {
+                    from: "out".into(),
+                    partitioning: Partitioning::Shuffle,
+                });
+            },
+            "spec.operators[1].inputs[1].from",
+            "cycle: work -> out -> work",
+        );
+        // Two disjoint cycles are both reported.
+        let found = errors(|t| {
+            for (name, from) in [("a", "b"), ("b", "a"), ("c", "d"), ("d", "c")] {
+                let mut op = t.spec.operators[2].clone();
+                op.name = name.into();
+                op.inputs[0].from = from.into();
+                t.spec.operators.push(op);
+            }
+        });
+        let messages: Vec<&str> = found.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(messages, vec!["cycle: a -> b -> a", "cycle: c -> d -> c"]);
+    }
+
+    #[test]
+    fn at_least_one_source() {
+        let found = errors(|t| {
+            t.spec.operators.truncate(2);
+            t.spec.operators[0].inputs.push(Input {
+                from: "work".into(),
+                partitioning: Partitioning::Shuffle,
+            });
+        });
+        assert_eq!(
+            found[0],
+            (
+                "spec.operators".to_owned(),
+                "no source operator: at least one operator must have no inputs".to_owned()
+            )
+        );
+        assert_eq!(found[1].1, "cycle: src -> work -> src");
+    }
+
+    #[test]
+    fn resources_are_positive_and_finite() {
+        assert_error(
+            |t| t.spec.operators[0].resources.cpus = 0.0,
+            "spec.operators[0].resources.cpus",
+            "must be a positive number, got 0",
+        );
+        assert_error(
+            |t| t.spec.operators[0].resources.cpus = f64::NAN,
+            "spec.operators[0].resources.cpus",
+            "must be a positive number, got NaN",
+        );
+        assert_error(
+            |t| t.spec.operators[0].resources.mem = -1.0,
+            "spec.operators[0].resources.mem",
+            "must be a positive number, got -1",
+        );
+        assert_error(
+            |t| t.spec.operators[0].resources.disk = -5.0,
+            "spec.operators[0].resources.disk",
+            "must be zero or a positive number, got -5",
+        );
+        assert_error(
+            |t| t.spec.operators[0].resources.disk = f64::INFINITY,
+            "spec.operators[0].resources.disk",
+            "must be zero or a positive number, got inf",
+        );
+    }
+
+    #[test]
+    fn instances_are_bounded() {
+        assert_error(
+            |t| t.spec.operators[1].instances = MAX_INSTANCES + 1,
+            "spec.operators[1].instances",
+            "1001 instances is more than the maximum of 1000",
+        );
+        assert!(errors(|t| t.spec.operators[1].instances = MAX_INSTANCES).is_empty());
+        assert!(errors(|t| t.spec.operators[1].instances = 0).is_empty());
+    }
+
+    #[test]
+    fn port_names() {
+        assert_error(
+            |t| t.spec.operators[1].resources.ports = vec!["HTTP".into()],
+            "spec.operators[1].resources.ports[0]",
+            r#"invalid port name: "HTTP" is not valid; must be a DNS-1123 label"#,
+        );
+        assert_error(
+            |t| t.spec.operators[1].resources.ports = vec!["http".into(), "http".into()],
+            "spec.operators[1].resources.ports[1]",
+            r#"duplicate port name "http": already used by ports[0]"#,
+        );
+    }
+
+    #[test]
+    fn update_strategy_must_make_progress() {
+        assert_error(
+            |t| t.spec.operators[1].update_strategy.max_surge = 0,
+            "spec.operators[1].updateStrategy",
+            "maxSurge and maxUnavailable cannot both be 0",
+        );
+        assert!(
+            errors(|t| {
+                t.spec.operators[1].update_strategy.max_surge = 0;
+                t.spec.operators[1].update_strategy.max_unavailable = 1;
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn restart_backoff_is_sane() {
+        let path = "spec.operators[0].restartBackoff";
+        assert_error(
+            |t| t.spec.operators[0].restart_backoff.initial_seconds = 0.0,
+            &format!("{path}.initialSeconds"),
+            "must be greater than 0, got 0",
+        );
+        assert_error(
+            |t| t.spec.operators[0].restart_backoff.factor = 0.5,
+            &format!("{path}.factor"),
+            "must be at least 1, got 0.5",
+        );
+        assert_error(
+            |t| t.spec.operators[0].restart_backoff.max_seconds = 0.5,
+            &format!("{path}.maxSeconds"),
+            "must be at least initialSeconds (1), got 0.5",
+        );
+        assert_error(
+            |t| t.spec.operators[0].restart_backoff.reset_after_seconds = -1.0,
+            &format!("{path}.resetAfterSeconds"),
+            "must be greater than 0, got -1",
+        );
+        assert_error(
+            |t| t.spec.operators[0].restart_backoff.max_seconds = 1e9,
+            &format!("{path}.maxSeconds"),
+            "must be at most 604800 (one week), got 1000000000",
+        );
+        assert_error(
+            |t| t.spec.operators[0].restart_backoff.factor = f64::INFINITY,
+            &format!("{path}.factor"),
+            "must be at least 1, got inf",
+        );
+    }
+
+    #[test]
+    fn progress_deadline_is_bounded() {
+        assert_error(
+            |t| t.spec.operators[0].progress_deadline_seconds = 0,
+            "spec.operators[0].progressDeadlineSeconds",
+            "must be at least 1",
+        );
+        assert_error(
+            |t| t.spec.operators[0].progress_deadline_seconds = 700_000,
+            "spec.operators[0].progressDeadlineSeconds",
+            "700000 is more than the maximum of 604800 seconds",
+        );
+    }
+
+    #[test]
+    fn builtin_names_come_from_the_known_list() {
+        assert_error(
+            |t| {
+                t.spec.operators[0].runtime = Runtime::Builtin(BuiltinRuntime {
+                    name: "generater".into(),
+                })
+            },
+            "spec.operators[0].runtime.builtin.name",
+            r#"unknown builtin operator "generater"; known: generator, map, filter, keyed-count, windowed-count, threshold, sink, tcp-source, http-source, file-source, kafka-source, kafka-sink"#,
+        );
+        for name in BUILTIN_OPERATORS {
+            assert!(
+                errors(|t| {
+                    t.spec.operators[0].runtime = Runtime::Builtin(BuiltinRuntime {
+                        name: (*name).to_owned(),
+                    })
+                })
+                .is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn process_command_is_required() {
+        assert_error(
+            |t| process(t).command = "  ".into(),
+            "spec.operators[1].runtime.process.command",
+            "command must not be empty",
+        );
+        assert_error(
+            |t| process(t).args.push("a\0b".into()),
+            "spec.operators[1].runtime.process.args[1]",
+            "arguments cannot contain NUL bytes",
+        );
+    }
+
+    #[test]
+    fn artifact_uris_and_output_files() {
+        let artifact = |uri: &str| Artifact {
+            uri: uri.into(),
+            extract: true,
+            executable: false,
+            output_file: None,
+        };
+        for ok in [
+            "http://h/x.tgz",
+            "https://h/x.tgz",
+            "file:///opt/x.py",
+            "/opt/x.py",
+        ] {
+            assert!(
+                errors(|t| process(t).artifacts.push(artifact(ok))).is_empty(),
+                "{ok}"
+            );
+        }
+        for bad in ["ftp://h/x", "x.py", "s3://b/k", "http://", ""] {
+            assert_error(
+                |t| process(t).artifacts.push(artifact(bad)),
+                "spec.operators[1].runtime.process.artifacts[0].uri",
+                &format!(
+                    "unsupported artifact URI {bad:?}: use http://, https://, file:// or an absolute path"
+                ),
+            );
+        }
+        assert_error(
+            |t| {
+                let mut a = artifact("/opt/x");
+                a.output_file = Some("../escape".into());
+                process(t).artifacts.push(a);
+            },
+            "spec.operators[1].runtime.process.artifacts[0].outputFile",
+            "must be a relative path inside the sandbox",
+        );
+    }
+
+    #[test]
+    fn env_names_are_valid_and_not_reserved() {
+        assert_error(
+            |t| {
+                t.spec.operators[1].env.insert("1BAD".into(), "x".into());
+            },
+            "spec.operators[1].env.1BAD",
+            r#""1BAD" is not a valid environment variable name: must match [A-Za-z_][A-Za-z0-9_]*"#,
+        );
+        for reserved in ["CONCORD_X", "MESOS_SANDBOX", "concord_lower"] {
+            assert_error(
+                |t| {
+                    t.spec.operators[1].env.insert(reserved.into(), "x".into());
+                },
+                &format!("spec.operators[1].env.{reserved}"),
+                "uses the reserved prefix",
+            );
+        }
+        assert!(
+            errors(|t| {
+                t.spec.operators[1]
+                    .env
+                    .insert("PYTHONPATH".into(), "/x".into());
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn placement_attributes_are_not_empty() {
+        assert_error(
+            |t| {
+                t.spec.operators[0]
+                    .placement
+                    .require_attributes
+                    .insert("rack".into(), String::new());
+            },
+            "spec.operators[0].placement.requireAttributes.rack",
+            "attribute values cannot be empty",
+        );
+    }
+
+    #[test]
+    fn all_errors_are_returned_together() {
+        let found = errors(|t| {
+            t.metadata.name = "X".into();
+            t.spec.operators[0].resources.cpus = -1.0;
+            t.spec.operators[2].inputs[0].from = "nope".into();
+        });
+        let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "metadata.name",
+                "spec.operators[0].resources.cpus",
+                "spec.operators[2].inputs[0].from"
+            ]
+        );
+    }
+}
