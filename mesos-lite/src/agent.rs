@@ -37,8 +37,6 @@ pub struct RunSpec {
     pub role: String,
     /// FrameworkInfo.checkpoint.
     pub checkpoint: bool,
-    /// Grace period when a kill request carries none (TaskInfo.kill_policy or 3 s).
-    pub default_grace: Duration,
     /// `ip:port` of the agent.
     pub agent_endpoint: String,
     /// `slave(n)@ip:port`.

@@ -6,7 +6,7 @@ use std::fmt;
 
 use mesos_v1::resources as r;
 
-use crate::wire::{Resource, ValueType};
+use crate::wire::Resource;
 
 /// A normalised resource list.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -84,36 +84,6 @@ impl Bag {
         let mut list = self.0.clone();
         list.sort_by(|a, b| (order(&a.name), &a.name).cmp(&(order(&b.name), &b.name)));
         list
-    }
-
-    /// The legacy `/state` shape: `{"cpus":2.0,"gpus":0.0,"mem":1024.0,"disk":1024.0,"ports":"[31000-32000]"}`.
-    pub fn to_legacy_json(&self) -> serde_json::Value {
-        let mut m = serde_json::Map::new();
-        for name in ["cpus", "gpus", "mem", "disk"] {
-            m.insert(name.into(), serde_json::json!(self.scalar(name)));
-        }
-        for x in &self.0 {
-            match x.r#type {
-                ValueType::Scalar => {
-                    m.entry(x.name.clone())
-                        .or_insert_with(|| serde_json::json!(self.scalar(&x.name)));
-                }
-                ValueType::Ranges => {
-                    let ranges = r::ranges_total(&self.0, &x.name);
-                    m.insert(x.name.clone(), serde_json::json!(r::format_ranges(&ranges)));
-                }
-                ValueType::Set => {
-                    let items = x
-                        .set
-                        .as_ref()
-                        .map(|s| s.item.join(", "))
-                        .unwrap_or_default();
-                    m.insert(x.name.clone(), serde_json::json!(format!("{{{items}}}")));
-                }
-                _ => {}
-            }
-        }
-        serde_json::Value::Object(m)
     }
 }
 

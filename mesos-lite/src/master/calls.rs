@@ -89,8 +89,7 @@ impl Master {
                 fw.epoch += 1;
             }
             None => {
-                let recovered = had_id;
-                tracing::info!(framework_id = %id, stream_id = %stream.id, name = %info.name, "framework subscribed");
+                tracing::info!(framework_id = %id, stream_id = %stream.id, name = %info.name, reregistration = had_id, "framework subscribed");
                 self.frameworks.insert(
                     id.clone(),
                     Framework {
@@ -104,7 +103,6 @@ impl Master {
                         epoch: 0,
                         tasks: Default::default(),
                         completed_tasks: Default::default(),
-                        recovered,
                     },
                 );
             }
@@ -573,11 +571,6 @@ impl Master {
                 .join("tasks")
                 .join(&task_id),
         };
-        let kill_grace = task
-            .kill_policy
-            .as_ref()
-            .and_then(|k| k.grace_period)
-            .map(|g| g.to_duration());
         let command = match group_executor {
             None => task.command.clone().unwrap_or_default(),
             Some(_) => task.command.clone().unwrap_or_default(),
@@ -594,7 +587,6 @@ impl Master {
             command,
             role: role.to_string(),
             checkpoint: fw.info.checkpoint,
-            default_grace: kill_grace.unwrap_or(self.config.default_kill_grace_period),
             agent_endpoint: self.config.endpoint(),
             agent_pid: format!("{}@{}", self.agents[agent].process, self.config.endpoint()),
         };

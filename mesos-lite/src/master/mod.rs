@@ -20,7 +20,7 @@ use crate::process::ProcessRecords;
 use crate::res::Bag;
 use crate::wire::*;
 
-pub use calls::{CallError, KillRequest};
+pub use calls::KillRequest;
 
 /// Completed tasks kept per framework for `/state` (Mesos: `--max_completed_tasks_per_framework`, 1000).
 const MAX_COMPLETED_TASKS: usize = 1000;
@@ -175,9 +175,6 @@ pub struct Framework {
     pub tasks: BTreeMap<String, Task>,
     /// Tasks whose terminal update was acknowledged.
     pub completed_tasks: VecDeque<Task>,
-    /// Whether this master learned the framework from a re-registration with an id it
-    /// did not know (the master-failover case).
-    pub recovered: bool,
 }
 
 impl Framework {
@@ -449,11 +446,6 @@ impl Master {
         if let Some(fw) = self.frameworks.get(framework_id) {
             fw.send(Event::update(status));
         }
-    }
-
-    /// Whether the id belongs to a removed framework.
-    pub fn is_removed(&self, framework_id: &str) -> bool {
-        self.removed_ids.contains(framework_id)
     }
 
     fn complete_framework(&mut self, fw: Framework) {
