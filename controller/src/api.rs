@@ -245,7 +245,7 @@ fn start_watch(
         line.push(b'\n');
         Ok::<_, std::convert::Infallible>(Bytes::from(line))
     });
-    Ok(Response::builder()
+    Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(body))
@@ -255,7 +255,7 @@ fn start_watch(
                 "InternalError",
                 e.to_string(),
             )
-        })?)
+        })
 }
 
 struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);

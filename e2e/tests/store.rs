@@ -28,7 +28,7 @@ spec:
 }
 
 async fn store(etcd: &Etcd) -> Store {
-    Store::connect(&[etcd.url.clone()], PREFIX)
+    Store::connect(std::slice::from_ref(&etcd.url), PREFIX)
         .await
         .expect("connect")
 }
