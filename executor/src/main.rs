@@ -1,1 +1,196 @@
-fn main() {}
+//! `concord-executor`: hosts one operator instance as a Mesos task (or by hand).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use concord_executor::config::{ExecutorArgs, OperatorSpec};
+use concord_executor::discovery::{self, Endpoint, Paths};
+use concord_executor::http::{self, HttpState};
+use concord_executor::metrics::Metrics;
+use concord_executor::operators::{self, BuiltinEnv};
+use concord_executor::router::conn::ConnSettings;
+use concord_executor::router::{Router, inbound};
+use concord_executor::runtime::{Ingest, Runtime, RuntimeState};
+use concord_executor::trace::{Sampler, Tracer};
+use concord_executor::wire;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Batches queued on the input side before readers stop reading (back-pressure).
+const INPUT_QUEUE_BATCHES: usize = 16;
+
+fn main() -> anyhow::Result<()> {
+    let args = ExecutorArgs::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let handle = rt.handle().clone();
+    let code = rt.block_on(run(args, handle))?;
+    rt.shutdown_timeout(Duration::from_millis(200));
+    std::process::exit(code);
+}
+
+async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Result<i32> {
+    let spec: OperatorSpec =
+        serde_json::from_str(&args.operator_spec).context("parsing CONCORD_OPERATOR_SPEC")?;
+    let task_id = args.task_id.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}-{}-{:x}",
+            args.topology,
+            args.operator,
+            args.instance,
+            concord_executor::clock::wall_ns() & 0xffff_ffff
+        )
+    });
+    tracing::info!(operator = %args.operator, instance = args.instance, task = %task_id, "starting executor");
+
+    let data = TcpListener::bind(("0.0.0.0", args.data_port)).context("binding data port")?;
+    let data_port = data.local_addr()?.port();
+    let metrics_listener = std::net::TcpListener::bind(("0.0.0.0", args.metrics_port))
+        .context("binding metrics port")?;
+    let metrics_port = metrics_listener.local_addr()?.port();
+    let data_addr = format!("{}:{data_port}", args.advertise_host);
+    let metrics_addr = format!("{}:{metrics_port}", args.advertise_host);
+
+    let metrics = Arc::new(Metrics::new(&args.operator, args.instance));
+    let tracer = Arc::new(Tracer::new(&args.operator, args.instance, &task_id));
+    let state = Arc::new(RuntimeState::default());
+    let shutdown = Arc::new(AtomicBool::new(false));
+
+    let (in_tx, in_rx) = std::sync::mpsc::sync_channel(INPUT_QUEUE_BATCHES);
+    inbound::spawn_listener(data, in_tx.clone(), metrics.input_queue.clone())?;
+
+    metrics_listener.set_nonblocking(true)?;
+    let metrics_listener = tokio::net::TcpListener::from_std(metrics_listener)?;
+    let app = http::router(HttpState {
+        metrics: metrics.clone(),
+        tracer: tracer.clone(),
+        state: state.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(metrics_listener, app).await {
+            tracing::warn!(error = %e, "metrics server ended");
+        }
+    });
+    tracing::info!(%data_addr, %metrics_addr, "listening");
+
+    let client = discovery::connect(&args.etcd)
+        .await
+        .with_context(|| format!("connecting to etcd at {}", args.etcd))?;
+    let paths = Paths::new(&args.etcd_prefix, &args.namespace, &args.topology);
+    let endpoint = Endpoint {
+        task_id: task_id.clone(),
+        instance: args.instance,
+        data_addr: data_addr.clone(),
+        metrics_addr,
+        template_hash: args.template_hash.clone(),
+        inputs: spec.inputs.clone(),
+        ready: false,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let registration = tokio::spawn(discovery::run_registration(
+        client.clone(),
+        paths.endpoint_key(&args.operator, args.instance, &task_id),
+        endpoint,
+        state.clone(),
+        stop_rx,
+    ));
+    let (routing_tx, routing_rx) = std::sync::mpsc::channel();
+    tokio::spawn(discovery::run_watch(
+        client,
+        paths,
+        args.operator.clone(),
+        routing_tx,
+    ));
+
+    let env = BuiltinEnv {
+        ingest: Ingest::new(in_tx, metrics.input_queue.clone()),
+        tokio: handle,
+        operator: args.operator.clone(),
+        instance: args.instance,
+        instances: spec.instances,
+        task_id: task_id.clone(),
+        bind_host: "0.0.0.0".to_owned(),
+    };
+    let operator = operators::build(&spec, &env).context("creating operator")?;
+    let hello = serde_json::json!({
+        "operator": args.operator, "instance": args.instance, "taskId": task_id
+    })
+    .to_string();
+    let router = Router::new(
+        ConnSettings {
+            batch_bytes: args.batch_bytes.max(256),
+            queue_batches: args.queue_batches.max(1),
+            hello: wire::hello_frame(&hello),
+            dropped: metrics.dropped_downstream_gone(),
+        },
+        Duration::from_micros(args.linger_us),
+        metrics.clone(),
+    );
+    let runtime = Runtime {
+        operator,
+        config: concord_sdk::Config::new(spec.config.clone()),
+        instance: args.instance,
+        is_source: spec.inputs.is_empty(),
+        router,
+        input: in_rx,
+        routing: routing_rx,
+        shutdown: shutdown.clone(),
+        state: state.clone(),
+        metrics: metrics.clone(),
+        tracer,
+        sampler: Sampler::new(args.trace_sample_rate),
+        source_wait: Duration::from_millis(args.source_wait_ms),
+    };
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("operator".into())
+        .spawn(move || {
+            let _ = done_tx.send(runtime.run());
+        })?;
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let result = tokio::select! {
+        _ = term.recv() => None,
+        _ = int.recv() => None,
+        r = &mut done_rx => Some(r),
+    };
+    if result.is_none() {
+        tracing::info!("signal received; shutting down");
+    }
+    shutdown.store(true, Ordering::Relaxed);
+    let result = match result {
+        Some(r) => r,
+        None => done_rx.await,
+    };
+    // destroy has been called by now; deregister, then flush.
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(3), registration).await;
+    match result {
+        Ok(Ok(router)) => {
+            tokio::task::spawn_blocking(move || {
+                router.close(Instant::now() + Duration::from_secs(5));
+            })
+            .await?;
+            tracing::info!("executor stopped");
+            Ok(0)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "operator failed");
+            Ok(1)
+        }
+        Err(_) => Ok(1),
+    }
+}

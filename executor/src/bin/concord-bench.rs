@@ -1,0 +1,2 @@
+//! Placeholder; the benchmark driver is added later.
+fn main() {}

@@ -1,0 +1,342 @@
+//! Endpoint registration and discovery in etcd.
+//!
+//! Each executor publishes its endpoint at
+//! `<prefix>/endpoints/<ns>/<topology>/<operator>/<instance>/<task_id>` on a lease it
+//! keeps alive, and rewrites it with `ready: true` once initialised and connected
+//! downstream. It watches `<prefix>/endpoints/<ns>/<topology>/` and routes to every
+//! instance whose `inputs` name this operator. When two tasks share an instance index
+//! (rolling replace) the newest (by create revision; ready ones first) gets the traffic.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Input;
+use crate::router::{EdgeTable, RoutingTable, Target};
+use crate::runtime::RuntimeState;
+
+/// Lease TTL of an endpoint, seconds.
+pub const LEASE_TTL: i64 = 10;
+
+/// The value stored at an endpoint key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// Mesos task ID.
+    pub task_id: String,
+    /// Instance index.
+    pub instance: u32,
+    /// `host:port` of the data port.
+    pub data_addr: String,
+    /// `host:port` of the metrics port.
+    pub metrics_addr: String,
+    /// Template hash of the running spec.
+    #[serde(default)]
+    pub template_hash: String,
+    /// Edges into this operator.
+    #[serde(default)]
+    pub inputs: Vec<Input>,
+    /// Initialised and connected downstream.
+    #[serde(default)]
+    pub ready: bool,
+}
+
+/// Discovery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// etcd call failed.
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    /// The watch was cancelled by the server (e.g. compaction).
+    #[error("watch cancelled: {0}")]
+    Cancelled(String),
+}
+
+/// Key paths of one topology.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// `<prefix>/endpoints/<ns>/<topology>/`.
+    pub topology_dir: String,
+}
+
+impl Paths {
+    /// Paths under `prefix` for a topology.
+    pub fn new(prefix: &str, namespace: &str, topology: &str) -> Self {
+        let prefix = prefix.trim_end_matches('/');
+        Self {
+            topology_dir: format!("{prefix}/endpoints/{namespace}/{topology}/"),
+        }
+    }
+
+    /// The key of one task's endpoint.
+    pub fn endpoint_key(&self, operator: &str, instance: u32, task_id: &str) -> String {
+        format!("{}{operator}/{instance}/{task_id}", self.topology_dir)
+    }
+}
+
+/// Connects to etcd (comma-separated URLs).
+pub async fn connect(urls: &str) -> Result<Client, DiscoveryError> {
+    let eps: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let opts = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_timeout(Duration::from_secs(5));
+    Ok(Client::connect(eps, Some(opts)).await?)
+}
+
+/// Keeps this task's endpoint registered until `stop` turns true, then revokes the lease.
+pub async fn run_registration(
+    mut client: Client,
+    key: String,
+    mut endpoint: Endpoint,
+    state: Arc<RuntimeState>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut lease: Option<i64> = None;
+    let mut keeper = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut since_keepalive = Duration::ZERO;
+    let mut published: Option<bool> = None;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => {
+                if *stop.borrow() { break; }
+            }
+            _ = tick.tick() => {}
+        }
+        since_keepalive += Duration::from_millis(50);
+        if lease.is_none() {
+            match client.lease_grant(LEASE_TTL, None).await {
+                Ok(g) => {
+                    lease = Some(g.id());
+                    published = None;
+                    keeper = client.lease_keep_alive(g.id()).await.ok();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot grant etcd lease");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(id) = lease else { continue };
+        let ready = state.ready.load(Ordering::Relaxed);
+        if published != Some(ready) {
+            endpoint.ready = ready;
+            let value = serde_json::to_string(&endpoint).unwrap_or_default();
+            match client
+                .put(key.as_str(), value, Some(PutOptions::new().with_lease(id)))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(%key, ready, "endpoint published");
+                    published = Some(ready);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot publish endpoint");
+                    lease = None;
+                    continue;
+                }
+            }
+        }
+        if since_keepalive >= Duration::from_secs(2) {
+            since_keepalive = Duration::ZERO;
+            let alive = match keeper.as_mut() {
+                Some((k, s)) => match k.keep_alive().await {
+                    Ok(()) => matches!(s.message().await, Ok(Some(r)) if r.ttl() > 0),
+                    Err(_) => false,
+                },
+                None => false,
+            };
+            if !alive {
+                tracing::warn!("endpoint lease lost; registering again");
+                lease = None;
+                keeper = None;
+            }
+        }
+    }
+    if let Some(id) = lease {
+        match client.lease_revoke(id).await {
+            Ok(_) => tracing::info!(%key, "endpoint deregistered"),
+            Err(e) => tracing::warn!(error = %e, "lease revoke failed"),
+        }
+    }
+}
+
+/// Watches the topology's endpoints and sends a new routing table whenever the
+/// downstream instances of `operator` change. The first table is sent after the initial
+/// listing, even when empty.
+pub async fn run_watch(
+    mut client: Client,
+    paths: Paths,
+    operator: String,
+    tx: std::sync::mpsc::Sender<RoutingTable>,
+) {
+    let mut last: Option<RoutingTable> = None;
+    loop {
+        match list_and_watch(&mut client, &paths, &operator, &tx, &mut last).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "endpoint watch failed; listing again");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+}
+
+type Entries = BTreeMap<String, (i64, Endpoint)>;
+
+async fn list_and_watch(
+    client: &mut Client,
+    paths: &Paths,
+    operator: &str,
+    tx: &std::sync::mpsc::Sender<RoutingTable>,
+    last: &mut Option<RoutingTable>,
+) -> Result<(), DiscoveryError> {
+    let dir = paths.topology_dir.as_str();
+    let resp = client.get(dir, Some(GetOptions::new().with_prefix())).await?;
+    let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+    let mut entries = Entries::new();
+    for kv in resp.kvs() {
+        if let (Ok(k), Ok(ep)) = (kv.key_str(), serde_json::from_slice::<Endpoint>(kv.value())) {
+            entries.insert(k.to_owned(), (kv.create_revision(), ep));
+        }
+    }
+    if !publish(&entries, dir, operator, tx, last) {
+        return Ok(());
+    }
+    let mut stream = client
+        .watch(
+            dir,
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(rev + 1),
+            ),
+        )
+        .await?;
+    while let Some(resp) = stream.message().await? {
+        if resp.canceled() {
+            return Err(DiscoveryError::Cancelled(resp.cancel_reason().to_owned()));
+        }
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            let Ok(k) = kv.key_str() else { continue };
+            match ev.event_type() {
+                EventType::Put => {
+                    if let Ok(ep) = serde_json::from_slice::<Endpoint>(kv.value()) {
+                        entries.insert(k.to_owned(), (kv.create_revision(), ep));
+                    }
+                }
+                EventType::Delete => {
+                    entries.remove(k);
+                }
+            }
+        }
+        if !publish(&entries, dir, operator, tx, last) {
+            return Ok(());
+        }
+    }
+    Err(DiscoveryError::Cancelled("watch stream ended".into()))
+}
+
+/// Sends the table if it changed; false when the receiver is gone.
+fn publish(
+    entries: &Entries,
+    dir: &str,
+    operator: &str,
+    tx: &std::sync::mpsc::Sender<RoutingTable>,
+    last: &mut Option<RoutingTable>,
+) -> bool {
+    let table = routing_table(entries, dir, operator);
+    if last.as_ref() == Some(&table) {
+        return true;
+    }
+    *last = Some(table.clone());
+    tx.send(table).is_ok()
+}
+
+/// Computes the downstream instances of `operator` from all endpoints of the topology.
+pub fn routing_table(entries: &Entries, dir: &str, operator: &str) -> RoutingTable {
+    // operator -> (partitioning, instance -> (ready, create_rev, target))
+    let mut by_op: BTreeMap<String, (crate::config::Partitioning, BTreeMap<u32, (bool, i64, Target)>)> =
+        BTreeMap::new();
+    for (key, (create_rev, ep)) in entries {
+        let Some(rest) = key.strip_prefix(dir) else { continue };
+        let Some(consumer) = rest.split('/').next() else { continue };
+        let Some(input) = ep.inputs.iter().find(|i| i.from == operator) else {
+            continue;
+        };
+        let entry = by_op
+            .entry(consumer.to_owned())
+            .or_insert_with(|| (input.partitioning, BTreeMap::new()));
+        let cand = (
+            ep.ready,
+            *create_rev,
+            Target {
+                instance: ep.instance,
+                task_id: ep.task_id.clone(),
+                addr: ep.data_addr.clone(),
+            },
+        );
+        match entry.1.get(&ep.instance) {
+            Some((r, c, _)) if (*r, *c) >= (cand.0, cand.1) => {}
+            _ => {
+                entry.1.insert(ep.instance, cand);
+            }
+        }
+    }
+    RoutingTable {
+        edges: by_op
+            .into_iter()
+            .map(|(op, (partitioning, inst))| EdgeTable {
+                operator: op,
+                partitioning,
+                targets: inst.into_values().map(|(_, _, t)| t).collect(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Partitioning;
+
+    fn ep(task: &str, instance: u32, from: &str, ready: bool) -> Endpoint {
+        Endpoint {
+            task_id: task.into(),
+            instance,
+            data_addr: format!("127.0.0.1:{}", 1000 + instance),
+            metrics_addr: String::new(),
+            template_hash: String::new(),
+            inputs: vec![Input {
+                from: from.into(),
+                partitioning: Partitioning::Key,
+            }],
+            ready,
+        }
+    }
+
+    #[test]
+    fn newest_task_per_instance_wins() {
+        let dir = "/c/endpoints/ns/t/";
+        let mut e = Entries::new();
+        e.insert(format!("{dir}count/0/a"), (5, ep("a", 0, "map", true)));
+        e.insert(format!("{dir}count/0/b"), (9, ep("b", 0, "map", true)));
+        e.insert(format!("{dir}count/1/c"), (6, ep("c", 1, "map", true)));
+        e.insert(format!("{dir}other/0/d"), (6, ep("d", 0, "gen", true)));
+        let t = routing_table(&e, dir, "map");
+        assert_eq!(t.edges.len(), 1);
+        assert_eq!(t.edges[0].operator, "count");
+        let ids: Vec<&str> = t.edges[0].targets.iter().map(|t| t.task_id.as_str()).collect();
+        assert_eq!(ids, vec!["b", "c"]);
+        // A newer task that is not ready yet does not take over from a ready one.
+        e.insert(format!("{dir}count/1/z"), (20, ep("z", 1, "map", false)));
+        let t = routing_table(&e, dir, "map");
+        assert_eq!(t.edges[0].targets[1].task_id, "c");
+    }
+}

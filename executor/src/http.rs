@@ -1,0 +1,59 @@
+//! The metrics port: `GET /metrics`, `/healthz`, `/readyz` and `/traces`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::metrics::Metrics;
+use crate::runtime::RuntimeState;
+use crate::trace::Tracer;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct HttpState {
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Recent spans.
+    pub tracer: Arc<Tracer>,
+    /// Lifecycle flags.
+    pub state: Arc<RuntimeState>,
+}
+
+/// The HTTP routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/traces", get(traces))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
+    if s.state.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready")
+    } else if s.state.initialised.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "not connected downstream")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not initialised")
+    }
+}
+
+async fn traces(State(s): State<HttpState>) -> impl IntoResponse {
+    axum::Json(s.tracer.recent())
+}

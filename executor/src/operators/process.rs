@@ -1,0 +1,237 @@
+//! Process operators: the user's command runs as a child process and the executor speaks
+//! the operator protocol (`docs/operator-protocol.md`) with it over stdin/stdout.
+//!
+//! Records handed to `process_record` and due timers are collected into one frame;
+//! at the end of each batch the frame is sent and the child's single reply frame
+//! (produced records, timers, logs, errors) is applied. Lock-step and batched.
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use bytes::Bytes;
+use concord_sdk::protocol::{FrameWriter, Message, read_frame};
+use concord_sdk::{Context, Metadata, Operator, OperatorError, Record};
+
+use super::BuiltinEnv;
+
+/// Hosts a child process speaking the operator protocol.
+pub struct ProcessOperator {
+    command: String,
+    args: Vec<String>,
+    artifacts: Vec<serde_json::Value>,
+    env_vars: BTreeMap<String, String>,
+    env: BuiltinEnv,
+    child: Option<Child>,
+    stdin: Option<BufWriter<ChildStdin>>,
+    stdout: Option<BufReader<ChildStdout>>,
+    frame: FrameWriter,
+    metadata: Metadata,
+}
+
+impl ProcessOperator {
+    /// Not started; `init` spawns the child.
+    pub fn new(
+        command: String,
+        args: Vec<String>,
+        artifacts: Vec<serde_json::Value>,
+        env_vars: BTreeMap<String, String>,
+        env: BuiltinEnv,
+    ) -> Self {
+        Self {
+            metadata: Metadata {
+                name: command.clone(),
+                inputs: vec![],
+                outputs: vec![],
+            },
+            command,
+            args,
+            artifacts,
+            env_vars,
+            env,
+            child: None,
+            stdin: None,
+            stdout: None,
+            frame: FrameWriter::new(),
+        }
+    }
+
+    /// Sends the pending frame and applies the reply.
+    fn exchange(&mut self, ctx: &mut Context<'_>) -> Result<(), OperatorError> {
+        let (Some(stdin), Some(stdout)) = (self.stdin.as_mut(), self.stdout.as_mut()) else {
+            return Err(OperatorError::msg("operator process is not running"));
+        };
+        let frame = self.frame.finish();
+        stdin
+            .write_all(&frame)
+            .and_then(|()| stdin.flush())
+            .map_err(|e| OperatorError::msg(format!("write to operator process: {e}")))?;
+        let reply = read_frame(stdout)
+            .map_err(|e| OperatorError::msg(format!("read from operator process: {e}")))?
+            .ok_or_else(|| OperatorError::msg("operator process exited"))?;
+        let mut first_error = None;
+        for msg in reply {
+            match msg {
+                Message::Produce {
+                    stream,
+                    key,
+                    value,
+                    event_time,
+                } => ctx.produce_at(&stream, key, value, event_time),
+                Message::SetTimer { key, time } => ctx.set_timer(key, time),
+                Message::Log { level, message } => match level {
+                    0 => tracing::error!(target: "operator", "{message}"),
+                    1 => tracing::warn!(target: "operator", "{message}"),
+                    2 => tracing::info!(target: "operator", "{message}"),
+                    _ => tracing::debug!(target: "operator", "{message}"),
+                },
+                Message::Metadata { json } => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&json) {
+                        let list = |k: &str| -> Vec<String> {
+                            v.get(k)
+                                .and_then(|x| x.as_array())
+                                .map(|a| {
+                                    a.iter()
+                                        .filter_map(|s| s.as_str().map(str::to_owned))
+                                        .collect()
+                                })
+                                .unwrap_or_default()
+                        };
+                        self.metadata = Metadata {
+                            name: v
+                                .get("name")
+                                .and_then(|n| n.as_str())
+                                .unwrap_or(&self.command)
+                                .to_owned(),
+                            inputs: list("inputs"),
+                            outputs: list("outputs"),
+                        };
+                    }
+                }
+                Message::Error { message } => {
+                    tracing::warn!(target: "operator", "operator error: {message}");
+                    first_error.get_or_insert(message);
+                }
+                other => tracing::warn!(?other, "unexpected message from operator process"),
+            }
+        }
+        match first_error {
+            Some(m) => Err(OperatorError::Failed(m)),
+            None => Ok(()),
+        }
+    }
+
+    fn fetch_local_artifacts(&self) {
+        for a in &self.artifacts {
+            let Some(uri) = a.get("uri").and_then(|u| u.as_str()) else {
+                continue;
+            };
+            let path = uri.strip_prefix("file://").unwrap_or(uri);
+            if !path.starts_with('/') {
+                continue; // remote artefacts are fetched by the Mesos fetcher
+            }
+            let name = a
+                .get("outputFile")
+                .and_then(|o| o.as_str())
+                .map(str::to_owned)
+                .or_else(|| Path::new(path).file_name().map(|f| f.to_string_lossy().into_owned()));
+            if let Some(name) = name
+                && !Path::new(&name).exists()
+                && let Err(e) = std::fs::copy(path, &name)
+            {
+                tracing::warn!(error = %e, %path, "cannot copy artefact into the sandbox");
+            }
+        }
+    }
+}
+
+impl Operator for ProcessOperator {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn init(&mut self, ctx: &mut Context<'_>) -> Result<(), OperatorError> {
+        self.fetch_local_artifacts();
+        let local = Path::new(&self.command);
+        let program = if !self.command.contains('/') && local.exists() {
+            format!("./{}", self.command)
+        } else {
+            self.command.clone()
+        };
+        let mut child = Command::new(&program)
+            .args(&self.args)
+            .envs(&self.env_vars)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| OperatorError::msg(format!("start `{program}`: {e}")))?;
+        self.stdin = child.stdin.take().map(|s| BufWriter::with_capacity(256 << 10, s));
+        self.stdout = child.stdout.take().map(|s| BufReader::with_capacity(256 << 10, s));
+        self.child = Some(child);
+        let init = serde_json::json!({
+            "operator": self.env.operator,
+            "instance": self.env.instance,
+            "taskId": self.env.task_id,
+            "config": ctx.config().values(),
+        });
+        self.frame.push(&Message::Init {
+            json: init.to_string(),
+        });
+        self.exchange(ctx)
+    }
+
+    fn process_record(&mut self, _ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+        self.frame
+            .push_record(&record.key, &record.value, record.event_time);
+        Ok(())
+    }
+
+    fn process_timer(&mut self, _ctx: &mut Context<'_>, key: Bytes, time: u64) -> Result<(), OperatorError> {
+        self.frame.push(&Message::Timer {
+            key: key.to_vec(),
+            time,
+        });
+        Ok(())
+    }
+
+    fn end_of_batch(&mut self, ctx: &mut Context<'_>) -> Result<(), OperatorError> {
+        if self.frame.is_empty() {
+            return Ok(());
+        }
+        self.exchange(ctx)
+    }
+
+    fn destroy(&mut self) {
+        self.frame = FrameWriter::new();
+        self.frame.push(&Message::Destroy);
+        let frame = self.frame.finish();
+        if let (Some(stdin), Some(stdout)) = (self.stdin.as_mut(), self.stdout.as_mut()) {
+            let sent = stdin.write_all(&frame).and_then(|()| stdin.flush());
+            if sent.is_ok() {
+                let _ = read_frame(stdout);
+            }
+        }
+        self.stdin = None;
+        if let Some(mut child) = self.child.take() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        tracing::info!(%status, "operator process exited");
+                        break;
+                    }
+                    Ok(None) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

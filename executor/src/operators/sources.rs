@@ -1,0 +1,279 @@
+//! Sources that read lines from the outside world: `tcp-source` (a TCP port),
+//! `http-source` (an HTTP ingest endpoint) and `file-source` (a file).
+//!
+//! Each runs its I/O on its own thread (or async task) and injects records into the
+//! operator's input queue; `process_record` then emits them on the operator thread, so
+//! callbacks stay single-threaded and a full queue back-pressures the readers.
+//! Listening sources take `port` (the name of a port in `resources.ports`, whose number
+//! comes from `CONCORD_PORT_<NAME>`) or `listen` (`host:port`). Records are keyed by the
+//! JSON field `keyField` when set (empty key otherwise).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+
+use bytes::Bytes;
+use concord_sdk::{Config, Context, Metadata, Operator, OperatorError, Record};
+
+use super::{BuiltinEnv, OUT, json, meta};
+use crate::clock;
+use crate::config::named_port;
+
+/// Builds records from lines.
+#[derive(Clone)]
+struct LineParser {
+    key_field: Option<String>,
+}
+
+impl LineParser {
+    fn record(&self, line: &[u8]) -> Option<Record> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None;
+        }
+        let key = self
+            .key_field
+            .as_ref()
+            .and_then(|f| {
+                let doc: serde_json::Value = serde_json::from_slice(line).ok()?;
+                json::get(&doc, f).map(json::as_text)
+            })
+            .unwrap_or_default();
+        Some(Record::new(
+            Bytes::from(key.into_bytes()),
+            Bytes::copy_from_slice(line),
+            clock::wall_ms(),
+        ))
+    }
+}
+
+fn listen_addr(c: &Config, env: &BuiltinEnv) -> Result<String, OperatorError> {
+    if let Some(l) = c.str("listen")? {
+        return Ok(l);
+    }
+    let name = c.str("port")?.unwrap_or_else(|| "ingest".to_owned());
+    match named_port(&name) {
+        Some(p) => Ok(format!("{}:{p}", env.bind_host)),
+        None => Err(OperatorError::msg(format!(
+            "no port for `{name}`: set CONCORD_PORT_{} or config `listen`",
+            name.to_uppercase()
+        ))),
+    }
+}
+
+fn emit(ctx: &mut Context<'_>, record: Record) {
+    ctx.produce_at(OUT, &record.key, &record.value, record.event_time);
+}
+
+/// `tcp-source`: newline-delimited records from any number of TCP clients.
+pub struct TcpSource {
+    env: BuiltinEnv,
+}
+
+impl TcpSource {
+    /// Unstarted; `init` binds.
+    pub fn new(env: &BuiltinEnv) -> Self {
+        Self { env: env.clone() }
+    }
+}
+
+impl Operator for TcpSource {
+    fn metadata(&self) -> Metadata {
+        meta("tcp-source", false)
+    }
+
+    fn init(&mut self, ctx: &mut Context<'_>) -> Result<(), OperatorError> {
+        let addr = listen_addr(ctx.config(), &self.env)?;
+        let parser = LineParser {
+            key_field: ctx.config().str("keyField")?,
+        };
+        let listener = TcpListener::bind(&addr)
+            .map_err(|e| OperatorError::msg(format!("bind {addr}: {e}")))?;
+        tracing::info!(%addr, "tcp-source listening");
+        let ingest = self.env.ingest.clone();
+        std::thread::Builder::new()
+            .name("tcp-source".into())
+            .spawn(move || {
+                for conn in listener.incoming().flatten() {
+                    let ingest = ingest.clone();
+                    let parser = parser.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("tcp-source-conn".into())
+                        .spawn(move || {
+                            let mut r = BufReader::new(conn);
+                            let mut batch = Vec::new();
+                            let mut line = Vec::new();
+                            loop {
+                                line.clear();
+                                match r.read_until(b'\n', &mut line) {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(_) => {
+                                        if let Some(rec) = parser.record(
+                                            line.strip_suffix(b"\n").unwrap_or(&line),
+                                        ) {
+                                            batch.push(rec);
+                                        }
+                                    }
+                                }
+                                if (batch.len() >= 512 || r.buffer().is_empty())
+                                    && !ingest.send(std::mem::take(&mut batch))
+                                {
+                                    return;
+                                }
+                            }
+                            ingest.send(batch);
+                        });
+                }
+            })
+            .map_err(|e| OperatorError::msg(format!("spawn: {e}")))?;
+        Ok(())
+    }
+
+    fn process_record(&mut self, ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+        emit(ctx, record);
+        Ok(())
+    }
+}
+
+/// `http-source`: `POST` any path with newline-delimited records (or a JSON array, one
+/// record per element); answers `202 {"accepted": n}`.
+pub struct HttpSource {
+    env: BuiltinEnv,
+}
+
+impl HttpSource {
+    /// Unstarted; `init` binds.
+    pub fn new(env: &BuiltinEnv) -> Self {
+        Self { env: env.clone() }
+    }
+}
+
+impl Operator for HttpSource {
+    fn metadata(&self) -> Metadata {
+        meta("http-source", false)
+    }
+
+    fn init(&mut self, ctx: &mut Context<'_>) -> Result<(), OperatorError> {
+        let addr = listen_addr(ctx.config(), &self.env)?;
+        let parser = LineParser {
+            key_field: ctx.config().str("keyField")?,
+        };
+        let listener = std::net::TcpListener::bind(&addr)
+            .map_err(|e| OperatorError::msg(format!("bind {addr}: {e}")))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| OperatorError::msg(e.to_string()))?;
+        let ingest = self.env.ingest.clone();
+        let handler = move |body: Bytes| {
+            let ingest = ingest.clone();
+            let parser = parser.clone();
+            async move {
+                let records: Vec<Record> = match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(serde_json::Value::Array(items)) => items
+                        .iter()
+                        .filter_map(|v| parser.record(v.to_string().as_bytes()))
+                        .collect(),
+                    _ => body.split(|b| *b == b'\n').filter_map(|l| parser.record(l)).collect(),
+                };
+                let n = records.len();
+                let ok = tokio::task::spawn_blocking(move || ingest.send(records))
+                    .await
+                    .unwrap_or(false);
+                if ok {
+                    (
+                        axum::http::StatusCode::ACCEPTED,
+                        serde_json::json!({ "accepted": n }).to_string(),
+                    )
+                } else {
+                    (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "{\"error\":\"stopping\"}".to_owned(),
+                    )
+                }
+            }
+        };
+        let app = axum::Router::new().fallback(axum::routing::post(handler));
+        let handle = self.env.tokio.clone();
+        let _guard = handle.enter();
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| OperatorError::msg(e.to_string()))?;
+        tracing::info!(%addr, "http-source listening");
+        handle.spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!(error = %e, "http-source server ended");
+            }
+        });
+        Ok(())
+    }
+
+    fn process_record(&mut self, ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+        emit(ctx, record);
+        Ok(())
+    }
+}
+
+/// `file-source`: the lines of `path`, optionally paced at `rate` lines/s.
+pub struct FileSource {
+    env: BuiltinEnv,
+}
+
+impl FileSource {
+    /// Unstarted; `init` opens the file.
+    pub fn new(env: &BuiltinEnv) -> Self {
+        Self { env: env.clone() }
+    }
+}
+
+impl Operator for FileSource {
+    fn metadata(&self) -> Metadata {
+        meta("file-source", false)
+    }
+
+    fn init(&mut self, ctx: &mut Context<'_>) -> Result<(), OperatorError> {
+        let c = ctx.config();
+        let path = c.required_str("path")?;
+        let rate = c.f64("rate")?.unwrap_or(0.0);
+        let parser = LineParser {
+            key_field: c.str("keyField")?,
+        };
+        let file = std::fs::File::open(&path)
+            .map_err(|e| OperatorError::msg(format!("open {path}: {e}")))?;
+        let ingest = self.env.ingest.clone();
+        std::thread::Builder::new()
+            .name("file-source".into())
+            .spawn(move || {
+                let start = std::time::Instant::now();
+                let mut sent = 0u64;
+                let mut batch = Vec::new();
+                for line in BufReader::new(file).split(b'\n') {
+                    let Ok(line) = line else { break };
+                    if let Some(r) = parser.record(&line) {
+                        batch.push(r);
+                        sent += 1;
+                    }
+                    if rate > 0.0 {
+                        let due = std::time::Duration::from_secs_f64(sent as f64 / rate);
+                        let elapsed = start.elapsed();
+                        if due > elapsed {
+                            if !ingest.send(std::mem::take(&mut batch)) {
+                                return;
+                            }
+                            // Pacing a file replay, not synchronisation.
+                            std::thread::sleep(due - elapsed);
+                        }
+                    }
+                    if batch.len() >= 512 && !ingest.send(std::mem::take(&mut batch)) {
+                        return;
+                    }
+                }
+                ingest.send(batch);
+                tracing::info!(records = sent, %path, "file-source reached end of file");
+            })
+            .map_err(|e| OperatorError::msg(format!("spawn: {e}")))?;
+        Ok(())
+    }
+
+    fn process_record(&mut self, ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+        emit(ctx, record);
+        Ok(())
+    }
+}

@@ -1,0 +1,285 @@
+//! Routing output records to downstream instances.
+//!
+//! The [`Router`] lives on the operator thread. For every edge out of this operator it
+//! keeps the current set of downstream instances (from [`crate::discovery`]) and appends
+//! each produced record to the batch of the chosen instance's [`conn::Conn`]: by
+//! rendezvous hash of the key, round-robin, or to all of them.
+
+pub mod conn;
+pub mod inbound;
+pub mod partition;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use concord_sdk::TraceContext;
+
+use crate::config::Partitioning;
+use crate::metrics::Metrics;
+use conn::{Conn, ConnSettings};
+
+/// The downstream instances of every edge out of this operator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutingTable {
+    /// One entry per consuming operator.
+    pub edges: Vec<EdgeTable>,
+}
+
+/// One edge: a consuming operator and its instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeTable {
+    /// Consuming operator.
+    pub operator: String,
+    /// Partitioning it asked for.
+    pub partitioning: Partitioning,
+    /// Its instances, at most one task per instance index, sorted by index.
+    pub targets: Vec<Target>,
+}
+
+/// A downstream task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Instance index.
+    pub instance: u32,
+    /// Task ID.
+    pub task_id: String,
+    /// Data address `host:port`.
+    pub addr: String,
+}
+
+struct EdgeRoute {
+    partitioning: Partitioning,
+    slots: Vec<usize>,
+    seeds: Vec<u64>,
+    rr: usize,
+}
+
+struct StreamStats {
+    name: String,
+    records: u64,
+    bytes: u64,
+}
+
+/// Routes produced records to downstream connections.
+pub struct Router {
+    conns: Vec<Option<Conn>>,
+    index: HashMap<(String, String), usize>,
+    edges: Vec<EdgeRoute>,
+    settings: ConnSettings,
+    linger: Duration,
+    out: Vec<StreamStats>,
+    no_route: u64,
+    closing: Vec<JoinHandle<()>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Router {
+    /// A router with no downstreams yet.
+    pub fn new(settings: ConnSettings, linger: Duration, metrics: Arc<Metrics>) -> Self {
+        Self {
+            conns: Vec::new(),
+            index: HashMap::new(),
+            edges: Vec::new(),
+            settings,
+            linger,
+            out: Vec::new(),
+            no_route: 0,
+            closing: Vec::new(),
+            metrics,
+        }
+    }
+
+    /// Applies a new routing table: connects to new instances, drains and closes removed
+    /// ones, and rebuilds the partitioning of every edge.
+    pub fn update(&mut self, table: &RoutingTable) {
+        let mut wanted: HashMap<(String, String), ()> = HashMap::new();
+        for e in &table.edges {
+            for t in &e.targets {
+                wanted.insert((t.task_id.clone(), t.addr.clone()), ());
+            }
+        }
+        let removed: Vec<(String, String)> = self
+            .index
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in removed {
+            if let Some(slot) = self.index.remove(&k)
+                && let Some(conn) = self.conns[slot].take()
+            {
+                tracing::info!(task = %conn.task_id, addr = %conn.addr, "downstream removed; draining");
+                if let Some(h) = conn.close() {
+                    self.closing.push(h);
+                }
+            }
+        }
+        let mut edges = Vec::with_capacity(table.edges.len());
+        for e in &table.edges {
+            let mut targets = e.targets.clone();
+            targets.sort_by_key(|t| t.instance);
+            let mut slots = Vec::with_capacity(targets.len());
+            let mut seeds = Vec::with_capacity(targets.len());
+            for t in &targets {
+                let key = (t.task_id.clone(), t.addr.clone());
+                let slot = match self.index.get(&key) {
+                    Some(s) => *s,
+                    None => {
+                        tracing::info!(operator = %e.operator, instance = t.instance, task = %t.task_id, addr = %t.addr, "downstream added");
+                        let conn = Conn::spawn(t.task_id.clone(), t.addr.clone(), &self.settings);
+                        let slot = match self.conns.iter().position(Option::is_none) {
+                            Some(free) => {
+                                self.conns[free] = Some(conn);
+                                free
+                            }
+                            None => {
+                                self.conns.push(Some(conn));
+                                self.conns.len() - 1
+                            }
+                        };
+                        self.index.insert(key, slot);
+                        slot
+                    }
+                };
+                slots.push(slot);
+                seeds.push(partition::instance_seed(t.instance));
+            }
+            edges.push(EdgeRoute {
+                partitioning: e.partitioning,
+                slots,
+                seeds,
+                rr: 0,
+            });
+        }
+        self.edges = edges;
+        self.closing.retain(|h| !h.is_finished());
+        self.metrics.downstreams.set(self.index.len() as i64);
+    }
+
+    /// Routes one record on every edge.
+    #[inline]
+    pub fn route(
+        &mut self,
+        stream: &str,
+        key: &[u8],
+        value: &[u8],
+        event_time: u64,
+        trace: Option<TraceContext>,
+    ) {
+        let size = (key.len() + value.len()) as u64;
+        match self.out.iter_mut().find(|s| s.name == stream) {
+            Some(s) => {
+                s.records += 1;
+                s.bytes += size;
+            }
+            None => self.out.push(StreamStats {
+                name: stream.to_owned(),
+                records: 1,
+                bytes: size,
+            }),
+        }
+        if self.edges.is_empty() {
+            self.no_route += 1;
+            return;
+        }
+        let conns = &mut self.conns;
+        for e in &mut self.edges {
+            if e.slots.is_empty() {
+                self.no_route += 1;
+                continue;
+            }
+            match e.partitioning {
+                Partitioning::Key => {
+                    let i = if e.slots.len() == 1 {
+                        0
+                    } else {
+                        partition::rendezvous(partition::key_hash(key), &e.seeds)
+                    };
+                    if let Some(c) = conns[e.slots[i]].as_mut() {
+                        c.push(key, value, event_time, trace);
+                    }
+                }
+                Partitioning::Shuffle => {
+                    e.rr = (e.rr + 1) % e.slots.len();
+                    if let Some(c) = conns[e.slots[e.rr]].as_mut() {
+                        c.push(key, value, event_time, trace);
+                    }
+                }
+                Partitioning::Broadcast => {
+                    for s in &e.slots {
+                        if let Some(c) = conns[*s].as_mut() {
+                            c.push(key, value, event_time, trace);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes every partly filled batch.
+    pub fn flush_all(&mut self) {
+        for c in self.conns.iter_mut().flatten() {
+            c.flush();
+        }
+        self.publish_stats();
+    }
+
+    /// Flushes batches whose oldest record waited longer than the linger time.
+    pub fn flush_lingering(&mut self) {
+        let now = Instant::now();
+        for c in self.conns.iter_mut().flatten() {
+            c.flush_if_lingering(now, self.linger);
+        }
+    }
+
+    /// True when every downstream connection is established.
+    pub fn all_connected(&self) -> bool {
+        self.conns.iter().flatten().all(Conn::connected)
+    }
+
+    /// Number of downstream connections.
+    pub fn downstreams(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Pushes locally accumulated counters to the metrics registry.
+    pub fn publish_stats(&mut self) {
+        for s in &mut self.out {
+            if s.records > 0 {
+                let labels = vec![("stream".to_owned(), s.name.clone())];
+                self.metrics.records_out.get_or_create(&labels).inc_by(s.records);
+                self.metrics.bytes_out.get_or_create(&labels).inc_by(s.bytes);
+                s.records = 0;
+                s.bytes = 0;
+            }
+        }
+        if self.no_route > 0 {
+            self.metrics.dropped_no_route().inc_by(self.no_route);
+            self.no_route = 0;
+        }
+        let queued: usize = self.conns.iter().flatten().map(Conn::queued).sum();
+        self.metrics.output_queue.set(queued as i64);
+    }
+
+    /// Flushes everything, closes all connections and waits (up to `deadline`) for the
+    /// writer threads to drain.
+    pub fn close(mut self, deadline: Instant) {
+        self.flush_all();
+        let mut handles = std::mem::take(&mut self.closing);
+        for c in self.conns.drain(..).flatten() {
+            if let Some(h) = c.close() {
+                handles.push(h);
+            }
+        }
+        for h in handles {
+            while !h.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+    }
+}
