@@ -96,3 +96,146 @@ fn canonical(value: serde_json::Value) -> serde_json::Value {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{Partitioning, Placement, RestartBackoff, UpdateStrategy};
+
+    fn op() -> OperatorSpec {
+        serde_yaml_ng::from_str(
+            "name: split
+instances: 2
+runtime: {process: {command: python3, args: [split.py], artifacts: [{uri: 'file:///x/split.py'}]}}
+config: {rate: 1000, words: [a, b]}
+env: {MODE: fast}
+inputs: [{from: lines, partitioning: shuffle}]
+resources: {cpus: 0.2, mem: 128, ports: [http]}
+",
+        )
+        .expect("fixture")
+    }
+
+    #[test]
+    fn hash_is_pinned() {
+        // If this fails, the hash function or the serialised shape of a template field
+        // changed: every running task in production would be replaced on upgrade. Make
+        // new fields `skip_serializing_if` their default instead.
+        assert_eq!(template_hash(&op()), "42dc4e91ab");
+        assert_eq!(template_hash(&op()).len(), TEMPLATE_HASH_LEN);
+    }
+
+    #[test]
+    fn canonical_template_is_pinned() {
+        let template = Template {
+            runtime: &op().runtime,
+            config: &op().config,
+            env: &op().env,
+            resources: &op().resources,
+            inputs: &op().inputs,
+        };
+        assert_eq!(
+            canonical_json(&template),
+            concat!(
+                r#"{"config":{"rate":1000,"words":["a","b"]},"env":{"MODE":"fast"},"#,
+                r#""inputs":[{"from":"lines","partitioning":"shuffle"}],"#,
+                r#""resources":{"cpus":0.2,"disk":0.0,"mem":128.0,"ports":["http"]},"#,
+                r#""runtime":{"process":{"args":["split.py"],"artifacts":[{"executable":false,"#,
+                r#""extract":true,"uri":"file:///x/split.py"}],"command":"python3"}}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn template_fields_change_the_hash() {
+        let base = template_hash(&op());
+        let edits: Vec<(&str, Box<dyn Fn(&mut OperatorSpec)>)> = vec![
+            (
+                "runtime",
+                Box::new(|o| {
+                    if let Runtime::Process(p) = &mut o.runtime {
+                        p.args.push("-v".into());
+                    }
+                }),
+            ),
+            (
+                "config",
+                Box::new(|o| {
+                    o.config.insert("rate".into(), serde_json::json!(2000));
+                }),
+            ),
+            (
+                "env",
+                Box::new(|o| {
+                    o.env.insert("MODE".into(), "slow".into());
+                }),
+            ),
+            ("resources", Box::new(|o| o.resources.mem = 256.0)),
+            (
+                "resources",
+                Box::new(|o| o.resources.ports.push("admin".into())),
+            ),
+            (
+                "inputs",
+                Box::new(|o| o.inputs[0].partitioning = Partitioning::Key),
+            ),
+            ("inputs", Box::new(|o| o.inputs[0].from = "other".into())),
+        ];
+        for (field, edit) in edits {
+            let mut changed = op();
+            edit(&mut changed);
+            assert_ne!(template_hash(&changed), base, "{field}");
+            assert_eq!(template_changes(&op(), &changed), vec![field.to_owned()]);
+        }
+    }
+
+    #[test]
+    fn non_template_fields_keep_the_hash() {
+        let base = template_hash(&op());
+        let mut changed = op();
+        changed.name = "renamed".into();
+        changed.instances = 7;
+        changed.update_strategy = UpdateStrategy {
+            max_surge: 3,
+            max_unavailable: 2,
+        };
+        changed.placement = Placement {
+            one_instance_per_host: true,
+            require_attributes: [("rack".to_owned(), "r1".to_owned())].into(),
+        };
+        changed.restart_backoff = RestartBackoff {
+            initial_seconds: 5.0,
+            factor: 3.0,
+            max_seconds: 50.0,
+            reset_after_seconds: 10.0,
+        };
+        changed.progress_deadline_seconds = 60;
+        assert_eq!(template_hash(&changed), base);
+        assert!(template_changes(&op(), &changed).is_empty());
+    }
+
+    #[test]
+    fn hash_is_independent_of_key_order_and_spelling() {
+        let reordered: OperatorSpec = serde_yaml_ng::from_str(
+            "resources: {ports: [http], mem: 128.0, cpus: 0.2, disk: 0}
+inputs: [{from: lines}]
+env: {MODE: fast}
+config: {words: [a, b], rate: 1000}
+runtime: {process: {artifacts: [{uri: 'file:///x/split.py', extract: true}], args: [split.py], command: python3}}
+instances: 2
+name: split
+",
+        )
+        .expect("fixture");
+        assert_eq!(template_hash(&reordered), template_hash(&op()));
+    }
+
+    #[test]
+    fn canonical_json_sorts_nested_keys() {
+        let value = serde_json::json!({"b": {"z": 1, "a": [{"y": 2, "x": 3}]}, "a": null});
+        assert_eq!(
+            canonical_json(&value),
+            r#"{"a":null,"b":{"a":[{"x":3,"y":2}],"z":1}}"#
+        );
+    }
+}

@@ -366,3 +366,367 @@ fn clean_message(message: &str, line: usize, column: usize) -> String {
     }
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{DEFAULT_NAMESPACE, Partitioning, Runtime};
+
+    const WORDCOUNT: &str = r#"# yaml-language-server: $schema=../../schemas/json/topology.schema.json
+apiVersion: concord.io/v1alpha1
+kind: Topology
+metadata: {name: wordcount}
+spec:
+  operators:
+    - name: lines
+      instances: 1
+      runtime: {builtin: {name: generator}}
+      config: {rate: 1000}
+    - name: split
+      instances: 2
+      runtime: {process: {command: python3, args: [split.py], artifacts: [{uri: "file:///x/split.py"}]}}
+      inputs: [{from: lines, partitioning: shuffle}]
+      resources: {cpus: 0.2, mem: 128, ports: [http]}
+      updateStrategy: {maxSurge: 1, maxUnavailable: 0}
+"#;
+
+    fn one_error(source: &str) -> SpecError {
+        let errors = parse_yaml(source.as_bytes(), "t.yaml").expect_err("should fail");
+        assert_eq!(errors.len(), 1, "{errors}");
+        errors.0.into_iter().next().expect("one error")
+    }
+
+    #[test]
+    fn parses_the_documented_shape_with_defaults() {
+        let t = parse_yaml(WORDCOUNT.as_bytes(), "wc.yaml").expect("valid");
+        assert_eq!(t.len(), 1);
+        let t = &t[0];
+        assert_eq!(t.metadata.namespace, DEFAULT_NAMESPACE);
+        assert_eq!(t.key(), "default/wordcount");
+        let lines = t.operator("lines").expect("lines");
+        assert_eq!(lines.resources.cpus, 0.1);
+        assert_eq!(lines.resources.mem, 64.0);
+        assert_eq!(lines.update_strategy.max_surge, 1);
+        assert_eq!(lines.progress_deadline_seconds, 600);
+        assert_eq!(lines.config["rate"], serde_json::json!(1000));
+        let split = t.operator("split").expect("split");
+        assert_eq!(split.inputs[0].partitioning, Partitioning::Shuffle);
+        match &split.runtime {
+            Runtime::Process(p) => {
+                assert_eq!(p.command, "python3");
+                assert!(p.artifacts[0].extract);
+            }
+            Runtime::Builtin(_) => panic!("split is a process operator"),
+        }
+    }
+
+    #[test]
+    fn multiple_documents_and_empty_ones() {
+        let source = format!("---\n{WORDCOUNT}---\n# empty\n---\n{}\n---\n", {
+            WORDCOUNT.replace("name: wordcount", "name: other")
+        });
+        let t = parse_yaml(source.as_bytes(), "multi.yaml").expect("valid");
+        let names: Vec<&str> = t.iter().map(|t| t.metadata.name.as_str()).collect();
+        assert_eq!(names, vec!["wordcount", "other"]);
+    }
+
+    #[test]
+    fn empty_inputs_are_rejected() {
+        for source in ["", "   \n", "# only a comment\n", "---\n", "---\n---\n"] {
+            let e = one_error(source);
+            assert_eq!(
+                e.to_string(),
+                "t.yaml: no topology documents found (the input is empty or only comments)",
+                "{source:?}"
+            );
+        }
+        let e = parse_json(b" \n", "body").expect_err("empty");
+        assert_eq!(
+            e.to_string(),
+            "body: no topology document found (the input is empty)"
+        );
+    }
+
+    #[test]
+    fn status_and_server_metadata_are_accepted() {
+        let source = WORDCOUNT.replace(
+            "metadata: {name: wordcount}",
+            "metadata:
+  name: wordcount
+  uid: 0b6a4c1e-1111-2222-3333-444455556666
+  generation: 3
+  resourceVersion: \"42\"
+  creationTimestamp: 2026-01-02T03:04:05Z
+status:
+  observedGeneration: 3
+  conditions: [{type: Ready, status: \"True\"}]",
+        );
+        let t = parse_yaml(source.as_bytes(), "t.yaml").expect("valid");
+        assert_eq!(t[0].status, None, "status is dropped");
+        assert_eq!(t[0].metadata.generation, Some(3));
+        assert_eq!(t[0].metadata.resource_version.as_deref(), Some("42"));
+        assert!(t[0].metadata.creation_timestamp.is_some());
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        let e = one_error("apiVersion: concord.io/v1alpha1\nkind: [Topology\n");
+        assert_eq!(e.file.as_deref(), Some("t.yaml"));
+        assert_eq!((e.line, e.column), (Some(3), Some(1)), "{e}");
+        assert!(
+            e.message.contains("did not find expected ',' or ']'"),
+            "{e}"
+        );
+        assert_eq!(e.path, None);
+
+        let e = one_error("a: 'unterminated\n");
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("unexpected end of stream"), "{e}");
+    }
+
+    #[test]
+    fn a_syntax_error_in_a_later_document_is_located_there() {
+        let source = format!("{WORDCOUNT}---\napiVersion: concord.io/v1alpha1\nkind: : x\n");
+        let e = one_error(&source);
+        assert_eq!(e.line, Some(19), "{e}");
+    }
+
+    #[test]
+    fn type_errors_have_path_line_and_column() {
+        let source = WORDCOUNT.replace("instances: 2", "instances: two");
+        let e = one_error(&source);
+        assert_eq!(
+            e.to_string(),
+            "t.yaml:12:18: spec.operators[1].instances: invalid type: string \"two\", expected a whole number from 0 to 4294967295"
+        );
+        let source = WORDCOUNT.replace("instances: 2", "instances: -1");
+        let e = one_error(&source);
+        assert_eq!(
+            e.to_string(),
+            "t.yaml:12:18: spec.operators[1].instances: out of range: integer `-1`, expected a whole number from 0 to 4294967295"
+        );
+        let source = WORDCOUNT.replace("instances: 2", "instances: 99999999999");
+        let e = one_error(&source);
+        assert!(e.message.contains("expected a whole number"), "{e}");
+        let source = WORDCOUNT.replace("cpus: 0.2", "cpus: lots");
+        let e = one_error(&source);
+        assert_eq!(
+            e.path.as_deref(),
+            Some("spec.operators[1].resources.cpus"),
+            "{e}"
+        );
+        assert!(e.message.contains("expected a number"), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_name_the_field_and_the_allowed_ones() {
+        let source = WORDCOUNT.replace("maxSurge: 1", "maxSurge: 1, maxSurges: 2");
+        let e = one_error(&source);
+        assert_eq!(
+            e.to_string(),
+            "t.yaml:16:37: spec.operators[1].updateStrategy.maxSurges: unknown field `maxSurges`, expected `maxSurge` or `maxUnavailable`"
+        );
+    }
+
+    #[test]
+    fn missing_fields() {
+        let source = WORDCOUNT.replace("      runtime: {builtin: {name: generator}}\n", "");
+        let e = one_error(&source);
+        assert_eq!(e.path.as_deref(), Some("spec.operators[0]"));
+        assert_eq!(e.message, "missing field `runtime`");
+        assert_eq!(e.line, Some(7), "{e}");
+    }
+
+    #[test]
+    fn runtime_needs_exactly_one_kind() {
+        let source = WORDCOUNT.replace(
+            "runtime: {builtin: {name: generator}}",
+            "runtime: {builtin: {name: generator}, process: {command: x}}",
+        );
+        let e = one_error(&source);
+        assert_eq!(
+            e.to_string(),
+            "t.yaml:9:16: spec.operators[0].runtime: runtime must set exactly one of `builtin` or `process`, found both"
+        );
+        let source = WORDCOUNT.replace("runtime: {builtin: {name: generator}}", "runtime: {}");
+        let e = one_error(&source);
+        assert!(e.message.ends_with("found neither"), "{e}");
+        assert_eq!(e.line, Some(9));
+        let source = WORDCOUNT.replace(
+            "runtime: {builtin: {name: generator}}",
+            "runtime: !builtin {name: generator}",
+        );
+        let e = one_error(&source);
+        assert!(e.message.contains("custom YAML tags"), "{e}");
+        assert_eq!(e.line, Some(9));
+    }
+
+    #[test]
+    fn wrong_api_version_and_kind_are_reported_first() {
+        let source = WORDCOUNT
+            .replace("apiVersion: concord.io/v1alpha1", "apiVersion: apps/v1")
+            .replace("kind: Topology", "kind: Deployment");
+        let errors = parse_yaml(source.as_bytes(), "t.yaml").expect_err("invalid");
+        assert_eq!(
+            errors.to_string(),
+            "t.yaml:2:13: apiVersion: unsupported apiVersion \"apps/v1\": expected \"concord.io/v1alpha1\"\n\
+             t.yaml:3:7: kind: unsupported kind \"Deployment\": expected \"Topology\""
+        );
+        let e = one_error("kind: Topology\nmetadata: {name: x}\n");
+        assert_eq!(
+            e.to_string(),
+            "t.yaml:1:1: apiVersion: missing field `apiVersion`: expected \"concord.io/v1alpha1\""
+        );
+    }
+
+    #[test]
+    fn semantic_errors_are_located_and_all_reported() {
+        let source = WORDCOUNT
+            .replace("inputs: [{from: lines", "inputs: [{from: lnes")
+            .replace("name: wordcount", "name: WordCount");
+        let errors = parse_yaml(source.as_bytes(), "t.yaml").expect_err("invalid");
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 2, "{errors}");
+        assert!(
+            lines[0].starts_with("t.yaml:4:18: metadata.name: invalid name: \"WordCount\""),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(
+            lines[1],
+            "t.yaml:14:23: spec.operators[1].inputs[0].from: unknown operator \"lnes\"; operators in this topology: lines, split"
+        );
+    }
+
+    #[test]
+    fn errors_of_every_document_are_collected() {
+        let bad1 = WORDCOUNT.replace("cpus: 0.2", "cpus: -1");
+        let bad2 = WORDCOUNT.replace("name: split", "name: Split");
+        let source = format!("{bad1}---\n{bad2}");
+        let errors = parse_yaml(source.as_bytes(), "t.yaml").expect_err("invalid");
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 2, "{errors}");
+        assert!(
+            lines[0].starts_with("t.yaml:15:25: spec.operators[1].resources.cpus"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with("t.yaml:28:13: spec.operators[1].name"),
+            "{}",
+            lines[1]
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_point_at_the_duplicate() {
+        let source = WORDCOUNT.replace(
+            "      instances: 1\n",
+            "      instances: 1\n      instances: 2\n",
+        );
+        let e = one_error(&source);
+        assert_eq!(
+            e.to_string(),
+            "t.yaml:9:18: spec.operators[0].instances: duplicate key `instances`: it already appears earlier in this mapping"
+        );
+    }
+
+    #[test]
+    fn non_utf8_names_the_byte_offset() {
+        let mut source = b"apiVersion: concord.io/v1alpha1\nkind: Topo".to_vec();
+        source.push(0xff);
+        let e = parse_yaml(&source, "t.yaml").expect_err("invalid");
+        assert_eq!(
+            e.to_string(),
+            "t.yaml:2:11: input is not valid UTF-8: invalid byte 0xff at byte offset 42"
+        );
+        let e = parse_json(&source, "body").expect_err("invalid");
+        assert!(e.to_string().contains("byte offset 42"));
+    }
+
+    #[test]
+    fn oversized_input_names_size_and_limit() {
+        let source = vec![b' '; MAX_DOCUMENT_BYTES + 1];
+        let e = parse_yaml(&source, "t.yaml").expect_err("too big");
+        assert_eq!(
+            e.to_string(),
+            "t.yaml: input is 1048577 bytes, larger than the limit of 1048576 bytes (1 MiB); etcd refuses values over about 1.5 MiB"
+        );
+        assert!(parse_json(&source, "body").is_err());
+    }
+
+    #[test]
+    fn json_round_trip_and_errors() {
+        let t = parse_yaml(WORDCOUNT.as_bytes(), "wc.yaml").expect("valid");
+        let json = serde_json::to_vec_pretty(&t[0]).expect("serialise");
+        assert_eq!(parse_json(&json, "body").expect("valid"), t[0]);
+
+        let e = parse_json(
+            br#"{"apiVersion": "concord.io/v1alpha1", "kind": "Topology","#,
+            "body",
+        )
+        .expect_err("truncated");
+        assert_eq!(e.0[0].line, Some(1));
+        assert!(e.0[0].message.contains("EOF"), "{e}");
+
+        let text =
+            String::from_utf8_lossy(&json).replace("\"instances\": 2", "\"instances\": \"2\"");
+        let e = parse_json(text.as_bytes(), "body").expect_err("wrong type");
+        let e = &e.0[0];
+        assert_eq!(e.path.as_deref(), Some("spec.operators[1].instances"));
+        assert!(e.line.is_some() && e.column.is_some());
+        assert!(e.message.starts_with("invalid type: string \"2\""), "{e}");
+
+        let text = String::from_utf8_lossy(&json).replace("\"instances\": 2", "\"instancez\": 2");
+        let e = parse_json(text.as_bytes(), "body").expect_err("unknown field");
+        assert_eq!(e.0[0].path.as_deref(), Some("spec.operators[1].instancez"));
+        assert!(
+            e.0[0]
+                .message
+                .starts_with("unknown field `instancez`, expected one of")
+        );
+
+        let e = parse_json(br#"{"apiVersion": "v1", "kind": "Pod"}"#, "body").expect_err("kind");
+        assert_eq!(
+            e.to_string(),
+            "body: apiVersion: unsupported apiVersion \"v1\": expected \"concord.io/v1alpha1\"\nbody: kind: unsupported kind \"Pod\": expected \"Topology\""
+        );
+
+        let mut two = json.clone();
+        two.extend_from_slice(b" {}");
+        let e = parse_json(&two, "body").expect_err("trailing");
+        assert!(
+            e.0[0]
+                .message
+                .starts_with("unexpected content after the topology object"),
+            "{e}"
+        );
+
+        let text =
+            String::from_utf8_lossy(&json).replace("\"name\": \"split\"", "\"name\": \"x_y\"");
+        let e = parse_json(text.as_bytes(), "body").expect_err("semantic");
+        assert_eq!(e.0[0].path.as_deref(), Some("spec.operators[1].name"));
+    }
+
+    #[test]
+    fn parse_any_picks_the_format() {
+        assert_eq!(
+            Format::from_hint(Some("application/json; charset=utf-8")),
+            Format::Json
+        );
+        assert_eq!(
+            Format::from_hint(Some("application/merge-patch+json")),
+            Format::Json
+        );
+        assert_eq!(Format::from_hint(Some("topo.JSON")), Format::Json);
+        assert_eq!(Format::from_hint(Some("application/yaml")), Format::Yaml);
+        assert_eq!(Format::from_hint(None), Format::Yaml);
+        let t = parse_yaml(WORDCOUNT.as_bytes(), "wc.yaml").expect("valid");
+        let json = serde_json::to_vec(&t[0]).expect("serialise");
+        assert_eq!(
+            parse_any(&json, "b", Some("application/json")).expect("json"),
+            t
+        );
+        assert_eq!(parse_any(&json, "b", None).expect("json is yaml"), t);
+    }
+}

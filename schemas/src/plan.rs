@@ -249,3 +249,208 @@ impl fmt::Display for Plan {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{Delivery, Runtime};
+
+    fn spec() -> TopologySpec {
+        serde_yaml_ng::from_str(
+            "operators:
+  - name: lines
+    runtime: {builtin: {name: generator}}
+    config: {rate: 1000}
+  - name: split
+    instances: 2
+    runtime: {process: {command: python3, args: [split.py]}}
+    inputs: [{from: lines}]
+  - name: count
+    instances: 2
+    runtime: {builtin: {name: keyed-count}}
+    inputs: [{from: split, partitioning: key}]
+",
+        )
+        .expect("fixture")
+    }
+
+    fn change_of<'a>(plan: &'a Plan, name: &str) -> &'a OperatorChange {
+        &plan
+            .operators
+            .iter()
+            .find(|o| o.name == name)
+            .unwrap_or_else(|| panic!("{name} not in plan"))
+            .change
+    }
+
+    #[test]
+    fn a_spec_against_itself_is_empty() {
+        let p = plan(Some(&spec()), &spec());
+        assert!(p.is_empty());
+        assert!(
+            p.operators
+                .iter()
+                .all(|o| o.change == OperatorChange::Unchanged)
+        );
+        assert_eq!(
+            p.to_string(),
+            "  lines: unchanged\n  split: unchanged\n  count: unchanged"
+        );
+    }
+
+    #[test]
+    fn operator_order_does_not_matter() {
+        let mut reordered = spec();
+        reordered.operators.reverse();
+        assert!(plan(Some(&spec()), &reordered).is_empty());
+    }
+
+    #[test]
+    fn creation_adds_everything() {
+        let p = plan(None, &spec());
+        assert!(!p.is_empty());
+        assert_eq!(
+            change_of(&p, "split"),
+            &OperatorChange::Added { instances: 2 }
+        );
+        assert_eq!(
+            p.to_string(),
+            "+ lines: add, 1 instance\n+ split: add, 2 instances\n+ count: add, 2 instances"
+        );
+    }
+
+    #[test]
+    fn added_and_removed() {
+        let mut new = spec();
+        let mut old_op = new.operators.remove(2);
+        old_op.instances = 3;
+        let mut old = spec();
+        old.operators[2] = old_op;
+        let mut sink = new.operators[0].clone();
+        sink.name = "sink".into();
+        sink.inputs = vec![crate::topology::Input {
+            from: "split".into(),
+            partitioning: Default::default(),
+        }];
+        new.operators.push(sink);
+        let p = plan(Some(&old), &new);
+        assert_eq!(
+            change_of(&p, "sink"),
+            &OperatorChange::Added { instances: 1 }
+        );
+        assert_eq!(
+            change_of(&p, "count"),
+            &OperatorChange::Removed { instances: 3 }
+        );
+        let text = p.to_string();
+        assert!(text.contains("+ sink: add, 1 instance"), "{text}");
+        assert!(text.ends_with("- count: remove, 3 instances"), "{text}");
+    }
+
+    #[test]
+    fn scaling_is_not_a_replacement() {
+        let mut new = spec();
+        new.operators[2].instances = 5;
+        let p = plan(Some(&spec()), &new);
+        assert_eq!(
+            change_of(&p, "count"),
+            &OperatorChange::Scaled { from: 2, to: 5 }
+        );
+        assert_eq!(change_of(&p, "split"), &OperatorChange::Unchanged);
+        assert!(p.to_string().contains("~ count: scale 2 -> 5"));
+    }
+
+    #[test]
+    fn template_changes_replace() {
+        let mut new = spec();
+        new.operators[1]
+            .config
+            .insert("lower".into(), serde_json::json!(true));
+        let p = plan(Some(&spec()), &new);
+        assert_eq!(
+            change_of(&p, "split"),
+            &OperatorChange::Replaced {
+                fields: vec!["config".into()],
+                from: 2,
+                to: 2
+            }
+        );
+        assert!(
+            p.to_string()
+                .contains("~ split: replace (config changed), 2 instances"),
+            "{p}"
+        );
+
+        // Template change plus scale: still a replacement, showing both.
+        new.operators[1].instances = 4;
+        new.operators[1].runtime =
+            Runtime::Builtin(crate::topology::BuiltinRuntime { name: "map".into() });
+        let p = plan(Some(&spec()), &new);
+        assert_eq!(
+            change_of(&p, "split"),
+            &OperatorChange::Replaced {
+                fields: vec!["runtime".into(), "config".into()],
+                from: 2,
+                to: 4
+            }
+        );
+        assert!(
+            p.to_string()
+                .contains("~ split: replace (runtime, config changed), scale 2 -> 4"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn settings_changes_restart_nothing() {
+        let mut new = spec();
+        new.operators[0].update_strategy.max_surge = 2;
+        new.operators[0].restart_backoff.max_seconds = 30.0;
+        let p = plan(Some(&spec()), &new);
+        assert_eq!(
+            change_of(&p, "lines"),
+            &OperatorChange::SettingsChanged {
+                fields: vec!["updateStrategy".into(), "restartBackoff".into()]
+            }
+        );
+        assert!(!p.is_empty());
+        assert!(
+            p.to_string()
+                .contains("~ lines: update (updateStrategy, restartBackoff changed)"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn delivery_is_a_topology_change() {
+        let mut new = spec();
+        new.delivery = Delivery::AtLeastOnce;
+        let p = plan(Some(&spec()), &new);
+        assert!(!p.is_empty());
+        assert_eq!(p.topology_fields, vec!["delivery".to_owned()]);
+        assert!(p.to_string().starts_with("~ topology: delivery changed\n"));
+    }
+
+    #[test]
+    fn plan_serialises_for_json_output() {
+        let mut new = spec();
+        new.operators[2].instances = 3;
+        let p = plan(Some(&spec()), &new);
+        let json = serde_json::to_value(&p).expect("serialise");
+        assert_eq!(
+            json["operators"][2],
+            serde_json::json!({"name": "count", "change": {"type": "scaled", "from": 2, "to": 3}})
+        );
+        assert_eq!(
+            json["operators"][0],
+            serde_json::json!({"name": "lines", "change": {"type": "unchanged"}})
+        );
+        assert!(json.get("topologyFields").is_none());
+        let back: Plan = serde_json::from_value(json).expect("deserialise");
+        assert_eq!(back, p);
+        assert_eq!(
+            p.summary(),
+            "0 to add, 0 to replace, 1 to scale, 0 to update, 0 to remove, 2 unchanged"
+        );
+    }
+}
