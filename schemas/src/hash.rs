@@ -102,6 +102,8 @@ mod tests {
     use super::*;
     use crate::topology::{Partitioning, Placement, RestartBackoff, UpdateStrategy};
 
+    type Edit = Box<dyn Fn(&mut OperatorSpec)>;
+
     fn op() -> OperatorSpec {
         serde_yaml_ng::from_str(
             "name: split
@@ -149,7 +151,7 @@ resources: {cpus: 0.2, mem: 128, ports: [http]}
     #[test]
     fn template_fields_change_the_hash() {
         let base = template_hash(&op());
-        let edits: Vec<(&str, Box<dyn Fn(&mut OperatorSpec)>)> = vec![
+        let edits: Vec<(&str, Edit)> = vec![
             (
                 "runtime",
                 Box::new(|o| {
