@@ -1,0 +1,179 @@
+//! The background task: subscribe, read events, detect dead streams, reconnect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::backoff::Backoff;
+use super::http::{EventStream, subscribe_at};
+use super::{SchedulerEvent, Shared};
+use crate::types::{Call, EventType, Subscribe};
+
+/// Mesos' heartbeat interval when SUBSCRIBED does not announce one.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Why a subscription ended.
+enum End {
+    /// Shut down by the user, or nobody listens any more.
+    Stop,
+    /// Lost; reconnect after back-off.
+    Lost(String),
+}
+
+/// Runs until cancelled or until the events receiver is dropped.
+pub(crate) async fn run(shared: Arc<Shared>, tx: mpsc::Sender<SchedulerEvent>) {
+    let cfg = &shared.config;
+    let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
+    // Report an outage once, not on every failed attempt.
+    let mut outage_reported = false;
+    loop {
+        if shared.cancel.is_cancelled() {
+            break;
+        }
+        let end = tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => End::Stop,
+            end = session(&shared, &tx, &mut backoff, &mut outage_reported) => end,
+        };
+        shared.session().stream_id = None;
+        let reason = match end {
+            End::Stop => break,
+            End::Lost(reason) => reason,
+        };
+        if !outage_reported {
+            outage_reported = true;
+            if tx
+                .send(SchedulerEvent::Disconnected {
+                    reason: reason.clone(),
+                })
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let delay = backoff.next_delay();
+        warn!(%reason, ?delay, "subscription lost; reconnecting after back-off");
+        tokio::select! {
+            _ = shared.cancel.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    shared.session().stream_id = None;
+    let _ = tx.try_send(SchedulerEvent::Disconnected {
+        reason: "scheduler shut down".into(),
+    });
+    debug!("scheduler task stopped");
+}
+
+/// The SUBSCRIBE call for the current framework id (top-level and in the info).
+fn subscribe_call(shared: &Shared) -> Call {
+    let mut info = shared.config.framework_info.clone();
+    let fid = shared.session().framework_id.clone();
+    if fid.is_some() {
+        info.id = fid;
+    }
+    let mut call = Call::subscribe(info);
+    if let Some(sub) = call.subscribe.as_mut() {
+        *sub = Subscribe {
+            suppressed_roles: shared.config.suppressed_roles.clone(),
+            ..sub.clone()
+        };
+    }
+    call
+}
+
+/// One subscription, from SUBSCRIBE to its end.
+async fn session(
+    shared: &Shared,
+    tx: &mpsc::Sender<SchedulerEvent>,
+    backoff: &mut Backoff,
+    outage_reported: &mut bool,
+) -> End {
+    let cfg = &shared.config;
+    let call = subscribe_call(shared);
+    let url = shared.session().url.clone();
+    debug!(%url, framework_id = ?call.framework_id, "subscribing");
+    let (leader, stream_id, mut events): (_, _, EventStream) = match subscribe_at(
+        &shared.client,
+        &url,
+        &call,
+        cfg.credentials.as_ref(),
+        cfg.request_timeout,
+    )
+    .await
+    {
+        Ok(ok) => ok,
+        Err(e) => return End::Lost(format!("SUBSCRIBE failed: {e}")),
+    };
+    if leader != url {
+        info!(%leader, "subscribed through a redirect; using the leading master");
+    }
+    {
+        let mut s = shared.session();
+        s.url = leader;
+    }
+    // Until SUBSCRIBED tells us the interval, give the master one request timeout.
+    let mut idle_limit = cfg.request_timeout;
+    loop {
+        let next = tokio::time::timeout(idle_limit, events.next()).await;
+        let event = match next {
+            Err(_) => {
+                return End::Lost(format!(
+                    "no event for {idle_limit:?} ({} missed heartbeats)",
+                    cfg.heartbeat_misses
+                ));
+            }
+            Ok(None) => return End::Lost("event stream closed by the master".into()),
+            Ok(Some(Err(e))) => return End::Lost(format!("event stream failed: {e}")),
+            Ok(Some(Ok(event))) => event,
+        };
+        match event.r#type {
+            EventType::Subscribed => {
+                let Some(sub) = event.subscribed.clone() else {
+                    return End::Lost("SUBSCRIBED event without body".into());
+                };
+                let interval = sub
+                    .heartbeat_interval_seconds
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .map(Duration::from_secs_f64)
+                    .unwrap_or(DEFAULT_HEARTBEAT);
+                idle_limit = interval.saturating_mul(cfg.heartbeat_misses.max(1));
+                {
+                    let mut s = shared.session();
+                    s.framework_id = Some(sub.framework_id.clone());
+                    s.stream_id = Some(stream_id.clone());
+                }
+                backoff.reset();
+                *outage_reported = false;
+                info!(framework_id = %sub.framework_id, ?interval, "subscribed");
+                let note = SchedulerEvent::Subscribed {
+                    framework_id: sub.framework_id,
+                    heartbeat_interval: interval,
+                };
+                if tx.send(note).await.is_err() {
+                    return End::Stop;
+                }
+            }
+            EventType::Error => {
+                let message = event
+                    .error
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default();
+                warn!(%message, "master sent ERROR");
+                if tx.send(SchedulerEvent::Event(event)).await.is_err() {
+                    return End::Stop;
+                }
+                return End::Lost(format!("master error: {message}"));
+            }
+            _ => {}
+        }
+        if tx.send(SchedulerEvent::Event(event)).await.is_err() {
+            return End::Stop;
+        }
+    }
+}
