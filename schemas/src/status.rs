@@ -11,8 +11,10 @@ pub struct TopologyStatus {
     /// The `metadata.generation` the controller last acted on.
     #[serde(default)]
     pub observed_generation: i64,
+    /// `Ready`, `Progressing` and `Degraded`, as in Kubernetes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Per-operator counts and tasks, in spec order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operators: Vec<OperatorStatus>,
     /// The last generation that became Ready; `concord rollout undo` re-applies it.
@@ -40,11 +42,15 @@ pub struct Condition {
     /// `Ready`, `Progressing` or `Degraded`.
     #[serde(rename = "type")]
     pub type_: String,
+    /// Whether the condition holds.
     pub status: ConditionStatus,
+    /// Machine-readable CamelCase reason, e.g. `ProgressDeadlineExceeded`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// Human-readable details.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// When `status` last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<DateTime<Utc>>,
 }
@@ -52,8 +58,11 @@ pub struct Condition {
 /// Truth value of a condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ConditionStatus {
+    /// The condition holds.
     True,
+    /// The condition does not hold.
     False,
+    /// The controller cannot tell (e.g. Mesos unreachable).
     Unknown,
 }
 
@@ -61,6 +70,7 @@ pub enum ConditionStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OperatorStatus {
+    /// Operator name.
     pub name: String,
     /// `instances` from the spec.
     pub desired: u32,
@@ -72,6 +82,7 @@ pub struct OperatorStatus {
     pub ready: u32,
     /// Hash of the fields that shape a running instance.
     pub template_hash: String,
+    /// The operator's tasks, by instance number.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskSummary>,
 }
@@ -80,20 +91,27 @@ pub struct OperatorStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskSummary {
+    /// Mesos task ID.
     pub task_id: String,
+    /// Instance number, 0-based.
     pub instance: u32,
+    /// Template hash the task was launched with.
     pub template_hash: String,
     /// Mesos task state, e.g. `TASK_RUNNING`.
     pub state: String,
+    /// Mesos agent running the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
+    /// Host name of that agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// When the task entered `state`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
     /// Relaunches of this instance since its back-off was last reset.
     #[serde(default)]
     pub restarts: u32,
+    /// Why the previous task of this instance ended (Mesos reason and message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_exit_reason: Option<String>,
     /// The instance will not be relaunched before this time.
@@ -105,11 +123,14 @@ pub struct TaskSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
+    /// When it happened.
     pub time: DateTime<Utc>,
     /// e.g. `Launched`, `Running`, `Killed`, `Failed`, `BackOff`, `ScaledUp`.
     pub reason: String,
+    /// The operator concerned, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
+    /// Human-readable details.
     pub message: String,
 }
 
