@@ -76,7 +76,8 @@ impl Generator {
                 self.buf.clear();
                 let seed = splitmix64(i ^ 0x5555);
                 for j in 0..self.payload {
-                    self.buf.push(b'a' + ((seed >> (j % 60)) as u8 + j as u8) % 26);
+                    self.buf
+                        .push(b'a' + ((seed >> (j % 60)) as u8).wrapping_add(j as u8) % 26);
                 }
                 ctx.produce_at(OUT, key.as_bytes(), &self.buf, now_ms);
             }
