@@ -1,6 +1,7 @@
 //! The background task: subscribe, read events, detect dead streams, reconnect.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -41,6 +42,8 @@ pub(crate) async fn run(shared: Arc<Shared>, tx: mpsc::Sender<SchedulerEvent>) {
         shared.session().stream_id = None;
         let reason = match end {
             End::Stop => break,
+            // The master closes the stream in answer to our TEARDOWN.
+            End::Lost(_) if shared.tearing_down.load(Ordering::SeqCst) => break,
             End::Lost(reason) => reason,
         };
         if !outage_reported {

@@ -14,6 +14,7 @@ mod error;
 mod http;
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -161,6 +162,9 @@ pub(crate) struct Shared {
     pub(crate) client: reqwest::Client,
     pub(crate) session: Mutex<Session>,
     pub(crate) cancel: CancellationToken,
+    /// Set while TEARDOWN is in flight: the master closing the stream is then
+    /// expected and must not trigger a reconnection.
+    pub(crate) tearing_down: AtomicBool,
 }
 
 /// What changes with each subscription.
@@ -204,6 +208,7 @@ impl Scheduler {
             config,
             client,
             cancel: CancellationToken::new(),
+            tearing_down: AtomicBool::new(false),
         });
         tokio::spawn(driver::run(shared.clone(), tx));
         Ok((SchedulerHandle { shared }, SchedulerEvents { rx }))
@@ -232,6 +237,7 @@ impl Scheduler {
                     client: reqwest::Client::new(),
                     config,
                     cancel: CancellationToken::new(),
+                    tearing_down: AtomicBool::new(false),
                 });
                 shared.cancel.cancel();
                 (SchedulerHandle { shared }, SchedulerEvents { rx })
@@ -437,9 +443,18 @@ impl SchedulerHandle {
     /// TEARDOWN: the master kills every task and removes the framework. On success
     /// the background task stops and the events stream ends.
     pub async fn teardown(&self) -> Result<(), SchedulerError> {
-        self.call(Call::teardown(self.fid()?)).await?;
-        self.shutdown();
-        Ok(())
+        let fid = self.fid()?;
+        self.shared.tearing_down.store(true, Ordering::SeqCst);
+        match self.call(Call::teardown(fid)).await {
+            Ok(()) => {
+                self.shutdown();
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.tearing_down.store(false, Ordering::SeqCst);
+                Err(e)
+            }
+        }
     }
 
     /// Stops the background task and closes the stream *without* tearing the
