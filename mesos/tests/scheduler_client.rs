@@ -69,9 +69,13 @@ impl Master {
     }
 
     async fn push(&self, event: &Event) {
+        self.push_raw(record(event)).await;
+    }
+
+    async fn push_raw(&self, bytes: AxBytes) {
         let tx = self.live.lock().expect("lock").clone();
         if let Some(tx) = tx {
-            let _ = tx.send(Ok(record(event))).await;
+            let _ = tx.send(Ok(bytes)).await;
         }
     }
 }
@@ -561,6 +565,41 @@ async fn unreachable_master_reports_disconnected_once_and_keeps_trying() {
     let next = tokio::time::timeout(Duration::from_millis(500), events.recv()).await;
     assert!(next.is_err(), "unexpected {next:?}");
     h.shutdown();
+}
+
+#[tokio::test]
+async fn suppression_survives_reconnect_and_bad_records_are_skipped() {
+    let (m, url, server) = start_master(Mode::Normal, 15.0).await;
+    let (h, mut events) = Scheduler::start(config(&url));
+    wait_event(&mut events, is_subscribed).await;
+    h.suppress(vec![]).await.expect("suppress");
+    assert_eq!(h.suppressed_roles(), vec!["*".to_string()]);
+
+    // A well-framed but undecodable record is skipped; the stream stays up.
+    m.push_raw(mesos_v1::recordio::encode(
+        br#"{"type":"UPDATE","update":{"status":{"task_id":"x"}}}"#,
+    ))
+    .await;
+    m.push(&Event::rescind("O1".into())).await;
+    let e = wait_event(&mut events, |e| {
+        matches!(e, SchedulerEvent::Disconnected { .. })
+            || matches!(e, SchedulerEvent::Event(ev) if ev.r#type == EventType::Rescind)
+    })
+    .await;
+    assert!(matches!(e, SchedulerEvent::Event(_)), "{e:?}");
+
+    m.drop_stream();
+    wait_event(&mut events, |e| {
+        matches!(e, SchedulerEvent::Disconnected { .. })
+    })
+    .await;
+    wait_event(&mut events, is_subscribed).await;
+    let again = m.rec().subscribes[1].subscribe.clone().expect("body");
+    assert_eq!(again.suppressed_roles, vec!["*".to_string()]);
+    h.revive(vec![]).await.expect("revive");
+    assert!(h.suppressed_roles().is_empty());
+    h.shutdown();
+    server.abort();
 }
 
 #[test]

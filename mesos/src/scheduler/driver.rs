@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
+use super::SchedulerError;
 use super::backoff::Backoff;
 use super::http::{EventStream, subscribe_at};
 use super::{SchedulerEvent, Shared};
-use crate::types::{Call, EventType, Subscribe};
+use crate::types::{Call, EventType, FrameworkInfo, Subscribe};
 
 /// Mesos' heartbeat interval when SUBSCRIBED does not announce one.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
@@ -74,19 +75,20 @@ pub(crate) async fn run(shared: Arc<Shared>, tx: mpsc::Sender<SchedulerEvent>) {
 
 /// The SUBSCRIBE call for the current framework id (top-level and in the info).
 fn subscribe_call(shared: &Shared) -> Call {
-    let mut info = shared.config.framework_info.clone();
-    let fid = shared.session().framework_id.clone();
-    if fid.is_some() {
-        info.id = fid;
+    let s = shared.session();
+    let mut info = s.framework_info.clone();
+    if s.framework_id.is_some() {
+        info.id = s.framework_id.clone();
     }
-    let mut call = Call::subscribe(info);
-    if let Some(sub) = call.subscribe.as_mut() {
-        *sub = Subscribe {
-            suppressed_roles: shared.config.suppressed_roles.clone(),
-            ..sub.clone()
-        };
+    Call {
+        framework_id: info.id.clone(),
+        subscribe: Some(Subscribe {
+            framework_info: info,
+            suppressed_roles: s.suppressed_roles.iter().cloned().collect(),
+            offer_constraints: None,
+        }),
+        ..Call::subscribe(FrameworkInfo::default())
     }
-    call
 }
 
 /// One subscription, from SUBSCRIBE to its end.
@@ -131,6 +133,13 @@ async fn session(
                 ));
             }
             Ok(None) => return End::Lost("event stream closed by the master".into()),
+            Ok(Some(Err(SchedulerError::Json(e)))) => {
+                // The framing is intact, only this record is unusable: skip it rather
+                // than reconnect forever over one event (the agent re-sends
+                // unacknowledged updates anyway).
+                error!(error = %e, "skipping an event that cannot be decoded");
+                continue;
+            }
             Ok(Some(Err(e))) => return End::Lost(format!("event stream failed: {e}")),
             Ok(Some(Ok(event))) => event,
         };

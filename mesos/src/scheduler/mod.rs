@@ -13,6 +13,7 @@ mod driver;
 mod error;
 mod http;
 
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -72,7 +73,8 @@ pub struct SchedulerConfig {
     pub heartbeat_misses: u32,
     /// Timeout of a call, and of waiting for the SUBSCRIBE response head.
     pub request_timeout: Duration,
-    /// Roles to subscribe with suppressed offers.
+    /// Roles to subscribe with suppressed offers (the initial state; the client then
+    /// tracks SUPPRESS/REVIVE and re-subscribes with the current set).
     pub suppressed_roles: Vec<String>,
     /// Capacity of the event channel; a slow consumer back-pressures the stream.
     pub event_buffer: usize,
@@ -176,9 +178,30 @@ pub(crate) struct Session {
     pub(crate) stream_id: Option<String>,
     /// Scheduler endpoint of the master that accepted the subscription.
     pub(crate) url: Url,
+    /// FrameworkInfo for the next SUBSCRIBE (updated by UPDATE_FRAMEWORK).
+    pub(crate) framework_info: FrameworkInfo,
+    /// Roles currently suppressed, re-sent on SUBSCRIBE so a reconnection does not
+    /// silently revive offers.
+    pub(crate) suppressed_roles: BTreeSet<String>,
 }
 
 impl Shared {
+    fn new(config: SchedulerConfig, client: reqwest::Client, url: Url) -> Self {
+        Shared {
+            session: Mutex::new(Session {
+                framework_id: config.framework_info.id.clone(),
+                stream_id: None,
+                url,
+                framework_info: config.framework_info.clone(),
+                suppressed_roles: config.suppressed_roles.iter().cloned().collect(),
+            }),
+            config,
+            client,
+            cancel: CancellationToken::new(),
+            tearing_down: AtomicBool::new(false),
+        }
+    }
+
     pub(crate) fn session(&self) -> MutexGuard<'_, Session> {
         // A poisoned lock only means a panic elsewhere; the data is still usable.
         self.session.lock().unwrap_or_else(|p| p.into_inner())
@@ -199,17 +222,7 @@ impl Scheduler {
         let url = scheduler_url(&config.master)?;
         let client = default_client(config.request_timeout)?;
         let (tx, rx) = mpsc::channel(config.event_buffer.max(1));
-        let shared = Arc::new(Shared {
-            session: Mutex::new(Session {
-                framework_id: config.framework_info.id.clone(),
-                stream_id: None,
-                url,
-            }),
-            config,
-            client,
-            cancel: CancellationToken::new(),
-            tearing_down: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(config, client, url));
         tokio::spawn(driver::run(shared.clone(), tx));
         Ok((SchedulerHandle { shared }, SchedulerEvents { rx }))
     }
@@ -228,17 +241,7 @@ impl Scheduler {
                 });
                 #[allow(clippy::expect_used)]
                 let url = Url::parse("http://invalid.invalid/").expect("constant URL parses");
-                let shared = Arc::new(Shared {
-                    session: Mutex::new(Session {
-                        framework_id: config.framework_info.id.clone(),
-                        stream_id: None,
-                        url,
-                    }),
-                    client: reqwest::Client::new(),
-                    config,
-                    cancel: CancellationToken::new(),
-                    tearing_down: AtomicBool::new(false),
-                });
+                let shared = Arc::new(Shared::new(config, reqwest::Client::new(), url));
                 shared.cancel.cancel();
                 (SchedulerHandle { shared }, SchedulerEvents { rx })
             }
@@ -351,12 +354,41 @@ impl SchedulerHandle {
 
     /// REVIVE offers for `roles` (empty = all) and clear filters.
     pub async fn revive(&self, roles: Vec<String>) -> Result<(), SchedulerError> {
-        self.call(Call::revive(self.fid()?, roles)).await
+        self.call(Call::revive(self.fid()?, roles.clone())).await?;
+        let mut s = self.shared.session();
+        if roles.is_empty() {
+            s.suppressed_roles.clear();
+        } else {
+            for r in &roles {
+                s.suppressed_roles.remove(r);
+            }
+        }
+        Ok(())
     }
 
-    /// SUPPRESS offers for `roles` (empty = all).
+    /// SUPPRESS offers for `roles` (empty = all). Remembered across reconnections
+    /// (sent as `suppressed_roles` on re-SUBSCRIBE) until revived.
     pub async fn suppress(&self, roles: Vec<String>) -> Result<(), SchedulerError> {
-        self.call(Call::suppress(self.fid()?, roles)).await
+        self.call(Call::suppress(self.fid()?, roles.clone()))
+            .await?;
+        let mut s = self.shared.session();
+        let roles = if roles.is_empty() {
+            s.framework_info.effective_roles()
+        } else {
+            roles
+        };
+        s.suppressed_roles.extend(roles);
+        Ok(())
+    }
+
+    /// Roles currently suppressed by this client.
+    pub fn suppressed_roles(&self) -> Vec<String> {
+        self.shared
+            .session()
+            .suppressed_roles
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// KILL a task, optionally overriding its kill policy.
