@@ -9,6 +9,34 @@
 //!   for step-by-step protocol tests.
 //! - [`operator`]: a small operator API / files API client.
 //!
+//! # Example
+//!
+//! ```no_run
+//! use mesos_v1::*;
+//!
+//! # async fn run() -> Result<(), SchedulerError> {
+//! let mut info = FrameworkInfo::new("concord", "my-framework");
+//! info.failover_timeout = 7.0 * 24.0 * 3600.0;
+//! let (handle, mut events) = Scheduler::start(SchedulerConfig::new("http://127.0.0.1:5050", info));
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         SchedulerEvent::Subscribed { framework_id, .. } => println!("framework {framework_id}"),
+//!         SchedulerEvent::Event(ev) if ev.r#type == EventType::Offers => {
+//!             let ids = ev.offer_list().iter().map(|o| o.id.clone()).collect();
+//!             handle.decline(ids, Some(Filters::refuse_seconds(30.0))).await?;
+//!         }
+//!         SchedulerEvent::Event(ev) => {
+//!             if let Some(status) = ev.task_status() {
+//!                 handle.acknowledge_status(status).await?;
+//!             }
+//!         }
+//!         SchedulerEvent::Disconnected { reason } => eprintln!("disconnected: {reason}"),
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The wire reference is `docs/mesos-v1-http.md` in the shared docs; where Mesos'
 //! prose docs and its code disagree, this crate follows the code.
 

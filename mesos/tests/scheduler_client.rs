@@ -602,6 +602,50 @@ async fn suppression_survives_reconnect_and_bad_records_are_skipped() {
     server.abort();
 }
 
+#[tokio::test]
+async fn invalid_master_url_reports_and_ends() {
+    let (h, mut events) = Scheduler::start(config("http://[::1"));
+    let e = tokio::time::timeout(DEADLINE, events.recv())
+        .await
+        .expect("in time");
+    assert!(
+        matches!(e, Some(SchedulerEvent::Disconnected { ref reason }) if reason.contains("invalid master URL")),
+        "{e:?}"
+    );
+    assert!(
+        tokio::time::timeout(DEADLINE, events.recv())
+            .await
+            .expect("in time")
+            .is_none()
+    );
+    assert!(h.is_shut_down());
+    assert!(matches!(
+        Scheduler::try_start(config("http://[::1")),
+        Err(SchedulerError::InvalidUrl(_))
+    ));
+}
+
+#[tokio::test]
+async fn cleared_framework_id_subscribes_as_new() {
+    let (m, url, server) = start_master(Mode::Normal, 15.0).await;
+    let mut cfg = config(&url);
+    cfg.framework_info.id = Some(FrameworkId::new("OLD-0001"));
+    let (h, mut events) = Scheduler::start(cfg);
+    wait_event(&mut events, is_subscribed).await;
+    h.set_framework_id(None);
+    m.drop_stream();
+    wait_event(&mut events, is_subscribed).await;
+    let again = m.rec().subscribes[1].clone();
+    assert!(again.framework_id.is_none());
+    assert!(again.subscribe.expect("body").framework_info.id.is_none());
+    assert_eq!(
+        h.framework_id().map(|f| f.value),
+        Some("FW-0000".to_string())
+    );
+    h.shutdown();
+    server.abort();
+}
+
 #[test]
 fn backoff_is_bounded() {
     let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));

@@ -77,9 +77,9 @@ pub(crate) async fn run(shared: Arc<Shared>, tx: mpsc::Sender<SchedulerEvent>) {
 fn subscribe_call(shared: &Shared) -> Call {
     let s = shared.session();
     let mut info = s.framework_info.clone();
-    if s.framework_id.is_some() {
-        info.id = s.framework_id.clone();
-    }
+    // The session's id wins: it starts as the configured one, is replaced by the
+    // master's SUBSCRIBED and may be cleared with `set_framework_id(None)`.
+    info.id = s.framework_id.clone();
     Call {
         framework_id: info.id.clone(),
         subscribe: Some(Subscribe {
