@@ -8,7 +8,10 @@ use serde::Deserialize;
 
 /// Flags and environment of `concord-executor`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "concord-executor", about = "Hosts one Concord operator instance")]
+#[command(
+    name = "concord-executor",
+    about = "Hosts one Concord operator instance"
+)]
 pub struct ExecutorArgs {
     /// Topology namespace.
     #[arg(long, env = "CONCORD_NAMESPACE", default_value = "default")]

@@ -80,7 +80,11 @@ impl Paths {
 
 /// Connects to etcd (comma-separated URLs).
 pub async fn connect(urls: &str) -> Result<Client, DiscoveryError> {
-    let eps: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let eps: Vec<&str> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     let opts = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(3))
         .with_timeout(Duration::from_secs(5));
@@ -197,7 +201,9 @@ async fn list_and_watch(
     last: &mut Option<RoutingTable>,
 ) -> Result<(), DiscoveryError> {
     let dir = paths.topology_dir.as_str();
-    let resp = client.get(dir, Some(GetOptions::new().with_prefix())).await?;
+    let resp = client
+        .get(dir, Some(GetOptions::new().with_prefix()))
+        .await?;
     let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
     let mut entries = Entries::new();
     for kv in resp.kvs() {
@@ -259,14 +265,24 @@ fn publish(
     tx.send(table).is_ok()
 }
 
+/// Per consuming operator: its partitioning and, per instance, the best candidate task
+/// (ready, create revision, target).
+type EdgeCandidates = (
+    crate::config::Partitioning,
+    BTreeMap<u32, (bool, i64, Target)>,
+);
+
 /// Computes the downstream instances of `operator` from all endpoints of the topology.
 pub fn routing_table(entries: &Entries, dir: &str, operator: &str) -> RoutingTable {
     // operator -> (partitioning, instance -> (ready, create_rev, target))
-    let mut by_op: BTreeMap<String, (crate::config::Partitioning, BTreeMap<u32, (bool, i64, Target)>)> =
-        BTreeMap::new();
+    let mut by_op: BTreeMap<String, EdgeCandidates> = BTreeMap::new();
     for (key, (create_rev, ep)) in entries {
-        let Some(rest) = key.strip_prefix(dir) else { continue };
-        let Some(consumer) = rest.split('/').next() else { continue };
+        let Some(rest) = key.strip_prefix(dir) else {
+            continue;
+        };
+        let Some(consumer) = rest.split('/').next() else {
+            continue;
+        };
         let Some(input) = ep.inputs.iter().find(|i| i.from == operator) else {
             continue;
         };
@@ -332,7 +348,11 @@ mod tests {
         let t = routing_table(&e, dir, "map");
         assert_eq!(t.edges.len(), 1);
         assert_eq!(t.edges[0].operator, "count");
-        let ids: Vec<&str> = t.edges[0].targets.iter().map(|t| t.task_id.as_str()).collect();
+        let ids: Vec<&str> = t.edges[0]
+            .targets
+            .iter()
+            .map(|t| t.task_id.as_str())
+            .collect();
         assert_eq!(ids, vec!["b", "c"]);
         // A newer task that is not ready yet does not take over from a ready one.
         e.insert(format!("{dir}count/1/z"), (20, ep("z", 1, "map", false)));

@@ -85,12 +85,36 @@ impl Metrics {
             last_cpu: Mutex::new(None),
             registry: Registry::default(),
         };
-        registry.register("concord_records_in", "Records received", m.records_in.clone());
-        registry.register("concord_bytes_in", "Payload bytes received", m.bytes_in.clone());
-        registry.register("concord_records_out", "Records produced", m.records_out.clone());
-        registry.register("concord_bytes_out", "Payload bytes produced", m.bytes_out.clone());
-        registry.register("concord_dropped_records", "Records dropped", m.dropped.clone());
-        registry.register("concord_operator_errors", "Failed callbacks", m.errors.clone());
+        registry.register(
+            "concord_records_in",
+            "Records received",
+            m.records_in.clone(),
+        );
+        registry.register(
+            "concord_bytes_in",
+            "Payload bytes received",
+            m.bytes_in.clone(),
+        );
+        registry.register(
+            "concord_records_out",
+            "Records produced",
+            m.records_out.clone(),
+        );
+        registry.register(
+            "concord_bytes_out",
+            "Payload bytes produced",
+            m.bytes_out.clone(),
+        );
+        registry.register(
+            "concord_dropped_records",
+            "Records dropped",
+            m.dropped.clone(),
+        );
+        registry.register(
+            "concord_operator_errors",
+            "Failed callbacks",
+            m.errors.clone(),
+        );
         registry.register(
             "concord_processing_latency_seconds",
             "Batch arrival to processed",
@@ -101,16 +125,32 @@ impl Metrics {
             "Event time to processed here",
             m.e2e_latency.clone(),
         );
-        registry.register("concord_input_queue_batches", "Input queue depth", m.input_queue.clone());
+        registry.register(
+            "concord_input_queue_batches",
+            "Input queue depth",
+            m.input_queue.clone(),
+        );
         registry.register(
             "concord_output_queue_batches",
             "Output queue depth",
             m.output_queue.clone(),
         );
-        registry.register("concord_downstream_instances", "Downstream connections", m.downstreams.clone());
+        registry.register(
+            "concord_downstream_instances",
+            "Downstream connections",
+            m.downstreams.clone(),
+        );
         registry.register("concord_ready", "1 when ready", m.ready.clone());
-        registry.register("concord_process_cpu_percent", "CPU percent", m.cpu_percent.clone());
-        registry.register("concord_process_cpu_seconds", "CPU seconds", m.cpu_seconds.clone());
+        registry.register(
+            "concord_process_cpu_percent",
+            "CPU percent",
+            m.cpu_percent.clone(),
+        );
+        registry.register(
+            "concord_process_cpu_seconds",
+            "CPU seconds",
+            m.cpu_seconds.clone(),
+        );
         registry.register(
             "concord_process_resident_memory_bytes",
             "Resident memory",

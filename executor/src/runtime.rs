@@ -5,9 +5,9 @@
 //! the loop is about to wait (nothing else to do), or after the linger time.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -257,7 +257,10 @@ impl Runtime {
         for s in in_stats.iter_mut() {
             if s.records > 0 {
                 let labels = vec![("stream".to_owned(), s.from.to_string())];
-                self.metrics.records_in.get_or_create(&labels).inc_by(s.records);
+                self.metrics
+                    .records_in
+                    .get_or_create(&labels)
+                    .inc_by(s.records);
                 self.metrics.bytes_in.get_or_create(&labels).inc_by(s.bytes);
                 s.records = 0;
                 s.bytes = 0;
@@ -367,8 +370,15 @@ impl Runtime {
                     if first_event_time.is_none() {
                         first_event_time = Some(rec.event_time);
                     }
-                    if call_record(operator.as_mut(), &mut host, config, instance, rec, received_ns)
-                        .is_err()
+                    if call_record(
+                        operator.as_mut(),
+                        &mut host,
+                        config,
+                        instance,
+                        rec,
+                        received_ns,
+                    )
+                    .is_err()
                     {
                         errors += 1;
                     }
@@ -378,8 +388,15 @@ impl Runtime {
                 received_ns = clock::wall_ns();
                 metrics.input_queue.dec();
                 for rec in records {
-                    if call_record(operator.as_mut(), &mut host, config, instance, rec, received_ns)
-                        .is_err()
+                    if call_record(
+                        operator.as_mut(),
+                        &mut host,
+                        config,
+                        instance,
+                        rec,
+                        received_ns,
+                    )
+                    .is_err()
                     {
                         errors += 1;
                     }
@@ -486,4 +503,3 @@ impl Ingest {
         ok
     }
 }
-

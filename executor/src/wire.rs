@@ -207,7 +207,10 @@ mod tests {
         assert_eq!(len, frame.len() - 4);
         let mut r = BatchReader::new(Bytes::from(frame[5..].to_vec())).expect("reader");
         let a = r.next_record().expect("ok").expect("rec");
-        assert_eq!((&a.key[..], &a.value[..], a.event_time), (&b"k1"[..], &b"v1"[..], 5));
+        assert_eq!(
+            (&a.key[..], &a.value[..], a.event_time),
+            (&b"k1"[..], &b"v1"[..], 5)
+        );
         let c = r.next_record().expect("ok").expect("rec");
         assert_eq!(c.trace, Some(t));
         assert_eq!(&c.value[..], b"value-two");

@@ -85,7 +85,9 @@ fn pipeline_scales_a_downstream_live_without_loss_on_the_untouched_path() {
         ),
     );
     gen_exec.wait_ready();
-    wait_for("records at the sink", Duration::from_secs(20), || lines(&out) > 500);
+    wait_for("records at the sink", Duration::from_secs(20), || {
+        lines(&out) > 500
+    });
     wait_for("records at count 0", Duration::from_secs(10), || {
         count0.metric("concord_records_in_total") > 0.0
     });
@@ -95,9 +97,11 @@ fn pipeline_scales_a_downstream_live_without_loss_on_the_untouched_path() {
     let gen_pid = gen_exec.pid();
     let mut count1 = start(&etcd, d, "count", 1, count_spec.clone());
     count1.wait_ready();
-    wait_for("traffic to the new instance", Duration::from_secs(5), || {
-        count1.metric("concord_records_in_total") > 0.0
-    });
+    wait_for(
+        "traffic to the new instance",
+        Duration::from_secs(5),
+        || count1.metric("concord_records_in_total") > 0.0,
+    );
     assert_eq!(gen_exec.pid(), gen_pid);
 
     // Remove it again (SIGTERM: destroy, deregister, exit 0); instance 0 keeps receiving.
@@ -136,7 +140,8 @@ fn pipeline_scales_a_downstream_live_without_loss_on_the_untouched_path() {
     assert!(status.success());
     let log = sink.log_text();
     assert!(log.contains("sink destroyed"), "{log}");
-    assert!(etcd
-        .get_prefix("/concord/endpoints/default/pipe/sink/")
-        .is_empty());
+    assert!(
+        etcd.get_prefix("/concord/endpoints/default/pipe/sink/")
+            .is_empty()
+    );
 }

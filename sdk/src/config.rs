@@ -109,7 +109,8 @@ impl Config {
 
     /// Like [`Config::str`] but the key must be present.
     pub fn required_str(&self, key: &str) -> Result<String, ConfigError> {
-        self.str(key)?.ok_or_else(|| ConfigError::Missing(key.to_owned()))
+        self.str(key)?
+            .ok_or_else(|| ConfigError::Missing(key.to_owned()))
     }
 }
 

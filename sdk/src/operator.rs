@@ -49,8 +49,11 @@ pub trait Operator: Send {
     fn destroy(&mut self) {}
 
     /// Called for every input record.
-    fn process_record(&mut self, ctx: &mut Context<'_>, record: Record)
-    -> Result<(), OperatorError>;
+    fn process_record(
+        &mut self,
+        ctx: &mut Context<'_>,
+        record: Record,
+    ) -> Result<(), OperatorError>;
 
     /// Called when a timer set with [`Context::set_timer`] is due. Timers fire in time order.
     fn process_timer(

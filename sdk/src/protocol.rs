@@ -341,7 +341,9 @@ mod tests {
                 time: 9,
             },
             Message::Destroy,
-            Message::Metadata { json: "{\"name\":\"x\"}".into() },
+            Message::Metadata {
+                json: "{\"name\":\"x\"}".into(),
+            },
             Message::Produce {
                 stream: "out".into(),
                 key: vec![],

@@ -56,7 +56,11 @@ impl Operator for Filter {
         Ok(())
     }
 
-    fn process_record(&mut self, ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+    fn process_record(
+        &mut self,
+        ctx: &mut Context<'_>,
+        record: Record,
+    ) -> Result<(), OperatorError> {
         let pass = match &self.cond {
             Cond::All => true,
             Cond::Regex(None, re) => re.is_match(&String::from_utf8_lossy(&record.value)),

@@ -84,7 +84,12 @@ impl Generator {
             Mode::Clicks => {
                 let r = splitmix64(i);
                 let ip_n = r % self.keys.max(1);
-                let ip = format!("10.{}.{}.{}", (ip_n >> 16) & 255, (ip_n >> 8) & 255, ip_n & 255);
+                let ip = format!(
+                    "10.{}.{}.{}",
+                    (ip_n >> 16) & 255,
+                    (ip_n >> 8) & 255,
+                    ip_n & 255
+                );
                 let click = serde_json::json!({
                     "ip": ip,
                     "adId": format!("ad-{}", (r >> 20) % 50),

@@ -202,7 +202,11 @@ mod tests {
         let d = json!({"count": 7, "url": "/ad/42", "ok": true});
         assert!(Expr::parse("count >= 5").expect("p").eval(&d));
         assert!(!Expr::parse("count > 7").expect("p").eval(&d));
-        assert!(Expr::parse("count == 7 && url contains /ad/").expect("p").eval(&d));
+        assert!(
+            Expr::parse("count == 7 && url contains /ad/")
+                .expect("p")
+                .eval(&d)
+        );
         assert!(Expr::parse("count < 2 || ok == true").expect("p").eval(&d));
         assert!(!Expr::parse("missing == 1").expect("p").eval(&d));
         assert!(Expr::parse("url != \"/x\"").expect("p").eval(&d));

@@ -71,7 +71,11 @@ impl Operator for KeyedCount {
         Ok(())
     }
 
-    fn process_record(&mut self, ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+    fn process_record(
+        &mut self,
+        ctx: &mut Context<'_>,
+        record: Record,
+    ) -> Result<(), OperatorError> {
         if self.benchmark {
             let n = self.bump(&record.key);
             let mut out = [0u8; 16];
@@ -89,7 +93,10 @@ impl Operator for KeyedCount {
             Some(f) => {
                 let doc: serde_json::Value = serde_json::from_slice(&record.value)
                     .map_err(|e| OperatorError::msg(format!("value is not JSON: {e}")))?;
-                json::get(&doc, f).map(json::as_text).unwrap_or_default().into_bytes()
+                json::get(&doc, f)
+                    .map(json::as_text)
+                    .unwrap_or_default()
+                    .into_bytes()
             }
         };
         let n = self.bump(&key);

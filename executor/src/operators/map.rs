@@ -57,11 +57,17 @@ impl Operator for Map {
         Ok(())
     }
 
-    fn process_record(&mut self, ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+    fn process_record(
+        &mut self,
+        ctx: &mut Context<'_>,
+        record: Record,
+    ) -> Result<(), OperatorError> {
         if self.benchmark {
             let v = &record.value[..];
             if v.len() < RECORD_LEN {
-                return Err(OperatorError::msg("benchmark record shorter than 100 bytes"));
+                return Err(OperatorError::msg(
+                    "benchmark record shorter than 100 bytes",
+                ));
             }
             let mut key = [0u8; KEY_LEN];
             key.copy_from_slice(&v[KEY_OFFSET..KEY_OFFSET + KEY_LEN]);
@@ -92,7 +98,11 @@ impl Operator for Map {
         for (fields, up) in [(&self.upper, true), (&self.lower, false)] {
             for f in fields {
                 if let Some(Value::String(s)) = json::get(&doc, f) {
-                    let t = if up { s.to_uppercase() } else { s.to_lowercase() };
+                    let t = if up {
+                        s.to_uppercase()
+                    } else {
+                        s.to_lowercase()
+                    };
                     json::set(&mut doc, f, Value::String(t));
                 }
             }

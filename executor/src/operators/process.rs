@@ -135,7 +135,11 @@ impl ProcessOperator {
                 .get("outputFile")
                 .and_then(|o| o.as_str())
                 .map(str::to_owned)
-                .or_else(|| Path::new(path).file_name().map(|f| f.to_string_lossy().into_owned()));
+                .or_else(|| {
+                    Path::new(path)
+                        .file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                });
             if let Some(name) = name
                 && !Path::new(&name).exists()
                 && let Err(e) = std::fs::copy(path, &name)
@@ -167,8 +171,14 @@ impl Operator for ProcessOperator {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| OperatorError::msg(format!("start `{program}`: {e}")))?;
-        self.stdin = child.stdin.take().map(|s| BufWriter::with_capacity(256 << 10, s));
-        self.stdout = child.stdout.take().map(|s| BufReader::with_capacity(256 << 10, s));
+        self.stdin = child
+            .stdin
+            .take()
+            .map(|s| BufWriter::with_capacity(256 << 10, s));
+        self.stdout = child
+            .stdout
+            .take()
+            .map(|s| BufReader::with_capacity(256 << 10, s));
         self.child = Some(child);
         let init = serde_json::json!({
             "operator": self.env.operator,
@@ -182,13 +192,22 @@ impl Operator for ProcessOperator {
         self.exchange(ctx)
     }
 
-    fn process_record(&mut self, _ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+    fn process_record(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        record: Record,
+    ) -> Result<(), OperatorError> {
         self.frame
             .push_record(&record.key, &record.value, record.event_time);
         Ok(())
     }
 
-    fn process_timer(&mut self, _ctx: &mut Context<'_>, key: Bytes, time: u64) -> Result<(), OperatorError> {
+    fn process_timer(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        key: Bytes,
+        time: u64,
+    ) -> Result<(), OperatorError> {
         self.frame.push(&Message::Timer {
             key: key.to_vec(),
             time,

@@ -224,7 +224,11 @@ impl Operator for Sink {
         Ok(())
     }
 
-    fn process_record(&mut self, _ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+    fn process_record(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        record: Record,
+    ) -> Result<(), OperatorError> {
         let latency_ns = if self.benchmark {
             let now = clock::monotonic_ns();
             let created = benchmark::timestamp(&record.value).unwrap_or(now);

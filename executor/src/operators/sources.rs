@@ -107,9 +107,9 @@ impl Operator for TcpSource {
                                 match r.read_until(b'\n', &mut line) {
                                     Ok(0) | Err(_) => break,
                                     Ok(_) => {
-                                        if let Some(rec) = parser.record(
-                                            line.strip_suffix(b"\n").unwrap_or(&line),
-                                        ) {
+                                        if let Some(rec) =
+                                            parser.record(line.strip_suffix(b"\n").unwrap_or(&line))
+                                        {
                                             batch.push(rec);
                                         }
                                     }
@@ -128,7 +128,11 @@ impl Operator for TcpSource {
         Ok(())
     }
 
-    fn process_record(&mut self, ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+    fn process_record(
+        &mut self,
+        ctx: &mut Context<'_>,
+        record: Record,
+    ) -> Result<(), OperatorError> {
         emit(ctx, record);
         Ok(())
     }
@@ -167,12 +171,16 @@ impl Operator for HttpSource {
             let ingest = ingest.clone();
             let parser = parser.clone();
             async move {
-                let records: Vec<Record> = match serde_json::from_slice::<serde_json::Value>(&body) {
+                let records: Vec<Record> = match serde_json::from_slice::<serde_json::Value>(&body)
+                {
                     Ok(serde_json::Value::Array(items)) => items
                         .iter()
                         .filter_map(|v| parser.record(v.to_string().as_bytes()))
                         .collect(),
-                    _ => body.split(|b| *b == b'\n').filter_map(|l| parser.record(l)).collect(),
+                    _ => body
+                        .split(|b| *b == b'\n')
+                        .filter_map(|l| parser.record(l))
+                        .collect(),
                 };
                 let n = records.len();
                 let ok = tokio::task::spawn_blocking(move || ingest.send(records))
@@ -205,7 +213,11 @@ impl Operator for HttpSource {
         Ok(())
     }
 
-    fn process_record(&mut self, ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+    fn process_record(
+        &mut self,
+        ctx: &mut Context<'_>,
+        record: Record,
+    ) -> Result<(), OperatorError> {
         emit(ctx, record);
         Ok(())
     }
@@ -272,7 +284,11 @@ impl Operator for FileSource {
         Ok(())
     }
 
-    fn process_record(&mut self, ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+    fn process_record(
+        &mut self,
+        ctx: &mut Context<'_>,
+        record: Record,
+    ) -> Result<(), OperatorError> {
         emit(ctx, record);
         Ok(())
     }

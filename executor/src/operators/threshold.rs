@@ -29,7 +29,11 @@ impl Operator for Threshold {
         Ok(())
     }
 
-    fn process_record(&mut self, ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+    fn process_record(
+        &mut self,
+        ctx: &mut Context<'_>,
+        record: Record,
+    ) -> Result<(), OperatorError> {
         let mut doc: Value = serde_json::from_slice(&record.value)
             .map_err(|e| OperatorError::msg(format!("value is not JSON: {e}")))?;
         let v = json::get(&doc, &self.field).and_then(Value::as_f64);

@@ -58,14 +58,21 @@ impl Operator for WindowedCount {
         Ok(())
     }
 
-    fn process_record(&mut self, ctx: &mut Context<'_>, record: Record) -> Result<(), OperatorError> {
+    fn process_record(
+        &mut self,
+        ctx: &mut Context<'_>,
+        record: Record,
+    ) -> Result<(), OperatorError> {
         let mut t = record.event_time;
         let mut key = record.key.to_vec();
         if self.key_field.is_some() || self.time_field.is_some() {
             let doc: serde_json::Value = serde_json::from_slice(&record.value)
                 .map_err(|e| OperatorError::msg(format!("value is not JSON: {e}")))?;
             if let Some(f) = &self.key_field {
-                key = json::get(&doc, f).map(json::as_text).unwrap_or_default().into_bytes();
+                key = json::get(&doc, f)
+                    .map(json::as_text)
+                    .unwrap_or_default()
+                    .into_bytes();
             }
             if let Some(f) = &self.time_field
                 && let Some(v) = json::get(&doc, f).and_then(serde_json::Value::as_u64)
@@ -97,7 +104,12 @@ impl Operator for WindowedCount {
         Ok(())
     }
 
-    fn process_timer(&mut self, ctx: &mut Context<'_>, _key: Bytes, time: u64) -> Result<(), OperatorError> {
+    fn process_timer(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _key: Bytes,
+        time: u64,
+    ) -> Result<(), OperatorError> {
         let cutoff = time.saturating_sub(self.lateness);
         self.scheduled.retain(|e| *e > cutoff);
         while let Some(entry) = self.windows.first_entry() {

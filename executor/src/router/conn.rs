@@ -80,13 +80,7 @@ impl Conn {
     /// Appends a record to the current batch, flushing it when full (which blocks while
     /// the queue is full: back-pressure).
     #[inline]
-    pub fn push(
-        &mut self,
-        key: &[u8],
-        value: &[u8],
-        event_time: u64,
-        trace: Option<TraceContext>,
-    ) {
+    pub fn push(&mut self, key: &[u8], value: &[u8], event_time: u64, trace: Option<TraceContext>) {
         if self.builder.is_empty() {
             self.pending_since = Some(Instant::now());
         }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
 use bytes::Bytes;
-use prometheus_client::metrics::gauge::Gauge;
 use concord_sdk::Record;
+use prometheus_client::metrics::gauge::Gauge;
 
 use crate::clock;
 use crate::wire::{FRAME_BATCH, FRAME_HELLO, MAX_FRAME};
@@ -45,13 +45,14 @@ pub fn spawn_listener(
                     Ok(stream) => {
                         let tx = tx.clone();
                         let queue = queue.clone();
-                        let _ = std::thread::Builder::new()
-                            .name("data-read".into())
-                            .spawn(move || {
-                                if let Err(e) = read_loop(stream, &tx, &queue) {
-                                    tracing::debug!(error = %e, "upstream connection ended");
-                                }
-                            });
+                        let _ =
+                            std::thread::Builder::new()
+                                .name("data-read".into())
+                                .spawn(move || {
+                                    if let Err(e) = read_loop(stream, &tx, &queue) {
+                                        tracing::debug!(error = %e, "upstream connection ended");
+                                    }
+                                });
                     }
                     Err(e) => tracing::warn!(error = %e, "accept failed"),
                 }
@@ -83,7 +84,11 @@ fn read_loop(stream: TcpStream, tx: &SyncSender<InMsg>, queue: &Gauge) -> std::i
         Some((FRAME_HELLO, body)) => {
             let v: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|e| std::io::Error::other(format!("bad hello: {e}")))?;
-            Arc::from(v.get("operator").and_then(|o| o.as_str()).unwrap_or("unknown"))
+            Arc::from(
+                v.get("operator")
+                    .and_then(|o| o.as_str())
+                    .unwrap_or("unknown"),
+            )
         }
         _ => return Err(std::io::Error::other("connection did not start with hello")),
     };

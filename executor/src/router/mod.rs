@@ -249,8 +249,14 @@ impl Router {
         for s in &mut self.out {
             if s.records > 0 {
                 let labels = vec![("stream".to_owned(), s.name.clone())];
-                self.metrics.records_out.get_or_create(&labels).inc_by(s.records);
-                self.metrics.bytes_out.get_or_create(&labels).inc_by(s.bytes);
+                self.metrics
+                    .records_out
+                    .get_or_create(&labels)
+                    .inc_by(s.records);
+                self.metrics
+                    .bytes_out
+                    .get_or_create(&labels)
+                    .inc_by(s.bytes);
                 s.records = 0;
                 s.bytes = 0;
             }

@@ -56,7 +56,10 @@ mod tests {
     fn same_key_same_instance() {
         for k in 0..1000 {
             let key = format!("key{k}");
-            assert_eq!(owner(key.as_bytes(), &[0, 1, 2]), owner(key.as_bytes(), &[2, 0, 1]));
+            assert_eq!(
+                owner(key.as_bytes(), &[0, 1, 2]),
+                owner(key.as_bytes(), &[2, 0, 1])
+            );
         }
     }
 

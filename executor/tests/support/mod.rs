@@ -50,23 +50,24 @@ impl Etcd {
         let peer = free_port();
         let url = format!("http://127.0.0.1:{client}");
         let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log");
-        let child = Command::new(std::env::var("ETCD_BIN").unwrap_or_else(|_| "/usr/bin/etcd".into()))
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--listen-client-urls")
-            .arg(&url)
-            .arg("--advertise-client-urls")
-            .arg(&url)
-            .arg("--listen-peer-urls")
-            .arg(format!("http://127.0.0.1:{peer}"))
-            .arg("--initial-advertise-peer-urls")
-            .arg(format!("http://127.0.0.1:{peer}"))
-            .arg("--initial-cluster")
-            .arg(format!("default=http://127.0.0.1:{peer}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start etcd");
+        let child =
+            Command::new(std::env::var("ETCD_BIN").unwrap_or_else(|_| "/usr/bin/etcd".into()))
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .arg("--listen-client-urls")
+                .arg(&url)
+                .arg("--advertise-client-urls")
+                .arg(&url)
+                .arg("--listen-peer-urls")
+                .arg(format!("http://127.0.0.1:{peer}"))
+                .arg("--initial-advertise-peer-urls")
+                .arg(format!("http://127.0.0.1:{peer}"))
+                .arg("--initial-cluster")
+                .arg(format!("default=http://127.0.0.1:{peer}"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start etcd");
         let etcd = Self {
             child,
             url,
@@ -95,8 +96,7 @@ impl Etcd {
             }
             b
         };
-        let body =
-            serde_json::json!({"key": encode(prefix.as_bytes()), "range_end": encode(&end)});
+        let body = serde_json::json!({"key": encode(prefix.as_bytes()), "range_end": encode(&end)});
         let resp: serde_json::Value = reqwest::blocking::Client::new()
             .post(format!("{}/v3/kv/range", self.url))
             .json(&body)
@@ -104,9 +104,22 @@ impl Etcd {
             .and_then(|r| r.json())
             .unwrap_or_default();
         let mut out = BTreeMap::new();
-        for kv in resp.get("kvs").and_then(|k| k.as_array()).into_iter().flatten() {
-            let k = kv.get("key").and_then(|v| v.as_str()).map(decode).unwrap_or_default();
-            let v = kv.get("value").and_then(|v| v.as_str()).map(decode).unwrap_or_default();
+        for kv in resp
+            .get("kvs")
+            .and_then(|k| k.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let k = kv
+                .get("key")
+                .and_then(|v| v.as_str())
+                .map(decode)
+                .unwrap_or_default();
+            let v = kv
+                .get("value")
+                .and_then(|v| v.as_str())
+                .map(decode)
+                .unwrap_or_default();
             out.insert(
                 String::from_utf8_lossy(&k).into_owned(),
                 String::from_utf8_lossy(&v).into_owned(),
@@ -163,7 +176,11 @@ pub struct ExecutorSpec<'a> {
 impl Executor {
     /// Starts an executor; returns once its process is running.
     pub fn start(s: ExecutorSpec<'_>) -> Self {
-        let data_port = if s.data_port == 0 { free_port() } else { s.data_port };
+        let data_port = if s.data_port == 0 {
+            free_port()
+        } else {
+            s.data_port
+        };
         let metrics_port = free_port();
         let task_id = format!(
             "{}-{}-{}-{}",
@@ -175,7 +192,9 @@ impl Executor {
                 .map(|d| d.as_nanos() % 1_000_000_000)
                 .unwrap_or(0)
         );
-        let log = s.dir.join(format!("{}-{}-{}.log", s.operator, s.instance, &task_id));
+        let log = s
+            .dir
+            .join(format!("{}-{}-{}.log", s.operator, s.instance, &task_id));
         let err = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_concord-executor"))
             .env("CONCORD_NAMESPACE", "default")
@@ -293,7 +312,12 @@ pub fn port_open(port: u16) -> bool {
 }
 
 /// Builds an OperatorSpec JSON for a built-in.
-pub fn builtin(name: &str, op: &str, config: serde_json::Value, inputs: serde_json::Value) -> serde_json::Value {
+pub fn builtin(
+    name: &str,
+    op: &str,
+    config: serde_json::Value,
+    inputs: serde_json::Value,
+) -> serde_json::Value {
     serde_json::json!({
         "name": op,
         "runtime": {"builtin": {"name": name}},

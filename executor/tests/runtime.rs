@@ -1,0 +1,185 @@
+//! Operator API semantics in the runtime: callbacks are single-threaded even when input
+//! arrives from many threads, timers fire in time order, and shutdown calls `destroy`.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use concord_executor::metrics::Metrics;
+use concord_executor::router::conn::ConnSettings;
+use concord_executor::router::{Router, RoutingTable};
+use concord_executor::runtime::{Ingest, Runtime, RuntimeState};
+use concord_executor::trace::{Sampler, Tracer};
+use concord_executor::wire;
+use concord_sdk::{Config, Context, Metadata, Operator, OperatorError, Record};
+use support::wait_for;
+
+#[derive(Default)]
+struct Shared {
+    events: Mutex<Vec<String>>,
+    busy: AtomicBool,
+    overlap: AtomicBool,
+    threads: Mutex<Vec<std::thread::ThreadId>>,
+    records: Mutex<u64>,
+}
+
+struct Probe(Arc<Shared>);
+
+impl Probe {
+    fn enter(&self) {
+        if self.0.busy.swap(true, Ordering::SeqCst) {
+            self.0.overlap.store(true, Ordering::SeqCst);
+        }
+        let id = std::thread::current().id();
+        let mut t = self.0.threads.lock().expect("lock");
+        if !t.contains(&id) {
+            t.push(id);
+        }
+    }
+    fn leave(&self) {
+        self.0.busy.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Operator for Probe {
+    fn metadata(&self) -> Metadata {
+        Metadata {
+            name: "probe".into(),
+            inputs: vec!["in".into()],
+            outputs: vec![],
+        }
+    }
+
+    fn init(&mut self, ctx: &mut Context<'_>) -> Result<(), OperatorError> {
+        self.enter();
+        let now = concord_sdk::now_millis();
+        // Set out of order; the two at the same time fire in key order.
+        ctx.set_timer("c", now + 300);
+        ctx.set_timer("a", now + 100);
+        ctx.set_timer("b2", now + 200);
+        ctx.set_timer("b1", now + 200);
+        ctx.set_timer("past", now.saturating_sub(1000));
+        self.0.events.lock().expect("lock").push("init".into());
+        self.leave();
+        Ok(())
+    }
+
+    fn process_record(&mut self, _ctx: &mut Context<'_>, _r: Record) -> Result<(), OperatorError> {
+        self.enter();
+        *self.0.records.lock().expect("lock") += 1;
+        self.leave();
+        Ok(())
+    }
+
+    fn process_timer(
+        &mut self,
+        ctx: &mut Context<'_>,
+        key: Bytes,
+        time: u64,
+    ) -> Result<(), OperatorError> {
+        self.enter();
+        assert_eq!(ctx.event_time(), time);
+        self.0
+            .events
+            .lock()
+            .expect("lock")
+            .push(format!("timer:{}", String::from_utf8_lossy(&key)));
+        self.leave();
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.0.events.lock().expect("lock").push("destroy".into());
+    }
+}
+
+#[test]
+fn single_threaded_callbacks_ordered_timers_and_destroy() {
+    let shared = Arc::new(Shared::default());
+    let metrics = Arc::new(Metrics::new("probe", 0));
+    let (in_tx, in_rx) = sync_channel(4);
+    let (route_tx, route_rx) = channel();
+    route_tx.send(RoutingTable::default()).expect("send");
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(RuntimeState::default());
+    let rt = Runtime {
+        operator: Box::new(Probe(shared.clone())),
+        config: Config::default(),
+        instance: 0,
+        is_source: false,
+        router: Router::new(
+            ConnSettings {
+                batch_bytes: 1024,
+                queue_batches: 2,
+                hello: wire::hello_frame("{}"),
+                dropped: metrics.dropped_downstream_gone(),
+            },
+            Duration::from_millis(1),
+            metrics.clone(),
+        ),
+        input: in_rx,
+        routing: route_rx,
+        shutdown: shutdown.clone(),
+        state: state.clone(),
+        metrics: metrics.clone(),
+        tracer: Arc::new(Tracer::new("probe", 0, "t")),
+        sampler: Sampler::new(0.0),
+        source_wait: Duration::ZERO,
+    };
+    let handle = std::thread::spawn(move || rt.run().map(|_| ()));
+
+    // Input from four threads at once.
+    let ingest = Ingest::new(in_tx, metrics.input_queue.clone());
+    let feeders: Vec<_> = (0..4)
+        .map(|t| {
+            let ingest = ingest.clone();
+            std::thread::spawn(move || {
+                for b in 0..50 {
+                    let recs = (0..20)
+                        .map(|i| Record::new(format!("{t}-{b}-{i}").into_bytes(), Bytes::new(), 1))
+                        .collect();
+                    assert!(ingest.send(recs));
+                }
+            })
+        })
+        .collect();
+    for f in feeders {
+        f.join().expect("feeder");
+    }
+    wait_for("all records processed", Duration::from_secs(10), || {
+        *shared.records.lock().expect("lock") == 4000
+    });
+    wait_for("all timers fired", Duration::from_secs(10), || {
+        shared.events.lock().expect("lock").len() == 6
+    });
+    shutdown.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("run");
+
+    let events = shared.events.lock().expect("lock").clone();
+    assert_eq!(
+        events,
+        vec![
+            "init",
+            "timer:past",
+            "timer:a",
+            "timer:b1",
+            "timer:b2",
+            "timer:c",
+            "destroy"
+        ]
+    );
+    assert!(
+        !shared.overlap.load(Ordering::SeqCst),
+        "callbacks overlapped"
+    );
+    assert_eq!(
+        shared.threads.lock().expect("lock").len(),
+        1,
+        "one callback thread"
+    );
+    assert!(state.destroyed.load(Ordering::Relaxed));
+}
