@@ -106,7 +106,7 @@ async fn run(flags: Flags) -> Result<()> {
     );
 
     tokio::spawn(allocation_loop(shared.clone()));
-    tokio::spawn(ticker(shared.clone(), meta));
+    tokio::spawn(ticker(shared.clone()));
 
     let app = http::router(shared.clone());
     let mut term = signal(SignalKind::terminate())?;
@@ -163,25 +163,16 @@ async fn allocation_loop(shared: Arc<Shared>) {
     }
 }
 
-/// Status update retries, offer expiry, and persisting the framework counter.
-async fn ticker(shared: Arc<Shared>, mut meta: persist::MasterMeta) {
+/// Status update retries and offer expiry.
+async fn ticker(shared: Arc<Shared>) {
     let period = (shared.config.status_update_retry_interval / 4)
         .clamp(Duration::from_millis(20), Duration::from_millis(250));
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
-        let next = {
-            let mut m = shared.lock();
-            m.retry_updates();
-            m.expire_offers();
-            m.next_framework_counter()
-        };
-        if next != meta.next_framework {
-            meta.next_framework = next;
-            if let Err(e) = persist::save(&shared.config.work_dir, &meta) {
-                tracing::warn!(error = %e, "cannot persist master metadata");
-            }
-        }
+        let mut m = shared.lock();
+        m.retry_updates();
+        m.expire_offers();
     }
 }
 

@@ -40,6 +40,7 @@ fn resolve(shared: &Shared, path: &str) -> Option<PathBuf> {
     None
 }
 
+#[allow(clippy::result_large_err)]
 fn required_path(params: &Params) -> Result<&str, Response> {
     params
         .get("path")

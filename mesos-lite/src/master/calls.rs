@@ -59,9 +59,20 @@ impl Master {
             None => {
                 let id = format!("{}-{:04}", self.config.master_id, self.next_framework);
                 self.next_framework += 1;
+                self.persist_meta();
                 id
             }
         };
+        // A re-registering framework from an earlier run of this master: never hand
+        // out its id again.
+        if let Some(n) = id
+            .strip_prefix(&format!("{}-", self.config.master_id))
+            .and_then(|n| n.parse::<u64>().ok())
+            && n >= self.next_framework
+        {
+            self.next_framework = n + 1;
+            self.persist_meta();
+        }
         if self.removed_ids.contains(&id) {
             stream.send(Event::error("Framework has been removed"));
             stream.close();
@@ -363,7 +374,14 @@ impl Master {
     ) -> Bag {
         let needed = Bag::from_resources(&task.resources);
         let check = self
-            .validate_task(framework_id, agent, &task, &pool, &needed)
+            .validate_task(
+                framework_id,
+                agent,
+                &task,
+                &pool,
+                &needed,
+                group_executor.is_some(),
+            )
             .and_then(|()| {
                 if group_executor.is_none() && task.executor.is_some() {
                     // A custom executor needs the executor HTTP API, which mesos-lite lacks.
@@ -433,6 +451,7 @@ impl Master {
         task: &TaskInfo,
         pool: &Bag,
         needed: &Bag,
+        in_group: bool,
     ) -> Result<(), String> {
         validate_id(&task.task_id.value)
             .map_err(|e| format!("Task ID '{}' is invalid: {e}", task.task_id.value))?;
@@ -454,7 +473,7 @@ impl Master {
         if task.resources.is_empty() || needed.is_empty() {
             return Err("Task uses no resources".into());
         }
-        if task.command.is_some() == task.executor.is_some() {
+        if !in_group && task.command.is_some() == task.executor.is_some() {
             return Err(
                 "Task should have at least one (but not both) of CommandInfo or ExecutorInfo present".into(),
             );

@@ -365,9 +365,15 @@ impl Shared {
 }
 
 impl Master {
-    /// The next framework counter (persisted so ids stay unique across restarts).
-    pub fn next_framework_counter(&self) -> u64 {
-        self.next_framework
+    /// Persists the master id and framework counter (so ids stay unique across restarts).
+    fn persist_meta(&self) {
+        let meta = crate::persist::MasterMeta {
+            master_id: self.config.master_id.clone(),
+            next_framework: self.next_framework,
+        };
+        if let Err(e) = crate::persist::save(&self.config.work_dir, &meta) {
+            tracing::warn!(error = %e, "cannot persist master metadata");
+        }
     }
 
     /// Finds an agent index by id.

@@ -1,0 +1,379 @@
+//! mesos-lite-only cases: they need its flags (short retry intervals, agent count,
+//! offer timeout), restarts with the same work_dir, or local files on the agent.
+//! Skipped when `MESOS_MASTER_URL` points the suite at a real master.
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mesos_v1::*;
+
+const PA: FrameworkCapabilityType = FrameworkCapabilityType::PartitionAware;
+
+macro_rules! lite_only {
+    () => {
+        if Master::is_real() {
+            eprintln!("skipped: needs mesos-lite");
+            return Ok(());
+        }
+    };
+}
+
+fn sh(cmd: &str) -> CommandInfo {
+    CommandInfo::shell(cmd)
+}
+
+#[tokio::test]
+async fn unacknowledged_update_is_resent_acknowledged_is_not() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&["--status_update_retry_interval", "200ms"])?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("retry"), &[], 0.0)).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    let id = unique("t");
+    fw.handle
+        .launch(
+            vec![offer.id.clone()],
+            vec![task(&offer, &id, sh("sleep 300"), 0.1, 32.0)],
+            None,
+        )
+        .await?;
+    // STARTING is the head; without an ACK it comes again with the same uuid, and
+    // RUNNING is held back behind it.
+    let first = fw.wait_state(&id, TaskState::Starting, false).await?;
+    let uuid = first.uuid.clone().ok_or("uuid")?;
+    fw.updates.clear();
+    let again = fw.wait_state(&id, TaskState::Starting, false).await?;
+    assert_eq!(again.uuid.as_ref(), Some(&uuid));
+    assert!(
+        fw.updates.iter().all(|s| s.state == TaskState::Starting),
+        "RUNNING waits for the ACK"
+    );
+    fw.ack(&first).await?;
+    let running = fw.wait_state(&id, TaskState::Running, false).await?;
+    fw.ack(&running).await?;
+    // Acknowledged: no more resends within several retry intervals.
+    fw.updates.clear();
+    let quiet = Instant::now() + Duration::from_millis(1200);
+    while Instant::now() < quiet {
+        let left = quiet.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, fw.events.recv()).await.is_err() {
+            break;
+        }
+    }
+    let resent: Vec<_> = fw
+        .updates
+        .iter()
+        .filter(|s| s.task_id.value == id)
+        .collect();
+    assert!(
+        resent.is_empty(),
+        "acknowledged updates are not resent: {resent:?}"
+    );
+    fw.handle.teardown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn each_agent_offers_its_own_share() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&[
+        "--agents",
+        "3",
+        "--resources",
+        "cpus:2;mem:1024;disk:100;ports:[31000-31029]",
+    ])?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("agents"), &[], 0.0)).await?;
+    let mut offers = Vec::new();
+    while offers.len() < 3 {
+        offers.push(fw.take_offer(|_| true).await?);
+    }
+    let mut agents: Vec<String> = offers.iter().map(|o| o.agent_id.value.clone()).collect();
+    agents.sort();
+    agents.dedup();
+    assert_eq!(agents.len(), 3, "one offer per agent");
+    assert!(agents.iter().all(|a| a.contains("-S")));
+    let mut ports: Vec<(u64, u64)> = Vec::new();
+    for o in &offers {
+        assert_eq!(scalar(&o.resources, "cpus"), 2.0);
+        for r in mesos_v1::resources::ranges_total(&o.resources, "ports") {
+            assert!(
+                ports.iter().all(|&(b, e)| r.end < b || r.begin > e),
+                "disjoint port ranges"
+            );
+            ports.push((r.begin, r.end));
+        }
+    }
+    let total: u64 = ports.iter().map(|(b, e)| e - b + 1).sum();
+    assert_eq!(total, 30);
+    let state = master.get_json("/state").await?;
+    assert_eq!(state["slaves"].as_array().map(Vec::len), Some(3));
+    fw.handle.teardown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn heartbeats_follow_the_flag() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&["--heartbeat_interval", "100ms"])?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("hb"), &[], 0.0)).await?;
+    for _ in 0..3 {
+        fw.wait_event("HEARTBEAT", |e| e.r#type == EventType::Heartbeat)
+            .await?;
+    }
+    fw.handle.teardown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn offer_timeout_rescinds() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&["--offer_timeout", "300ms"])?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("rescind"), &[], 0.0)).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    let ev = fw
+        .wait_event("RESCIND", |e| e.r#type == EventType::Rescind)
+        .await?;
+    assert_eq!(ev.rescind.map(|r| r.offer_id), Some(offer.id.clone()));
+    // The rescinded offer is no longer usable.
+    let id = unique("late");
+    fw.handle
+        .launch(
+            vec![offer.id.clone()],
+            vec![task(&offer, &id, sh("true"), 0.1, 32.0)],
+            None,
+        )
+        .await?;
+    fw.wait_state(&id, TaskState::Lost, false).await?;
+    fw.handle.teardown().await?;
+    Ok(())
+}
+
+fn targz(path: &std::path::Path, name: &str, content: &[u8]) -> std::io::Result<()> {
+    let gz =
+        flate2::write::GzEncoder::new(std::fs::File::create(path)?, flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, name, content)?;
+    tar.into_inner()?.finish()?;
+    Ok(())
+}
+
+fn zipfile(
+    path: &std::path::Path,
+    name: &str,
+    content: &[u8],
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path)?);
+    zip.start_file(name, zip::write::SimpleFileOptions::default())?;
+    zip.write_all(content)?;
+    zip.finish()?;
+    Ok(())
+}
+
+/// Serves `body` for any GET on a loopback port, for `count` requests.
+async fn serve_once(body: &'static str, count: usize) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        for _ in 0..count {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                body.len(),
+                body
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    Ok(port)
+}
+
+#[tokio::test]
+async fn fetcher_brings_uris_into_the_sandbox() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&[])?;
+    let files = tempfile::tempdir()?;
+    let tool = files.path().join("tool.sh");
+    std::fs::write(&tool, "#!/bin/sh\necho tool-ran\n")?;
+    let conf = files.path().join("conf.json");
+    std::fs::write(&conf, "{\"k\":1}")?;
+    let archive = files.path().join("bundle.tar.gz");
+    targz(&archive, "inside.txt", b"from-tar")?;
+    let zipped = files.path().join("pack.zip");
+    zipfile(&zipped, "zipped.txt", b"from-zip")?;
+    let port = serve_once("from-http", 1).await?;
+
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("fetch"), &[], 0.0)).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    let mut cmd =
+        sh("./tool.sh && cat conf/app.json inside.txt zipped.txt web.txt && test -f bundle.tar.gz");
+    let uri = |v: String| Uri::new(v);
+    cmd.uris = vec![
+        Uri {
+            executable: Some(true),
+            ..uri(tool.display().to_string())
+        },
+        Uri {
+            output_file: Some("conf/app.json".into()),
+            ..uri(format!("file://{}", conf.display()))
+        },
+        uri(archive.display().to_string()),
+        uri(zipped.display().to_string()),
+        Uri {
+            output_file: Some("web.txt".into()),
+            ..uri(format!("http://127.0.0.1:{port}/some/path"))
+        },
+    ];
+    let id = unique("fetched");
+    let bad_id = unique("badfetch");
+    let mut bad = sh("true");
+    bad.uris = vec![uri("/nonexistent/file.tar.gz".into())];
+    fw.handle
+        .launch(
+            vec![offer.id.clone()],
+            vec![
+                task(&offer, &id, cmd, 0.1, 32.0),
+                task(&offer, &bad_id, bad, 0.1, 32.0),
+            ],
+            None,
+        )
+        .await?;
+    let failed = fw.wait_state(&bad_id, TaskState::Failed, true).await?;
+    assert_eq!(failed.reason, Some(TaskStatusReason::ContainerLaunchFailed));
+    assert_eq!(failed.source, Some(TaskStatusSource::Agent));
+    let done = fw.wait_state(&id, TaskState::Finished, true).await;
+    let out = read_sandbox_file(&master, &fw.framework_id, &id, "stdout").await?;
+    done.map_err(|e| fail(format!("{e}; stdout: {out}")))?;
+    for expected in ["tool-ran", "{\"k\":1}", "from-tar", "from-zip", "from-http"] {
+        assert!(out.contains(expected), "{expected} in {out}");
+    }
+    fw.handle.teardown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn launch_group_runs_every_task() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&[])?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("group"), &[], 0.0)).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    let executor = ExecutorInfo {
+        r#type: Some(ExecutorType::Default),
+        executor_id: ExecutorId::new(unique("exec")),
+        framework_id: Some(fw.framework_id.clone()),
+        resources: vec![
+            Resource::scalar("cpus", 0.1),
+            Resource::scalar("mem", 32.0),
+            Resource::scalar("disk", 10.0),
+        ],
+        ..ExecutorInfo::default()
+    };
+    let a = unique("ga");
+    let b = unique("gb");
+    let mut ta = task(&offer, &a, sh("echo a"), 0.1, 32.0);
+    let mut tb = task(&offer, &b, sh("echo b"), 0.1, 32.0);
+    ta.command = Some(sh("echo a"));
+    tb.command = Some(sh("echo b"));
+    fw.handle
+        .accept(
+            vec![offer.id.clone()],
+            vec![Operation::launch_group(executor, vec![ta, tb])],
+            None,
+        )
+        .await?;
+    fw.wait_state(&a, TaskState::Finished, true).await?;
+    fw.wait_state(&b, TaskState::Finished, true).await?;
+    fw.handle.teardown().await?;
+    Ok(())
+}
+
+async fn launch_sleeper(
+    fw: &mut Fw,
+) -> Result<(Offer, String, u32), Box<dyn std::error::Error + Send + Sync>> {
+    let offer = fw.take_offer(|_| true).await?;
+    let id = unique("sleeper");
+    fw.handle
+        .launch(
+            vec![offer.id.clone()],
+            vec![task(&offer, &id, sh("sleep 300"), 0.1, 32.0)],
+            None,
+        )
+        .await?;
+    let running = fw.wait_state(&id, TaskState::Running, true).await?;
+    let pid = running
+        .container_status
+        .and_then(|c| c.executor_pid)
+        .ok_or("executor_pid")?;
+    assert!(pid_alive(pid));
+    Ok((offer, id, pid))
+}
+
+#[tokio::test]
+async fn restart_with_same_work_dir_never_reports_dead_tasks_alive() -> TestResult {
+    lite_only!();
+    for signal in [15, 9] {
+        let lite = Lite::spawn(None, &[])?;
+        let master = Master {
+            url: format!("http://127.0.0.1:{}", lite.port),
+            lite: None,
+        };
+        let name = unique("restart");
+        let mut fw = Fw::subscribe(&master, framework_info(&name, &[PA], 3600.0)).await?;
+        let fid = fw.framework_id.clone();
+        let (offer, id, pid) = launch_sleeper(&mut fw).await?;
+        fw.handle.shutdown();
+        drop(fw);
+        let master_id = master.get_json("/state").await?["id"].clone();
+
+        // SIGTERM: tasks die with mesos-lite. SIGKILL: the restarted instance kills
+        // the leftovers it recorded (after checking they are still its processes).
+        let lite = lite.restart(signal)?;
+        eventually("old task process gone", || async {
+            (!pid_alive(pid)).then_some(())
+        })
+        .await?;
+        let master = Master {
+            url: format!("http://127.0.0.1:{}", lite.port),
+            lite: Some(lite),
+        };
+        let state = master.get_json("/state").await?;
+        assert_eq!(state["id"], master_id, "master id kept in work_dir");
+        let listed_running = state["frameworks"].as_array().is_some_and(|fs| {
+            fs.iter()
+                .any(|f| f["tasks"].as_array().is_some_and(|t| !t.is_empty()))
+        });
+        assert!(!listed_running, "no task listed after restart");
+
+        // The scheduler re-subscribes with its id (master failover semantics) and
+        // reconciles: the task is reported gone, not running.
+        let mut info = framework_info(&name, &[PA], 3600.0);
+        info.id = Some(fid.clone());
+        let mut fw = Fw::subscribe(&master, info).await?;
+        assert_eq!(fw.framework_id, fid);
+        fw.handle
+            .reconcile(vec![ReconcileTask {
+                task_id: TaskId::new(id.clone()),
+                agent_id: Some(offer.agent_id.clone()),
+            }])
+            .await?;
+        let st = fw.wait_state(&id, TaskState::Gone, false).await?;
+        assert_eq!(st.reason, Some(TaskStatusReason::Reconciliation));
+        fw.handle.reconcile(vec![]).await?;
+        // A new framework gets an id that does not collide with the old one.
+        let other = Fw::subscribe(&master, framework_info(&unique("new"), &[], 0.0)).await?;
+        assert_ne!(other.framework_id, fid);
+        other.handle.teardown().await?;
+        fw.handle.teardown().await?;
+    }
+    Ok(())
+}
