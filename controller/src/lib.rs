@@ -3,6 +3,7 @@
 pub mod api;
 pub mod metrics;
 pub mod readiness;
+pub mod reconcile;
 pub mod store;
 pub mod watch;
 
@@ -19,8 +20,9 @@ pub use store::{ApplyOutcome, Store, StoreError};
 pub struct ControllerConfig {
     pub etcd_endpoints: Vec<String>,
     pub etcd_prefix: String,
-    pub mesos_master: String,
     pub listen: SocketAddr,
+    /// `None` serves the API only (no scheduling).
+    pub reconciler: Option<reconcile::ReconcilerConfig>,
 }
 
 /// Errors that stop the controller.

@@ -1,9 +1,11 @@
 //! `concord-controller`: serves the API and keeps topologies running on Mesos.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use concord_controller::reconcile::{LaunchSettings, ReadinessMode, ReconcilerConfig};
 use concord_controller::{ControllerConfig, run};
 use tracing_subscriber::EnvFilter;
 
@@ -28,6 +30,39 @@ struct Args {
     /// Address of the HTTP API.
     #[arg(long, env = "CONCORD_LISTEN", default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
+    /// Mesos framework name.
+    #[arg(long, env = "CONCORD_FRAMEWORK_NAME", default_value = "concord")]
+    framework_name: String,
+    /// Mesos role the framework's tasks use.
+    #[arg(long, env = "CONCORD_MESOS_ROLE", default_value = "concord")]
+    mesos_role: String,
+    /// Mesos principal (with --mesos-secret-file for HTTP Basic authentication).
+    #[arg(long, env = "CONCORD_MESOS_PRINCIPAL")]
+    mesos_principal: Option<String>,
+    /// File holding the Mesos secret.
+    #[arg(long, env = "CONCORD_MESOS_SECRET_FILE")]
+    mesos_secret_file: Option<std::path::PathBuf>,
+    /// How long Mesos keeps the tasks running while no controller is connected.
+    #[arg(long, default_value = "1w", value_parser = parse_duration)]
+    failover_timeout: Duration,
+    /// Period of the full resync of every topology.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    resync: Duration,
+    /// When a task counts as ready: `endpoint` (its executor says so in etcd) or `running`.
+    #[arg(long, default_value = "endpoint", value_parser = ["endpoint", "running"])]
+    readiness: String,
+    /// Path of concord-executor on the agents (default: next to this binary).
+    #[arg(long, env = "CONCORD_EXECUTOR_PATH")]
+    executor_path: Option<String>,
+    /// URI agents fetch concord-executor from (for clusters where it is not installed).
+    #[arg(long, env = "CONCORD_EXECUTOR_URI")]
+    executor_uri: Option<String>,
+    /// Grace period between SIGTERM and SIGKILL when a task is killed.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    kill_grace: Duration,
+    /// Serve the API only; do not connect to Mesos.
+    #[arg(long)]
+    no_scheduler: bool,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CONCORD_LOG_JSON")]
     log_json: bool,
@@ -45,11 +80,54 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
+    let secret = match &args.mesos_secret_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the Mesos secret file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let executor_path = match args.executor_path {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("concord-executor")))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "concord-executor".into()),
+    };
+    let hostname = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    let reconciler = (!args.no_scheduler).then(|| ReconcilerConfig {
+        mesos_master: args.mesos.clone(),
+        framework_name: args.framework_name.clone(),
+        role: args.mesos_role.clone(),
+        principal: args.mesos_principal.clone(),
+        secret,
+        failover_timeout: args.failover_timeout.as_secs_f64(),
+        resync: args.resync,
+        readiness: if args.readiness == "running" {
+            ReadinessMode::Running
+        } else {
+            ReadinessMode::Endpoint
+        },
+        launch: LaunchSettings {
+            executor_path,
+            executor_uri: args.executor_uri.clone(),
+            etcd_endpoints: args.etcd.clone(),
+            etcd_prefix: args.prefix.clone(),
+            kill_grace: args.kill_grace,
+        },
+        hostname,
+        webui_url: Some(format!("http://{}/ui/", args.listen)),
+    });
     let config = ControllerConfig {
         etcd_endpoints: args.etcd,
         etcd_prefix: args.prefix,
-        mesos_master: args.mesos,
         listen: args.listen,
+        reconciler,
     };
     run(config, shutdown_signal())
         .await
@@ -70,4 +148,30 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down");
+}
+
+/// Parses `500ms`, `30s`, `10m`, `2h`, `1w`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 10m, 1w"))?;
+    let secs = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86_400.0,
+        "w" => value * 604_800.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} in {s:?}: use ms, s, m, h, d or w"
+            ));
+        }
+    };
+    Ok(Duration::from_secs_f64(secs))
 }

@@ -1,0 +1,242 @@
+//! The reconciler: keeps every topology's tasks on Mesos equal to its spec.
+//!
+//! One task owns all state (no locks): it receives spec changes (etcd informer),
+//! Mesos events, executor readiness (etcd endpoints) and timers, marks the affected
+//! topology keys dirty (a de-duplicating queue), and reconciles each dirty key:
+//! desired vs observed -> kills now, launches when a fitting offer arrives, status
+//! written through a single writer only when it changed. Level-triggered: any event
+//! only says "look at this topology again".
+//!
+//! Before acting after a (re)start it has listed every spec and reconciled task state
+//! with Mesos (explicitly for the tasks it knew, then implicitly), so running tasks are
+//! adopted, never restarted (DESIGN.md, lesson 2).
+
+pub mod backoff;
+pub mod identity;
+pub mod informer;
+pub mod launch;
+pub mod planner;
+mod state;
+mod status;
+
+use std::time::Duration;
+
+use concord_schemas::TopologyStatus;
+use mesos_v1::{
+    FrameworkCapability, FrameworkCapabilityType, FrameworkId, FrameworkInfo, Scheduler,
+    SchedulerConfig,
+};
+use tokio::sync::mpsc;
+
+pub use launch::LaunchSettings;
+
+use crate::readiness::Readiness;
+use crate::store::Store;
+use state::Reconciler;
+
+/// When a task counts as ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadinessMode {
+    /// Running and its executor's endpoint in etcd says `ready: true`.
+    Endpoint,
+    /// As soon as Mesos reports TASK_RUNNING.
+    Running,
+}
+
+/// Settings of the reconciler.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    pub mesos_master: String,
+    pub framework_name: String,
+    pub role: String,
+    pub principal: Option<String>,
+    pub secret: Option<String>,
+    /// Seconds Mesos keeps our tasks while we are disconnected.
+    pub failover_timeout: f64,
+    /// Full resync of every topology.
+    pub resync: Duration,
+    pub readiness: ReadinessMode,
+    pub launch: LaunchSettings,
+    pub hostname: String,
+    pub webui_url: Option<String>,
+}
+
+/// Key of the stored framework ID.
+fn framework_id_key(store: &Store) -> String {
+    format!("{}/framework-id", store.prefix())
+}
+
+async fn load_framework_id(store: &Store) -> Option<FrameworkId> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let mut client = store.client();
+        match client.get(framework_id_key(store), None).await {
+            Ok(resp) => {
+                return resp
+                    .kvs()
+                    .first()
+                    .map(|kv| FrameworkId::new(String::from_utf8_lossy(kv.value()).into_owned()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the framework id from etcd; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Runs the reconciler until the process ends.
+pub async fn run(store: Store, config: ReconcilerConfig, readiness: Readiness) {
+    readiness.set("mesos", Err("not subscribed yet".into()));
+    let framework_id = load_framework_id(&store).await;
+    let mut info = FrameworkInfo::new("root", config.framework_name.clone());
+    info.id = framework_id.clone();
+    info.roles = vec![config.role.clone()];
+    info.failover_timeout = config.failover_timeout;
+    info.checkpoint = true;
+    info.hostname = Some(config.hostname.clone());
+    info.webui_url = config.webui_url.clone();
+    info.principal = config.principal.clone();
+    info.capabilities = [
+        FrameworkCapabilityType::MultiRole,
+        FrameworkCapabilityType::PartitionAware,
+        FrameworkCapabilityType::TaskKillingState,
+    ]
+    .into_iter()
+    .map(|t| FrameworkCapability { r#type: t })
+    .collect();
+    let mut sched_config = SchedulerConfig::new(config.mesos_master.clone(), info);
+    if let (Some(p), Some(s)) = (&config.principal, &config.secret) {
+        sched_config = sched_config.with_credentials(p.clone(), s.clone());
+    }
+    let (handle, mut events) = Scheduler::start(sched_config);
+    tracing::info!(master = %config.mesos_master, framework_id = ?framework_id.as_ref().map(|f| f.as_str().to_owned()), "subscribing to Mesos");
+
+    let (spec_tx, mut spec_rx) = mpsc::channel(1024);
+    tokio::spawn(informer::run(
+        store.client(),
+        store.spec_prefix(None),
+        spec_tx,
+    ));
+    let (ep_tx, mut ep_rx) = mpsc::channel(1024);
+    tokio::spawn(informer::run(
+        store.client(),
+        format!("{}/endpoints/", store.prefix()),
+        ep_tx,
+    ));
+    let (status_tx, status_rx) = mpsc::unbounded_channel();
+    tokio::spawn(write_statuses(store.clone(), status_rx));
+    let (feedback_tx, mut feedback_rx) = mpsc::unbounded_channel();
+
+    let known = known_tasks_from_status(&store).await;
+    let mut r = Reconciler::new(
+        store.clone(),
+        config.clone(),
+        handle,
+        status_tx,
+        feedback_tx,
+        readiness,
+        known,
+    );
+    let mut resync = tokio::time::interval(config.resync);
+    resync.tick().await;
+    let mut implicit = tokio::time::interval(Duration::from_secs(15 * 60));
+    implicit.tick().await;
+    loop {
+        let next_timer = r.next_timer();
+        tokio::select! {
+            Some(ev) = spec_rx.recv() => r.on_spec(ev),
+            Some(ev) = ep_rx.recv() => r.on_endpoint(ev),
+            ev = events.recv() => match ev {
+                Some(ev) => r.on_mesos(ev),
+                None => {
+                    tracing::error!("Mesos scheduler client stopped");
+                    return;
+                }
+            },
+            Some(fb) = feedback_rx.recv() => r.on_feedback(fb),
+            _ = sleep_until(next_timer) => r.fire_timers(),
+            _ = resync.tick() => r.resync(),
+            _ = implicit.tick() => r.implicit_reconcile(),
+        }
+        r.process_dirty();
+    }
+}
+
+async fn sleep_until(when: Option<tokio::time::Instant>) {
+    match when {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Tasks recorded in stored status: reconciled explicitly with Mesos after a restart.
+async fn known_tasks_from_status(store: &Store) -> Vec<(String, Option<String>)> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match store.list(None).await {
+            Ok((items, _)) => {
+                return items
+                    .into_iter()
+                    .filter_map(|t| t.status)
+                    .flat_map(|s: TopologyStatus| s.operators)
+                    .flat_map(|o| o.tasks)
+                    .map(|t| (t.task_id, t.agent_id))
+                    .collect();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list topologies from etcd; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// The single status writer: statuses for one key are written in order.
+async fn write_statuses(store: Store, mut rx: mpsc::UnboundedReceiver<state::StatusWrite>) {
+    while let Some(write) = rx.recv().await {
+        let mut delay = Duration::from_millis(100);
+        for attempt in 0..8 {
+            let result = match &write {
+                state::StatusWrite::Put { ns, name, status } => {
+                    store.put_status(ns, name, status).await.map(|_| ())
+                }
+                state::StatusWrite::Finalize {
+                    ns,
+                    name,
+                    mod_revision,
+                } => store.finalize_delete(ns, name, *mod_revision).await,
+                state::StatusWrite::FrameworkId(id) => {
+                    let mut c = store.client();
+                    c.put(framework_id_key(&store), id.clone(), None)
+                        .await
+                        .map(|_| ())
+                        .map_err(Into::into)
+                }
+                state::StatusWrite::ClearFrameworkId => {
+                    let mut c = store.client();
+                    c.delete(framework_id_key(&store), None)
+                        .await
+                        .map(|_| ())
+                        .map_err(Into::into)
+                }
+            };
+            match result {
+                Ok(()) => break,
+                Err(crate::StoreError::Conflict { .. })
+                    if matches!(write, state::StatusWrite::Finalize { .. }) =>
+                {
+                    // The spec changed meanwhile; the next reconcile decides again.
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "store write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}

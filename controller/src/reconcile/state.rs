@@ -1,0 +1,1177 @@
+//! The reconciler's state and its reactions to events. Owned by one task.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use concord_schemas::{
+    Event, OperatorStatus, TaskSummary, Topology, TopologyStatus, template_hash,
+};
+use mesos_v1::{
+    AgentId, Filters, Offer, OfferId, ReconcileTask, SchedulerEvent, SchedulerHandle, TaskId,
+    TaskState, TaskStatus,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::backoff::{BackoffTable, InstanceKey};
+use super::identity::TaskName;
+use super::informer::{Entry, InformerEvent};
+use super::launch::{LaunchRequest, OfferSpace, attributes_match, task_info};
+use super::planner::{Desired, LiveTask, Phase, plan_operator};
+use super::status::{OperatorView, build_conditions};
+use super::{ReadinessMode, ReconcilerConfig};
+use crate::readiness::Readiness;
+use crate::store::{Store, split_ns_name};
+
+/// Most events kept per topology.
+const MAX_EVENTS: usize = 50;
+/// A launch waiting this long for a fitting offer is reported as InsufficientResources.
+const UNFIT_AFTER: Duration = Duration::from_secs(10);
+/// A kill not answered by a terminal update within this is sent again.
+const KILL_RESEND: Duration = Duration::from_secs(30);
+/// After SUBSCRIBED, the longest wait for explicit reconciliation answers.
+const RECONCILE_WAIT: Duration = Duration::from_secs(5);
+/// After explicit reconciliation, time for the implicit one's answers to arrive.
+const IMPLICIT_GRACE: Duration = Duration::from_secs(1);
+
+/// A write for the single status writer.
+#[derive(Debug)]
+pub enum StatusWrite {
+    Put {
+        ns: String,
+        name: String,
+        status: TopologyStatus,
+    },
+    Finalize {
+        ns: String,
+        name: String,
+        mod_revision: i64,
+    },
+    FrameworkId(String),
+    ClearFrameworkId,
+}
+
+/// Results of spawned Mesos calls that the state must know about.
+#[derive(Debug)]
+pub enum Feedback {
+    /// An ACCEPT failed: these launches never happened.
+    LaunchFailed {
+        task_ids: Vec<String>,
+        reason: String,
+    },
+}
+
+/// A task as last observed.
+#[derive(Debug, Clone)]
+struct TaskRecord {
+    name: TaskName,
+    agent_id: Option<String>,
+    state: TaskState,
+    since: DateTime<Utc>,
+    kill_sent: Option<Instant>,
+    /// Known only from stored status, not yet confirmed by Mesos.
+    unconfirmed: bool,
+}
+
+#[derive(Debug, Clone)]
+struct SpecEntry {
+    topology: Arc<Topology>,
+    mod_revision: i64,
+}
+
+/// Progress of one operator's rollout, for the deadline.
+#[derive(Debug, Clone)]
+struct Progress {
+    fingerprint: String,
+    since: DateTime<Utc>,
+}
+
+/// Where the post-subscribe reconciliation stands.
+#[derive(Debug)]
+enum Sync {
+    /// Not subscribed (or specs not listed) yet: act on nothing.
+    Waiting,
+    /// Explicit reconciliation sent; waiting for these task IDs until the deadline.
+    Reconciling {
+        awaiting: HashSet<String>,
+        deadline: Instant,
+    },
+    /// Waiting for the implicit reconciliation's answers.
+    Settling { until: Instant },
+    /// Acting.
+    Ready,
+}
+
+pub struct Reconciler {
+    store: Store,
+    config: ReconcilerConfig,
+    handle: SchedulerHandle,
+    status_tx: mpsc::UnboundedSender<StatusWrite>,
+    feedback_tx: mpsc::UnboundedSender<Feedback>,
+    readiness: Readiness,
+
+    specs: HashMap<String, SpecEntry>,
+    specs_listed: bool,
+    tasks: HashMap<String, TaskRecord>,
+    by_topology: HashMap<String, BTreeSet<String>>,
+    ready_tasks: HashSet<String>,
+    hosts: HashMap<String, String>,
+    backoff: BackoffTable,
+    pending: BTreeMap<String, Vec<LaunchRequest>>,
+    pending_since: HashMap<(String, String, u32), Instant>,
+    unfit: HashMap<String, String>,
+    events: HashMap<String, VecDeque<Event>>,
+    progress: HashMap<(String, String), Progress>,
+    last_status: HashMap<String, TopologyStatus>,
+    last_stable: HashMap<String, i64>,
+    timers: BinaryHeap<Reverse<(Instant, String)>>,
+    dirty: BTreeSet<String>,
+    subscribed: bool,
+    suppressed: bool,
+    sync: Sync,
+}
+
+impl Reconciler {
+    pub fn new(
+        store: Store,
+        config: ReconcilerConfig,
+        handle: SchedulerHandle,
+        status_tx: mpsc::UnboundedSender<StatusWrite>,
+        feedback_tx: mpsc::UnboundedSender<Feedback>,
+        readiness: Readiness,
+        known: Vec<(String, Option<String>)>,
+    ) -> Self {
+        let mut r = Self {
+            store,
+            config,
+            handle,
+            status_tx,
+            feedback_tx,
+            readiness,
+            specs: HashMap::new(),
+            specs_listed: false,
+            tasks: HashMap::new(),
+            by_topology: HashMap::new(),
+            ready_tasks: HashSet::new(),
+            hosts: HashMap::new(),
+            backoff: BackoffTable::default(),
+            pending: BTreeMap::new(),
+            pending_since: HashMap::new(),
+            unfit: HashMap::new(),
+            events: HashMap::new(),
+            progress: HashMap::new(),
+            last_status: HashMap::new(),
+            last_stable: HashMap::new(),
+            timers: BinaryHeap::new(),
+            dirty: BTreeSet::new(),
+            subscribed: false,
+            suppressed: false,
+            sync: Sync::Waiting,
+        };
+        // Tasks from stored status are placeholders until Mesos confirms them.
+        for (id, agent_id) in known {
+            if let Some(name) = TaskName::parse(&id) {
+                r.insert_task(
+                    id,
+                    TaskRecord {
+                        name,
+                        agent_id,
+                        state: TaskState::Staging,
+                        since: Utc::now(),
+                        kill_sent: None,
+                        unconfirmed: true,
+                    },
+                );
+            }
+        }
+        r
+    }
+
+    // ----- events in -----
+
+    pub fn on_spec(&mut self, ev: InformerEvent) {
+        match ev {
+            InformerEvent::Reset(entries) => {
+                let old: Vec<String> = self.specs.keys().cloned().collect();
+                self.specs.clear();
+                for e in entries {
+                    self.put_spec(e);
+                }
+                self.dirty.extend(old);
+                self.specs_listed = true;
+                self.dirty.extend(self.specs.keys().cloned());
+            }
+            InformerEvent::Put(e) => self.put_spec(e),
+            InformerEvent::Delete(key) => {
+                if let Ok((ns, name)) = split_ns_name(key.as_bytes()) {
+                    let key = format!("{ns}/{name}");
+                    self.specs.remove(&key);
+                    self.dirty.insert(key);
+                }
+            }
+        }
+    }
+
+    fn put_spec(&mut self, e: Entry) {
+        match serde_json::from_slice::<Topology>(&e.value) {
+            Ok(mut t) => {
+                t.metadata.resource_version = Some(e.mod_revision.to_string());
+                let key = t.key();
+                // A new template resets back-off (handled in maintain); a new generation
+                // restarts progress tracking.
+                self.dirty.insert(key.clone());
+                self.specs.insert(
+                    key,
+                    SpecEntry {
+                        topology: Arc::new(t),
+                        mod_revision: e.mod_revision,
+                    },
+                );
+            }
+            Err(err) => {
+                tracing::error!(key = %e.key, error = %err, "stored topology is not valid; ignoring it")
+            }
+        }
+    }
+
+    pub fn on_endpoint(&mut self, ev: InformerEvent) {
+        let parse = |value: &[u8]| -> Option<(String, bool)> {
+            let v: serde_json::Value = serde_json::from_slice(value).ok()?;
+            Some((
+                v.get("taskId")?.as_str()?.to_owned(),
+                v.get("ready").and_then(|r| r.as_bool()).unwrap_or(false),
+            ))
+        };
+        let task_of_key = |key: &str| key.rsplit('/').next().map(str::to_owned);
+        match ev {
+            InformerEvent::Reset(entries) => {
+                let before = std::mem::take(&mut self.ready_tasks);
+                for e in entries {
+                    if let Some((id, true)) = parse(&e.value) {
+                        self.ready_tasks.insert(id);
+                    }
+                }
+                let changed: Vec<String> = before
+                    .symmetric_difference(&self.ready_tasks)
+                    .cloned()
+                    .collect();
+                for id in changed {
+                    self.mark_task_dirty(&id);
+                }
+            }
+            InformerEvent::Put(e) => {
+                if let Some((id, ready)) = parse(&e.value) {
+                    let changed = if ready {
+                        self.ready_tasks.insert(id.clone())
+                    } else {
+                        self.ready_tasks.remove(&id)
+                    };
+                    if changed {
+                        self.mark_task_dirty(&id);
+                    }
+                }
+            }
+            InformerEvent::Delete(key) => {
+                if let Some(id) = task_of_key(&key)
+                    && self.ready_tasks.remove(&id)
+                {
+                    self.mark_task_dirty(&id);
+                }
+            }
+        }
+    }
+
+    pub fn on_mesos(&mut self, ev: SchedulerEvent) {
+        match ev {
+            SchedulerEvent::Subscribed { framework_id, .. } => {
+                tracing::info!(framework_id = framework_id.as_str(), "subscribed to Mesos");
+                self.subscribed = true;
+                self.suppressed = false;
+                self.readiness.set("mesos", Ok(()));
+                let _ = self
+                    .status_tx
+                    .send(StatusWrite::FrameworkId(framework_id.as_str().to_owned()));
+                self.start_reconciliation();
+            }
+            SchedulerEvent::Disconnected { reason } => {
+                tracing::warn!(%reason, "disconnected from Mesos");
+                self.subscribed = false;
+                self.readiness
+                    .set("mesos", Err(format!("disconnected: {reason}")));
+                if reason.contains("removed") {
+                    // Our framework was torn down: start over with a new framework id.
+                    self.handle.set_framework_id(None);
+                    let _ = self.status_tx.send(StatusWrite::ClearFrameworkId);
+                }
+                self.sync = Sync::Waiting;
+            }
+            SchedulerEvent::Event(event) => {
+                if let Some(status) = event.task_status() {
+                    self.on_status(status.clone());
+                } else if !event.offer_list().is_empty() {
+                    self.on_offers(event.offer_list().to_vec());
+                } else if let Some(err) = &event.error {
+                    tracing::error!(message = %err.message, "Mesos reported an error");
+                    if err.message.contains("removed") {
+                        self.handle.set_framework_id(None);
+                        let _ = self.status_tx.send(StatusWrite::ClearFrameworkId);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn on_feedback(&mut self, fb: Feedback) {
+        match fb {
+            Feedback::LaunchFailed { task_ids, reason } => {
+                for id in task_ids {
+                    tracing::warn!(task = %id, %reason, "launch failed");
+                    if let Some(rec) = self.remove_task(&id) {
+                        self.dirty.insert(rec.name.topology_key());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keys whose timers are due become dirty.
+    pub fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            if let Some(Reverse((_, key))) = self.timers.pop() {
+                if key == "__sync" {
+                    self.advance_sync();
+                } else {
+                    self.dirty.insert(key);
+                }
+            }
+        }
+    }
+
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Periodic full resync: every topology is looked at again.
+    pub fn resync(&mut self) {
+        self.dirty.extend(self.specs.keys().cloned());
+        self.dirty.extend(self.by_topology.keys().cloned());
+        // Launches Mesos never answered are asked about explicitly.
+        let stale: Vec<ReconcileTask> = self
+            .tasks
+            .iter()
+            .filter(|(_, r)| r.state == TaskState::Staging)
+            .map(|(id, r)| reconcile_task(id, r.agent_id.as_deref()))
+            .collect();
+        if !stale.is_empty() && self.subscribed {
+            let handle = self.handle.clone();
+            tokio::spawn(async move { handle.reconcile(stale).await });
+        }
+    }
+
+    /// Asks Mesos for the state of every task it has for us.
+    pub fn implicit_reconcile(&self) {
+        if self.subscribed {
+            let handle = self.handle.clone();
+            tokio::spawn(async move { handle.reconcile(Vec::new()).await });
+        }
+    }
+
+    // ----- Mesos task state -----
+
+    fn start_reconciliation(&mut self) {
+        let tasks: Vec<ReconcileTask> = self
+            .tasks
+            .iter()
+            .map(|(id, r)| reconcile_task(id, r.agent_id.as_deref()))
+            .collect();
+        let awaiting: HashSet<String> = self.tasks.keys().cloned().collect();
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            if !tasks.is_empty()
+                && let Err(e) = handle.reconcile(tasks).await
+            {
+                tracing::warn!(error = %e, "explicit reconciliation failed");
+            }
+            if let Err(e) = handle.reconcile(Vec::new()).await {
+                tracing::warn!(error = %e, "implicit reconciliation failed");
+            }
+        });
+        let deadline = Instant::now() + RECONCILE_WAIT;
+        self.sync = Sync::Reconciling { awaiting, deadline };
+        self.timers.push(Reverse((deadline, "__sync".into())));
+        self.advance_sync();
+    }
+
+    fn advance_sync(&mut self) {
+        let now = Instant::now();
+        match &self.sync {
+            Sync::Reconciling { awaiting, deadline } if awaiting.is_empty() || *deadline <= now => {
+                if !awaiting.is_empty() {
+                    tracing::warn!(
+                        unanswered = awaiting.len(),
+                        "explicit reconciliation timed out; tasks not reported are treated as gone"
+                    );
+                    let gone: Vec<String> = awaiting.iter().cloned().collect();
+                    for id in gone {
+                        if self.tasks.get(&id).is_some_and(|r| r.unconfirmed) {
+                            self.task_gone(
+                                &id,
+                                TaskState::Unknown,
+                                "not reported by Mesos after a controller restart".into(),
+                            );
+                        }
+                    }
+                }
+                let until = now + IMPLICIT_GRACE;
+                self.sync = Sync::Settling { until };
+                self.timers.push(Reverse((until, "__sync".into())));
+            }
+            Sync::Settling { until } if *until <= now => {
+                // Anything still unconfirmed was not reported by the implicit reconciliation either.
+                let gone: Vec<String> = self
+                    .tasks
+                    .iter()
+                    .filter(|(_, r)| r.unconfirmed)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in gone {
+                    self.task_gone(
+                        &id,
+                        TaskState::Unknown,
+                        "not reported by Mesos after a controller restart".into(),
+                    );
+                }
+                tracing::info!(
+                    tasks = self.tasks.len(),
+                    "task state reconciled with Mesos; acting"
+                );
+                self.sync = Sync::Ready;
+                self.dirty.extend(self.specs.keys().cloned());
+                self.dirty.extend(self.by_topology.keys().cloned());
+            }
+            _ => {}
+        }
+    }
+
+    fn on_status(&mut self, status: TaskStatus) {
+        if status.uuid.is_some() {
+            let handle = self.handle.clone();
+            let s = status.clone();
+            tokio::spawn(async move {
+                if let Err(e) = handle.acknowledge_status(&s).await {
+                    tracing::debug!(error = %e, "acknowledge failed; Mesos will resend");
+                }
+            });
+        }
+        let id = status.task_id.as_str().to_owned();
+        let Some(name) = TaskName::parse(&id) else {
+            tracing::debug!(task = %id, "ignoring a task Concord did not launch");
+            return;
+        };
+        if let Sync::Reconciling { awaiting, .. } = &mut self.sync {
+            awaiting.remove(&id);
+            if awaiting.is_empty() {
+                self.advance_sync();
+            }
+        }
+        let key = name.topology_key();
+        let reason = describe_status(&status);
+        if status.state.is_terminal() || matches!(status.state, TaskState::Unknown) {
+            if self.tasks.contains_key(&id) {
+                self.task_gone(&id, status.state.clone(), reason);
+            }
+            self.dirty.insert(key);
+            return;
+        }
+        let now = Utc::now();
+        let agent_id = status.agent_id.as_ref().map(|a| a.as_str().to_owned());
+        match self.tasks.get_mut(&id) {
+            Some(rec) => {
+                if rec.state != status.state {
+                    rec.since = now;
+                    rec.state = status.state.clone();
+                }
+                rec.unconfirmed = false;
+                if agent_id.is_some() {
+                    rec.agent_id = agent_id;
+                }
+            }
+            None => {
+                tracing::info!(task = %id, state = status.state.as_str(), "adopting a running task");
+                self.insert_task(
+                    id.clone(),
+                    TaskRecord {
+                        name: name.clone(),
+                        agent_id,
+                        state: status.state.clone(),
+                        since: now,
+                        kill_sent: None,
+                        unconfirmed: false,
+                    },
+                );
+            }
+        }
+        if status.state == TaskState::Running {
+            let ik = InstanceKey {
+                topology: key.clone(),
+                operator: name.operator.clone(),
+                instance: name.instance,
+            };
+            self.backoff.record_running(ik, &name.template_hash, now);
+        }
+        self.dirty.insert(key);
+    }
+
+    /// A task ended (or was never there): forget it; an unexpected end starts back-off.
+    fn task_gone(&mut self, id: &str, state: TaskState, reason: String) {
+        let Some(rec) = self.remove_task(id) else {
+            return;
+        };
+        let key = rec.name.topology_key();
+        let expected = rec.kill_sent.is_some();
+        let now = Utc::now();
+        if expected {
+            self.event(
+                &key,
+                Some(&rec.name.operator),
+                "Killed",
+                format!("task {id} {}", state.as_str()),
+            );
+        } else {
+            let policy = self
+                .specs
+                .get(&key)
+                .and_then(|s| {
+                    s.topology
+                        .operator(&rec.name.operator)
+                        .map(|o| o.restart_backoff)
+                })
+                .unwrap_or_default();
+            let ik = InstanceKey {
+                topology: key.clone(),
+                operator: rec.name.operator.clone(),
+                instance: rec.name.instance,
+            };
+            let history = self.backoff.record_failure(
+                ik,
+                &rec.name.template_hash,
+                &policy,
+                reason.clone(),
+                now,
+            );
+            let until = history.until;
+            let restarts = history.restarts;
+            self.event(
+                &key,
+                Some(&rec.name.operator),
+                "Failed",
+                format!("task {id} {}: {reason}", state.as_str()),
+            );
+            if let Some(until) = until {
+                let wait = (until - now).to_std().unwrap_or_default();
+                self.event(
+                    &key,
+                    Some(&rec.name.operator),
+                    "BackOff",
+                    format!(
+                        "instance {} restarts in {:.1}s (restart {restarts})",
+                        rec.name.instance,
+                        wait.as_secs_f64()
+                    ),
+                );
+                self.timers.push(Reverse((
+                    Instant::now() + wait + Duration::from_millis(10),
+                    key.clone(),
+                )));
+            }
+        }
+        self.dirty.insert(key);
+    }
+
+    // ----- offers -----
+
+    fn on_offers(&mut self, offers: Vec<Offer>) {
+        for offer in &offers {
+            self.hosts
+                .insert(offer.agent_id.as_str().to_owned(), offer.hostname.clone());
+        }
+        let acting = matches!(self.sync, Sync::Ready);
+        let mut queue: Vec<LaunchRequest> = if acting {
+            self.pending.values().flatten().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let mut placed_keys = BTreeSet::new();
+        for offer in offers {
+            let mut space = OfferSpace::of(&offer);
+            let mut infos = Vec::new();
+            let mut launched_ids = Vec::new();
+            let mut i = 0;
+            while i < queue.len() {
+                let req = &queue[i];
+                let fits = space.fits(req)
+                    && attributes_match(&req.operator, &offer)
+                    && (!req.operator.placement.one_instance_per_host
+                        || !self.operator_on_agent(req, offer.agent_id.as_str()));
+                if !fits {
+                    i += 1;
+                    continue;
+                }
+                let req = queue.remove(i);
+                let (name, info) = task_info(&req, &offer, &mut space, &self.config.launch);
+                let id = name.to_string();
+                let key = name.topology_key();
+                self.insert_task(
+                    id.clone(),
+                    TaskRecord {
+                        name,
+                        agent_id: Some(offer.agent_id.as_str().to_owned()),
+                        state: TaskState::Staging,
+                        since: Utc::now(),
+                        kill_sent: None,
+                        unconfirmed: false,
+                    },
+                );
+                self.pending_since
+                    .remove(&(key.clone(), req.operator.name.clone(), req.instance));
+                self.event(
+                    &key,
+                    Some(&req.operator.name),
+                    "Launched",
+                    format!("task {id} on {}", offer.hostname),
+                );
+                placed_keys.insert(key);
+                launched_ids.push(id);
+                infos.push(info);
+            }
+            let handle = self.handle.clone();
+            if infos.is_empty() {
+                let refuse = if self.pending.is_empty() { 30.0 } else { 1.0 };
+                tokio::spawn(async move {
+                    let _ = handle
+                        .decline(vec![offer.id], Some(Filters::refuse_seconds(refuse)))
+                        .await;
+                });
+            } else {
+                let feedback = self.feedback_tx.clone();
+                let offer_id: OfferId = offer.id;
+                tokio::spawn(async move {
+                    if let Err(e) = handle
+                        .launch(vec![offer_id], infos, Some(Filters::refuse_seconds(1.0)))
+                        .await
+                    {
+                        let _ = feedback.send(Feedback::LaunchFailed {
+                            task_ids: launched_ids,
+                            reason: e.to_string(),
+                        });
+                    }
+                });
+            }
+        }
+        // What could not be placed stays pending; the next reconcile recomputes it.
+        for key in &placed_keys {
+            self.pending.remove(key);
+            self.unfit.remove(key);
+        }
+        for req in &queue {
+            let key = format!("{}/{}", req.namespace, req.topology);
+            self.unfit.entry(key.clone()).or_insert_with(|| {
+                format!(
+                    "operator {} needs {} per instance and no offer fits",
+                    req.operator.name,
+                    req.describe_needs()
+                )
+            });
+        }
+        self.dirty.extend(placed_keys);
+    }
+
+    fn operator_on_agent(&self, req: &LaunchRequest, agent: &str) -> bool {
+        let key = format!("{}/{}", req.namespace, req.topology);
+        self.by_topology.get(&key).is_some_and(|ids| {
+            ids.iter().filter_map(|id| self.tasks.get(id)).any(|r| {
+                r.name.operator == req.operator.name && r.agent_id.as_deref() == Some(agent)
+            })
+        })
+    }
+
+    // ----- reconcile -----
+
+    /// Reconciles every dirty key, if the state is trustworthy enough to act.
+    pub fn process_dirty(&mut self) {
+        if !self.specs_listed || !matches!(self.sync, Sync::Ready) {
+            return;
+        }
+        let keys = std::mem::take(&mut self.dirty);
+        for key in keys {
+            self.reconcile(&key);
+        }
+        let want_offers = !self.pending.is_empty();
+        if want_offers && self.suppressed {
+            self.suppressed = false;
+            let handle = self.handle.clone();
+            tokio::spawn(async move { handle.revive(Vec::new()).await });
+        } else if !want_offers && !self.suppressed && self.subscribed {
+            self.suppressed = true;
+            let handle = self.handle.clone();
+            tokio::spawn(async move { handle.suppress(Vec::new()).await });
+        }
+    }
+
+    fn reconcile(&mut self, key: &str) {
+        let now = Utc::now();
+        let ids: Vec<String> = self
+            .by_topology
+            .get(key)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        let Some(spec) = self.specs.get(key).cloned() else {
+            // Topology gone from etcd: nothing of it may keep running.
+            for id in &ids {
+                self.kill(id);
+            }
+            self.pending.remove(key);
+            self.unfit.remove(key);
+            self.backoff.forget(key, None);
+            self.events.remove(key);
+            self.last_status.remove(key);
+            self.last_stable.remove(key);
+            self.progress.retain(|(k, _), _| k != key);
+            return;
+        };
+        let t = spec.topology.clone();
+        let deleting = t.metadata.deletion_timestamp.is_some();
+        let generation = t.metadata.generation.unwrap_or(0);
+        let mut requests = Vec::new();
+        let mut views = Vec::new();
+        let mut next_check: Option<DateTime<Utc>> = None;
+
+        // Tasks of operators no longer in the spec.
+        for id in &ids {
+            if let Some(rec) = self.tasks.get(id)
+                && (deleting || t.operator(&rec.name.operator).is_none())
+            {
+                let op = rec.name.operator.clone();
+                if self.kill(id) && !deleting {
+                    self.event(
+                        key,
+                        Some(&op),
+                        "Killed",
+                        format!("task {id}: operator removed from the spec"),
+                    );
+                }
+            }
+        }
+
+        for op in &t.spec.operators {
+            let hash = template_hash(op);
+            let instances = if deleting { 0 } else { op.instances };
+            let desired = Desired {
+                instances,
+                template_hash: hash.clone(),
+                max_surge: op.update_strategy.max_surge,
+                max_unavailable: op.update_strategy.max_unavailable,
+            };
+            let live: Vec<LiveTask> = ids
+                .iter()
+                .filter_map(|id| self.tasks.get(id).map(|r| (id, r)))
+                .filter(|(_, r)| r.name.operator == op.name)
+                .map(|(id, r)| LiveTask {
+                    task_id: id.clone(),
+                    instance: r.name.instance,
+                    template_hash: r.name.template_hash.clone(),
+                    phase: if r.kill_sent.is_some() || r.state == TaskState::Killing {
+                        Phase::Terminating
+                    } else if r.state == TaskState::Running {
+                        Phase::Running
+                    } else {
+                        Phase::Starting
+                    },
+                    ready: r.state == TaskState::Running && self.is_ready(id),
+                })
+                .collect();
+            for i in 0..instances {
+                let ik = InstanceKey {
+                    topology: key.to_owned(),
+                    operator: op.name.clone(),
+                    instance: i,
+                };
+                self.backoff.maintain(&ik, &hash, &op.restart_backoff, now);
+            }
+            self.backoff.forget_above(key, &op.name, instances);
+            let actions = plan_operator(&desired, &live, |i| {
+                self.backoff.blocked(
+                    &InstanceKey {
+                        topology: key.to_owned(),
+                        operator: op.name.clone(),
+                        instance: i,
+                    },
+                    now,
+                )
+            });
+
+            let has_old = live
+                .iter()
+                .any(|l| l.template_hash != hash && l.phase != Phase::Terminating);
+            for id in &actions.kill {
+                let surplus = live
+                    .iter()
+                    .any(|l| &l.task_id == id && l.instance >= instances);
+                if self.kill(id) && !deleting {
+                    let (reason, why) = if surplus {
+                        ("ScaledDown", "scaled down")
+                    } else if has_old {
+                        ("RollingUpdate", "replaced by the new template")
+                    } else {
+                        ("Killed", "duplicate of another task")
+                    };
+                    self.event(
+                        key,
+                        Some(&op.name),
+                        reason,
+                        format!("killing task {id}: {why}"),
+                    );
+                }
+            }
+            let op_arc = Arc::new(op.clone());
+            for &i in &actions.launch {
+                let pk = (key.to_owned(), op.name.clone(), i);
+                let since = *self.pending_since.entry(pk).or_insert_with(Instant::now);
+                if since.elapsed() >= UNFIT_AFTER {
+                    self.unfit.entry(key.to_owned()).or_insert_with(|| {
+                        format!(
+                            "operator {} needs {} per instance; no offer has fit for {}s",
+                            op.name,
+                            format_needs(op),
+                            UNFIT_AFTER.as_secs()
+                        )
+                    });
+                }
+                requests.push(LaunchRequest {
+                    namespace: t.metadata.namespace.clone(),
+                    topology: t.metadata.name.clone(),
+                    operator: op_arc.clone(),
+                    instance: i,
+                    template_hash: hash.clone(),
+                    delivery: t.spec.delivery,
+                });
+            }
+            for &i in &actions.backing_off {
+                let ik = InstanceKey {
+                    topology: key.to_owned(),
+                    operator: op.name.clone(),
+                    instance: i,
+                };
+                if let Some(until) = self.backoff.get(&ik).and_then(|h| h.until) {
+                    next_check = Some(next_check.map_or(until, |c| c.min(until)));
+                }
+            }
+
+            // Status of this operator.
+            let running = live.iter().filter(|l| l.phase == Phase::Running).count() as u32;
+            let updated = live
+                .iter()
+                .filter(|l| l.phase == Phase::Running && l.template_hash == hash)
+                .count() as u32;
+            let ready = live
+                .iter()
+                .filter(|l| l.ready && l.template_hash == hash && l.instance < instances)
+                .count() as u32;
+            let complete = ready == instances
+                && live.len() as u32 == instances
+                && live.iter().all(|l| l.template_hash == hash);
+            let fingerprint = format!("{hash}/{instances}/{ready}/{updated}/{running}");
+            let progress = self
+                .progress
+                .entry((key.to_owned(), op.name.clone()))
+                .or_insert(Progress {
+                    fingerprint: fingerprint.clone(),
+                    since: now,
+                });
+            if progress.fingerprint != fingerprint {
+                *progress = Progress {
+                    fingerprint,
+                    since: now,
+                };
+            }
+            let deadline =
+                progress.since + chrono::Duration::seconds(i64::from(op.progress_deadline_seconds));
+            let deadline_exceeded = !complete && now >= deadline;
+            if !complete && !deadline_exceeded {
+                next_check = Some(next_check.map_or(deadline, |c| c.min(deadline)));
+            }
+            let crash_looping: Vec<u32> = (0..instances)
+                .filter(|i| {
+                    self.backoff
+                        .get(&InstanceKey {
+                            topology: key.to_owned(),
+                            operator: op.name.clone(),
+                            instance: *i,
+                        })
+                        .is_some_and(|h| h.crash_looping(now))
+                })
+                .collect();
+            let mut tasks: Vec<TaskSummary> = live
+                .iter()
+                .filter_map(|l| self.tasks.get(&l.task_id).map(|r| (l, r)))
+                .map(|(l, r)| {
+                    let ik = InstanceKey {
+                        topology: key.to_owned(),
+                        operator: op.name.clone(),
+                        instance: l.instance,
+                    };
+                    let history = self.backoff.get(&ik);
+                    TaskSummary {
+                        task_id: l.task_id.clone(),
+                        instance: l.instance,
+                        template_hash: l.template_hash.clone(),
+                        state: r.state.as_str().to_owned(),
+                        agent_id: r.agent_id.clone(),
+                        host: r.agent_id.as_ref().and_then(|a| self.hosts.get(a).cloned()),
+                        since: Some(r.since),
+                        restarts: history.map_or(0, |h| h.restarts),
+                        last_exit_reason: history.and_then(|h| h.last_exit_reason.clone()),
+                        backoff_until: None,
+                    }
+                })
+                .collect();
+            // Instances waiting in back-off have no task; show them too.
+            for &i in &actions.backing_off {
+                let ik = InstanceKey {
+                    topology: key.to_owned(),
+                    operator: op.name.clone(),
+                    instance: i,
+                };
+                if let Some(h) = self.backoff.get(&ik) {
+                    tasks.push(TaskSummary {
+                        task_id: String::new(),
+                        instance: i,
+                        template_hash: hash.clone(),
+                        state: "BackOff".into(),
+                        restarts: h.restarts,
+                        last_exit_reason: h.last_exit_reason.clone(),
+                        backoff_until: h.until,
+                        ..Default::default()
+                    });
+                }
+            }
+            tasks.sort_by(|a, b| (a.instance, &a.task_id).cmp(&(b.instance, &b.task_id)));
+            views.push(OperatorView {
+                status: OperatorStatus {
+                    name: op.name.clone(),
+                    desired: instances,
+                    running,
+                    updated,
+                    ready,
+                    template_hash: hash,
+                    tasks,
+                },
+                complete,
+                deadline_exceeded,
+                crash_looping,
+                rolling: has_old,
+                backing_off: !actions.backing_off.is_empty(),
+            });
+        }
+
+        if requests.is_empty() {
+            self.pending.remove(key);
+            self.unfit.remove(key);
+            self.pending_since.retain(|(k, _, _), _| k != key);
+        } else {
+            self.pending.insert(key.to_owned(), requests);
+            self.timers
+                .push(Reverse((Instant::now() + UNFIT_AFTER, key.to_owned())));
+        }
+
+        if deleting {
+            let remaining = self.by_topology.get(key).map_or(0, BTreeSet::len);
+            if remaining == 0 {
+                tracing::info!(topology = %key, "all tasks gone; removing the topology");
+                let _ = self.status_tx.send(StatusWrite::Finalize {
+                    ns: t.metadata.namespace.clone(),
+                    name: t.metadata.name.clone(),
+                    mod_revision: spec.mod_revision,
+                });
+            }
+            return;
+        }
+
+        let previous = self.last_status.get(key).cloned().unwrap_or_default();
+        let unfit = self.unfit.get(key).cloned();
+        let conditions = build_conditions(&views, unfit.as_deref(), &previous, now);
+        let all_ready = views.iter().all(|v| v.complete);
+        if let Some(msg) = &unfit
+            && !previous
+                .conditions
+                .iter()
+                .any(|c| c.reason == "InsufficientResources")
+        {
+            self.event(key, None, "InsufficientResources", msg.clone());
+        }
+        let mut last_stable = self
+            .last_stable
+            .get(key)
+            .copied()
+            .or(previous.last_stable_generation);
+        if all_ready && last_stable != Some(generation) {
+            last_stable = Some(generation);
+            self.last_stable.insert(key.to_owned(), generation);
+            self.event(
+                key,
+                None,
+                "Ready",
+                format!("generation {generation} is ready"),
+            );
+            self.store_stable_spec(&t);
+        }
+        let status = TopologyStatus {
+            observed_generation: generation,
+            conditions,
+            operators: views.into_iter().map(|v| v.status).collect(),
+            last_stable_generation: last_stable,
+            events: self
+                .events
+                .get(key)
+                .map(|e| e.iter().cloned().collect())
+                .unwrap_or_default(),
+        };
+        if let Some(at) = next_check {
+            let wait = (at - now).to_std().unwrap_or_default() + Duration::from_millis(20);
+            self.timers
+                .push(Reverse((Instant::now() + wait, key.to_owned())));
+        }
+        if self.last_status.get(key) != Some(&status) {
+            self.last_status.insert(key.to_owned(), status.clone());
+            let _ = self.status_tx.send(StatusWrite::Put {
+                ns: t.metadata.namespace.clone(),
+                name: t.metadata.name.clone(),
+                status,
+            });
+        }
+    }
+
+    /// Keeps the spec of the last Ready generation for `concord rollout undo`.
+    fn store_stable_spec(&self, t: &Topology) {
+        let key = format!(
+            "{}/stable/{}/{}",
+            self.store.prefix(),
+            t.metadata.namespace,
+            t.metadata.name
+        );
+        let Ok(value) = serde_json::to_vec(t) else {
+            return;
+        };
+        let mut client = self.store.client();
+        tokio::spawn(async move {
+            if let Err(e) = client.put(key, value, None).await {
+                tracing::warn!(error = %e, "cannot record the last stable spec");
+            }
+        });
+    }
+
+    fn is_ready(&self, id: &str) -> bool {
+        match self.config.readiness {
+            ReadinessMode::Running => true,
+            ReadinessMode::Endpoint => self.ready_tasks.contains(id),
+        }
+    }
+
+    /// Sends a kill unless one is in flight. Returns whether one was sent now.
+    fn kill(&mut self, id: &str) -> bool {
+        let Some(rec) = self.tasks.get_mut(id) else {
+            return false;
+        };
+        if rec.kill_sent.is_some_and(|at| at.elapsed() < KILL_RESEND) {
+            return false;
+        }
+        let first = rec.kill_sent.is_none();
+        rec.kill_sent = Some(Instant::now());
+        let handle = self.handle.clone();
+        let task_id = TaskId::new(id.to_owned());
+        let agent_id = rec.agent_id.clone().map(AgentId::new);
+        tokio::spawn(async move {
+            if let Err(e) = handle.kill(task_id, agent_id, None).await {
+                tracing::warn!(error = %e, "kill failed; will retry");
+            }
+        });
+        first
+    }
+
+    fn event(&mut self, key: &str, operator: Option<&str>, reason: &str, message: String) {
+        tracing::info!(topology = %key, operator = operator.unwrap_or("-"), %reason, %message, "event");
+        let events = self.events.entry(key.to_owned()).or_default();
+        events.push_back(Event {
+            time: Utc::now(),
+            reason: reason.to_owned(),
+            operator: operator.map(str::to_owned),
+            message,
+        });
+        while events.len() > MAX_EVENTS {
+            events.pop_front();
+        }
+    }
+
+    fn mark_task_dirty(&mut self, id: &str) {
+        if let Some(name) = TaskName::parse(id) {
+            self.dirty.insert(name.topology_key());
+        }
+    }
+
+    fn insert_task(&mut self, id: String, rec: TaskRecord) {
+        self.by_topology
+            .entry(rec.name.topology_key())
+            .or_default()
+            .insert(id.clone());
+        self.tasks.insert(id, rec);
+    }
+
+    fn remove_task(&mut self, id: &str) -> Option<TaskRecord> {
+        let rec = self.tasks.remove(id)?;
+        let key = rec.name.topology_key();
+        if let Some(set) = self.by_topology.get_mut(&key) {
+            set.remove(id);
+            if set.is_empty() {
+                self.by_topology.remove(&key);
+            }
+        }
+        Some(rec)
+    }
+}
+
+fn reconcile_task(id: &str, agent: Option<&str>) -> ReconcileTask {
+    ReconcileTask {
+        task_id: TaskId::new(id.to_owned()),
+        agent_id: agent.map(AgentId::new),
+    }
+}
+
+fn format_needs(op: &concord_schemas::OperatorSpec) -> String {
+    let r = &op.resources;
+    format!(
+        "cpus={}, mem={}MB, disk={}MB, ports={}",
+        r.cpus,
+        r.mem,
+        r.disk,
+        2 + r.ports.len()
+    )
+}
+
+/// `TASK_FAILED (REASON_COMMAND_EXECUTOR_FAILED): Command exited with status 1`
+fn describe_status(s: &TaskStatus) -> String {
+    let mut out = s.state.as_str().to_owned();
+    if let Some(reason) = &s.reason {
+        out.push_str(&format!(" ({})", reason.as_str()));
+    }
+    if let Some(msg) = s.message.as_deref().filter(|m| !m.is_empty()) {
+        out.push_str(&format!(": {msg}"));
+    }
+    out
+}
