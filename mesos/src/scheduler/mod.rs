@@ -34,7 +34,7 @@ pub use self::http::{
 };
 use crate::types::{
     AgentId, Bytes, Call, CallType, Event, ExecutorId, Filters, FrameworkId, FrameworkInfo,
-    KillPolicy, OfferId, Operation, ReconcileTask, TaskId, TaskInfo, TaskStatus,
+    KillPolicy, OfferId, Operation, OperationStatus, ReconcileTask, TaskId, TaskInfo, TaskStatus,
 };
 
 /// HTTP Basic credentials (`--authenticate_http_frameworks`).
@@ -78,6 +78,14 @@ pub struct SchedulerConfig {
     pub suppressed_roles: Vec<String>,
     /// Capacity of the event channel; a slow consumer back-pressures the stream.
     pub event_buffer: usize,
+}
+
+impl Default for SchedulerConfig {
+    /// `http://127.0.0.1:5050` and an empty FrameworkInfo (set `user` and `name`),
+    /// so struct literals can use `..SchedulerConfig::default()`.
+    fn default() -> Self {
+        SchedulerConfig::new("http://127.0.0.1:5050", FrameworkInfo::default())
+    }
 }
 
 impl SchedulerConfig {
@@ -437,6 +445,26 @@ impl SchedulerHandle {
         })?;
         self.acknowledge(agent_id, status.task_id.clone(), uuid)
             .await
+    }
+
+    /// ACKNOWLEDGE_OPERATION_STATUS for an operation status carrying a uuid (no-op
+    /// otherwise).
+    pub async fn acknowledge_operation_status(
+        &self,
+        status: &OperationStatus,
+    ) -> Result<(), SchedulerError> {
+        let (Some(uuid), Some(operation_id)) = (status.uuid.clone(), status.operation_id.clone())
+        else {
+            return Ok(());
+        };
+        self.call(Call::acknowledge_operation_status(
+            self.fid()?,
+            status.agent_id.clone(),
+            status.resource_provider_id.clone(),
+            uuid.value,
+            operation_id,
+        ))
+        .await
     }
 
     /// RECONCILE: explicit for the given tasks, implicit (all tasks) when empty.

@@ -441,6 +441,25 @@ impl Call {
         }
     }
 
+    /// ACKNOWLEDGE_OPERATION_STATUS.
+    pub fn acknowledge_operation_status(
+        framework_id: FrameworkId,
+        agent_id: Option<AgentId>,
+        resource_provider_id: Option<ResourceProviderId>,
+        uuid: Bytes,
+        operation_id: OperationId,
+    ) -> Self {
+        Call {
+            acknowledge_operation_status: Some(AcknowledgeOperationStatus {
+                agent_id,
+                resource_provider_id,
+                uuid,
+                operation_id,
+            }),
+            ..Call::typed(CallType::AcknowledgeOperationStatus, Some(framework_id))
+        }
+    }
+
     /// RECONCILE (empty = implicit).
     pub fn reconcile(framework_id: FrameworkId, tasks: Vec<ReconcileTask>) -> Self {
         Call {
