@@ -28,9 +28,9 @@ use crate::validate::validate;
 /// Largest accepted input, in bytes (1 MiB). etcd's default request limit is 1.5 MiB.
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
-/// Semantic errors of one document get a line and column looked up for at most this many
-/// errors (each lookup re-reads the document).
-const MAX_LOCATED_ERRORS: usize = 100;
+/// Semantic errors get a line and column looked up for at most this many errors per input
+/// (each lookup re-reads the input up to the document).
+const MAX_LOCATED_ERRORS: usize = 50;
 
 /// The input format, for [`parse_any`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +98,7 @@ pub fn parse_yaml(source: &[u8], file: &str) -> Result<Vec<Topology>, SpecErrors
     // Pass 2: typed, with field paths.
     let mut stream = serde_yaml_ng::Deserializer::from_str(text);
     let mut position = 0;
+    let mut located = 0;
     for &(index, has_content) in &documents {
         let document = stream.by_ref().nth(index - position);
         position = index + 1;
@@ -107,12 +108,17 @@ pub fn parse_yaml(source: &[u8], file: &str) -> Result<Vec<Topology>, SpecErrors
         match serde_path_to_error::deserialize::<_, Topology>(document) {
             Ok(mut topology) => {
                 normalize(&mut topology);
+                if let Err(e) = check_stored_size(&topology) {
+                    errors.push(e.with_file(file));
+                    continue;
+                }
                 match validate(&topology) {
                     Ok(()) => topologies.push(topology),
                     Err(found) => {
-                        for (n, mut e) in found.into_iter().enumerate() {
+                        for mut e in found {
                             e.file = Some(file.to_owned());
-                            if n < MAX_LOCATED_ERRORS
+                            located += 1;
+                            if located <= MAX_LOCATED_ERRORS
                                 && let Some((line, column)) = locate(text, index, &path_of(&e))
                             {
                                 e = e.with_location(line, column);
@@ -222,6 +228,21 @@ pub fn parse_any(
     }
 }
 
+/// A topology is stored as JSON; YAML anchors and aliases can make that much larger than
+/// the input, so the stored form is checked against the limit too.
+fn check_stored_size(t: &Topology) -> Result<(), SpecError> {
+    let size = serde_json::to_vec(t).map_or(usize::MAX, |v| v.len());
+    if size > MAX_DOCUMENT_BYTES {
+        Err(SpecError::new(format!(
+            "topology {:?} is {size} bytes as stored JSON (after expanding YAML aliases), \
+             larger than the limit of {MAX_DOCUMENT_BYTES} bytes (1 MiB)",
+            t.metadata.name
+        )))
+    } else {
+        Ok(())
+    }
+}
+
 /// Size and encoding checks shared by both formats.
 fn check_input<'a>(source: &'a [u8], file: &str) -> Result<&'a str, SpecErrors> {
     if source.len() > MAX_DOCUMENT_BYTES {
@@ -234,7 +255,8 @@ fn check_input<'a>(source: &'a [u8], file: &str) -> Result<&'a str, SpecErrors> 
         .into());
     }
     match std::str::from_utf8(source) {
-        Ok(text) => Ok(text),
+        // A byte order mark (Windows editors) confuses the YAML parser; it means nothing.
+        Ok(text) => Ok(text.strip_prefix('\u{feff}').unwrap_or(text)),
         Err(err) => {
             let offset = err.valid_up_to();
             let valid = &source[..offset];
@@ -325,6 +347,10 @@ fn yaml_error(err: serde_yaml_ng::Error, path: Option<String>, file: &str) -> Sp
     .with_file(file);
     if e.message == "EOF while parsing a value" {
         e.message = "unexpected end of input: the document is truncated or empty".to_owned();
+    } else if e.message == "repetition limit exceeded" {
+        e.message = "YAML aliases expand to too much data (repetition limit exceeded)".to_owned();
+    } else if e.message == "recursion limit exceeded" {
+        e.message = "the document is nested too deeply (recursion limit exceeded)".to_owned();
     }
     if let Some(l) = location {
         e = e.with_location(l.line(), l.column());
@@ -642,6 +668,77 @@ status:
         );
         let e = parse_json(&source, "body").expect_err("invalid");
         assert!(e.to_string().contains("byte offset 42"));
+    }
+
+    #[test]
+    fn byte_order_mark_and_crlf_are_accepted() {
+        let source = format!("\u{feff}{}", WORDCOUNT.replace('\n', "\r\n"));
+        let t = parse_yaml(source.as_bytes(), "t.yaml").expect("valid");
+        assert_eq!(
+            t,
+            parse_yaml(WORDCOUNT.as_bytes(), "t.yaml").expect("valid")
+        );
+        let json = serde_json::to_string(&t[0]).expect("serialise");
+        let with_bom = format!("\u{feff}{json}");
+        assert_eq!(
+            parse_json(with_bom.as_bytes(), "body").expect("valid"),
+            t[0]
+        );
+    }
+
+    #[test]
+    fn malformed_status_is_ignored() {
+        let source = WORDCOUNT.replace(
+            "metadata: {name: wordcount}",
+            "metadata: {name: wordcount}\nstatus: {observedGeneration: lots, bogus: [1]}",
+        );
+        let t = parse_yaml(source.as_bytes(), "t.yaml").expect("valid");
+        assert_eq!(t[0].status, None);
+    }
+
+    #[test]
+    fn alias_expansion_is_bounded() {
+        let mut bomb = String::from("a0: &a0 [\"xxxxxxxxxxxxxxxxxxxxxxxx\"]\n");
+        for i in 1..12 {
+            let refs = vec![format!("*a{}", i - 1); 8].join(",");
+            bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let source = WORDCOUNT.replace(
+            "config: {rate: 1000}",
+            &format!(
+                "config:\n{}",
+                bomb.lines()
+                    .map(|l| format!("        {l}\n"))
+                    .collect::<String>()
+            ),
+        );
+        let e = parse_yaml(source.as_bytes(), "t.yaml").expect_err("bomb");
+        assert!(
+            e.to_string()
+                .contains("YAML aliases expand to too much data"),
+            "{e}"
+        );
+
+        // Expansion that stays under the parser's limit is caught by the stored size.
+        let source = WORDCOUNT.replace(
+            "config: {rate: 1000}",
+            &format!(
+                "config:\n        base: &b \"{}\"\n        list: [{}]",
+                "x".repeat(60_000),
+                vec!["*b"; 30].join(",")
+            ),
+        );
+        let e = parse_yaml(source.as_bytes(), "t.yaml").expect_err("too big");
+        assert!(
+            e.to_string()
+                .starts_with("t.yaml: topology \"wordcount\" is 1861128 bytes as stored JSON"),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("larger than the limit of 1048576 bytes"),
+            "{e}"
+        );
     }
 
     #[test]

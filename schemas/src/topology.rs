@@ -34,8 +34,23 @@ pub struct Topology {
     /// What should run.
     pub spec: TopologySpec,
     /// Written by the controller only; ignored on input so `get -o yaml | apply -f -` works.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Read leniently: a `status` that does not match [`TopologyStatus`] (hand-edited, or
+    /// from another version) reads as absent instead of failing the whole document.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_status"
+    )]
     pub status: Option<TopologyStatus>,
+}
+
+fn lenient_status<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<TopologyStatus>, D::Error> {
+    // `serde_yaml_ng::Value` holds anything YAML or JSON can say, so reading it only
+    // fails on malformed input, which must fail anyway.
+    let value = Option::<serde_yaml_ng::Value>::deserialize(deserializer)?;
+    Ok(value.and_then(|v| serde_yaml_ng::from_value(v).ok()))
 }
 
 /// Standard object metadata, as in Kubernetes.
