@@ -39,6 +39,8 @@ pub struct RunSpec {
     pub checkpoint: bool,
     /// `ip:port` of the agent.
     pub agent_endpoint: String,
+    /// The agent's IP address.
+    pub agent_ip: String,
     /// `slave(n)@ip:port`.
     pub agent_pid: String,
 }
@@ -150,6 +152,14 @@ pub async fn run(
     let container_status = ContainerStatus {
         container_id: Some(ContainerId::new(spec.container_id.clone())),
         executor_pid: Some(pid),
+        // Without network isolation a task shares the agent's address.
+        network_infos: vec![NetworkInfo {
+            ip_addresses: vec![IpAddress {
+                ip_address: Some(spec.agent_ip.clone()),
+                ..IpAddress::default()
+            }],
+            ..NetworkInfo::default()
+        }],
         ..ContainerStatus::default()
     };
     let with_container = |mut st: TaskStatus| {

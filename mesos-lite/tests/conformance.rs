@@ -330,6 +330,27 @@ async fn decline_filter_is_cleared_by_revive_and_suppress_stops_offers() -> Test
 }
 
 #[tokio::test]
+async fn declined_resources_come_back_after_the_filter_expires() -> TestResult {
+    let master = Master::start()?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("expiry"), &[], 0.0)).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    let agent = offer.agent_id.clone();
+    let declined = Instant::now();
+    fw.handle
+        .decline(vec![offer.id], Some(Filters::refuse_seconds(2.0)))
+        .await?;
+    let again = fw.take_offer(|o| o.agent_id == agent).await?;
+    let waited = declined.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "re-offered after {waited:?}, before the 2 s filter expired"
+    );
+    fw.handle.decline(vec![again.id], None).await?;
+    fw.handle.teardown().await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn kill_policy_grace_then_sigkill() -> TestResult {
     let master = Master::start()?;
     let mut fw = Fw::subscribe(&master, framework_info(&unique("kill"), &[KILLING], 0.0)).await?;
@@ -726,6 +747,12 @@ async fn bad_calls_get_mesos_status_codes() -> TestResult {
     let (s, b) = raw_call(&master, path, reqwest::Method::POST, &json_ct, "{not json").await?;
     assert_eq!(s, 400);
     assert!(b.starts_with("Failed to parse body into JSON"), "{b}");
+    // A required field (FrameworkInfo.name) missing: refused before anything else.
+    let nameless =
+        serde_json::json!({"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"root"}}})
+            .to_string();
+    let (s, _) = raw_call(&master, path, reqwest::Method::POST, &json_ct, &nameless).await?;
+    assert_eq!(s, 400);
 
     let fw = Fw::subscribe(&master, framework_info(&unique("bad"), &[], 60.0)).await?;
     let fid = fw.framework_id.value.clone();

@@ -5,6 +5,7 @@
 
 mod files;
 mod operator;
+mod required;
 mod scheduler;
 mod state;
 

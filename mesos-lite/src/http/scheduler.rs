@@ -183,6 +183,16 @@ fn parse_call(headers: &HeaderMap, body: &[u8]) -> Result<Call, Response> {
             "Failed to convert JSON into Call protobuf: Expecting a JSON object",
         ));
     }
+    let missing = super::required::missing(&value);
+    if !missing.is_empty() {
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Failed to convert JSON into Call protobuf: Missing required fields: {}",
+                missing.join(", ")
+            ),
+        ));
+    }
     let missing_type = value.get("type").is_none_or(|t| t.is_null());
     let call: Call = serde_json::from_value(value).map_err(|e| {
         text(

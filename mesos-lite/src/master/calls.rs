@@ -607,6 +607,7 @@ impl Master {
             role: role.to_string(),
             checkpoint: fw.info.checkpoint,
             agent_endpoint: self.config.endpoint(),
+            agent_ip: self.config.ip.to_string(),
             agent_pid: format!("{}@{}", self.agents[agent].process, self.config.endpoint()),
         };
         tracing::info!(framework_id, task_id = %task_id, agent_id = %agent_id, sandbox = %sandbox.display(), "launching task");
