@@ -101,6 +101,7 @@ fn default_namespace() -> String {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TopologySpec {
     /// The operators; edges are declared on the consuming side with `inputs`.
+    #[schemars(length(min = 1))]
     pub operators: Vec<OperatorSpec>,
     /// Delivery guarantee for the whole topology.
     #[serde(default)]
@@ -134,8 +135,10 @@ pub struct OperatorSpec {
     /// Operator configuration handed to `init`; free-form.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, serde_json::Value>,
-    /// Extra environment variables for the task.
+    /// Extra environment variables for the task. Names match `[A-Za-z_][A-Za-z0-9_]*` and
+    /// may not start with the reserved prefixes `CONCORD_` or `MESOS_`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}))]
     pub env: BTreeMap<String, String>,
     /// Resources each instance needs from a Mesos offer.
     #[serde(default)]
@@ -155,6 +158,7 @@ pub struct OperatorSpec {
     /// A rollout of this operator that makes no progress for this long is reported as
     /// `ProgressDeadlineExceeded`.
     #[serde(default = "default_progress_deadline")]
+    #[schemars(range(min = 1, max = 604_800))]
     pub progress_deadline_seconds: u32,
 }
 
@@ -284,6 +288,7 @@ pub struct ProcessRuntime {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Artifact {
     /// `http(s)://`, `file://` or an absolute path.
+    #[schemars(regex(pattern = "^([Hh][Tt][Tt][Pp][Ss]?://|[Ff][Ii][Ll][Ee]://|/)"))]
     pub uri: String,
     /// Unpack archives (`.tar.gz`, `.tgz`, `.zip`, ...).
     #[serde(default = "default_true")]
@@ -306,12 +311,15 @@ fn default_true() -> bool {
 pub struct Resources {
     /// CPU shares, > 0.
     #[serde(default = "default_cpus")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub cpus: f64,
     /// Memory in MB, > 0.
     #[serde(default = "default_mem")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub mem: f64,
     /// Disk in MB, >= 0.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub disk: f64,
     /// Extra named ports the operator needs (the executor's own data and metrics
     /// ports are always reserved in addition). Exposed as `CONCORD_PORT_<NAME>`.
@@ -405,9 +413,11 @@ pub struct Placement {
 pub struct RestartBackoff {
     /// Delay before the first relaunch, > 0 (default 1).
     #[serde(default = "default_backoff_initial")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub initial_seconds: f64,
     /// Multiplier applied after each failed relaunch, >= 1 (default 2).
     #[serde(default = "default_backoff_factor")]
+    #[schemars(range(min = 1))]
     pub factor: f64,
     /// Upper bound of the delay, >= `initialSeconds` (default 300).
     #[serde(default = "default_backoff_max")]
