@@ -50,6 +50,13 @@ pub async fn run(
         metrics: metrics::Metrics::new(),
         readiness: readiness::Readiness::default(),
     };
+    if let Some(reconciler) = config.reconciler.clone() {
+        tokio::spawn(reconcile::run(
+            store.clone(),
+            reconciler,
+            state.readiness.clone(),
+        ));
+    }
     let listener =
         TcpListener::bind(config.listen)
             .await

@@ -19,9 +19,9 @@ pub mod planner;
 mod state;
 mod status;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use concord_schemas::TopologyStatus;
 use mesos_v1::{
     FrameworkCapability, FrameworkCapabilityType, FrameworkId, FrameworkInfo, Scheduler,
     SchedulerConfig,
@@ -129,7 +129,7 @@ pub async fn run(store: Store, config: ReconcilerConfig, readiness: Readiness) {
     tokio::spawn(write_statuses(store.clone(), status_rx));
     let (feedback_tx, mut feedback_rx) = mpsc::unbounded_channel();
 
-    let known = known_tasks_from_status(&store).await;
+    let (known, stored_events) = stored_state(&store).await;
     let mut r = Reconciler::new(
         store.clone(),
         config.clone(),
@@ -138,6 +138,7 @@ pub async fn run(store: Store, config: ReconcilerConfig, readiness: Readiness) {
         feedback_tx,
         readiness,
         known,
+        stored_events,
     );
     let mut resync = tokio::time::interval(config.resync);
     resync.tick().await;
@@ -171,19 +172,34 @@ async fn sleep_until(when: Option<tokio::time::Instant>) {
     }
 }
 
-/// Tasks recorded in stored status: reconciled explicitly with Mesos after a restart.
-async fn known_tasks_from_status(store: &Store) -> Vec<(String, Option<String>)> {
+/// Tasks recorded in stored status (reconciled explicitly with Mesos after a restart)
+/// and each topology's event log, so a restart loses neither.
+async fn stored_state(
+    store: &Store,
+) -> (
+    Vec<(String, Option<String>)>,
+    HashMap<String, Vec<concord_schemas::Event>>,
+) {
     let mut delay = Duration::from_millis(200);
     loop {
         match store.list(None).await {
             Ok((items, _)) => {
-                return items
-                    .into_iter()
-                    .filter_map(|t| t.status)
-                    .flat_map(|s: TopologyStatus| s.operators)
-                    .flat_map(|o| o.tasks)
-                    .map(|t| (t.task_id, t.agent_id))
-                    .collect();
+                let mut tasks = Vec::new();
+                let mut events = HashMap::new();
+                for t in items {
+                    let key = t.key();
+                    let Some(status) = t.status else { continue };
+                    events.insert(key, status.events);
+                    tasks.extend(
+                        status
+                            .operators
+                            .into_iter()
+                            .flat_map(|o| o.tasks)
+                            .filter(|t| !t.task_id.is_empty())
+                            .map(|t| (t.task_id, t.agent_id)),
+                    );
+                }
+                return (tasks, events);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list topologies from etcd; retrying");

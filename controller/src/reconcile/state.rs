@@ -143,6 +143,7 @@ impl Reconciler {
         feedback_tx: mpsc::UnboundedSender<Feedback>,
         readiness: Readiness,
         known: Vec<(String, Option<String>)>,
+        events: HashMap<String, Vec<Event>>,
     ) -> Self {
         let mut r = Self {
             store,
@@ -161,7 +162,10 @@ impl Reconciler {
             pending: BTreeMap::new(),
             pending_since: HashMap::new(),
             unfit: HashMap::new(),
-            events: HashMap::new(),
+            events: events
+                .into_iter()
+                .map(|(k, v)| (k, v.into_iter().collect()))
+                .collect(),
             progress: HashMap::new(),
             last_status: HashMap::new(),
             last_stable: HashMap::new(),
@@ -653,7 +657,14 @@ impl Reconciler {
             }
             let handle = self.handle.clone();
             if infos.is_empty() {
-                let refuse = if self.pending.is_empty() { 30.0 } else { 1.0 };
+                // Nothing wanted: decline for long, which acts like SUPPRESS (REVIVE
+                // clears it). Still syncing or waiting for a fit: decline briefly.
+                let refuse = if acting && self.pending.is_empty() {
+                    self.suppressed = true;
+                    30.0
+                } else {
+                    1.0
+                };
                 tokio::spawn(async move {
                     let _ = handle
                         .decline(vec![offer.id], Some(Filters::refuse_seconds(refuse)))
