@@ -426,8 +426,20 @@ fn printed_defaults() {
     assert!(ci.shell);
     let u: Uri = serde_json::from_value(json!({"value":"x"})).expect("parse");
     assert!(u.extract);
+    // null = unset = the proto default.
+    let u: Uri = serde_json::from_value(json!({"value":"x","extract":null})).expect("parse");
+    assert!(u.extract);
+    let ci: CommandInfo = serde_json::from_value(json!({"shell":null,"value":"x"})).expect("parse");
+    assert!(ci.shell);
+    let ci: CommandInfo =
+        serde_json::from_value(json!({"shell":"false","value":"x"})).expect("parse");
+    assert!(!ci.shell);
     let f: Filters = serde_json::from_value(json!({})).expect("parse");
     assert_eq!(f.refuse_seconds, 5.0);
+    let f: Filters = serde_json::from_value(json!({"refuse_seconds":null})).expect("parse");
+    assert_eq!(f.refuse_seconds, 5.0);
+    let f: Filters = serde_json::from_value(json!({"refuse_seconds":"0"})).expect("parse");
+    assert_eq!(f.refuse_seconds, 0.0);
 }
 
 #[test]

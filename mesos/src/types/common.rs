@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::wire::{lenient, mesos_enum, null_default, ser_f64};
+use super::wire::{lenient, lenient_opt, mesos_enum, null_default, ser_f64};
 
 /// A key/value label.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -184,8 +184,13 @@ pub struct Url {
 pub struct Filters {
     /// Seconds the declined resources are not re-offered to this framework.
     /// Default 5.0; negative means 5; capped at 365 days by the master; 0 = no filter.
-    #[serde(deserialize_with = "lenient", serialize_with = "ser_f64")]
+    #[serde(deserialize_with = "refuse_seconds", serialize_with = "ser_f64")]
     pub refuse_seconds: f64,
+}
+
+/// `null` is "unset", i.e. the proto default 5.0 (not 0, which disables the filter).
+fn refuse_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(lenient_opt(d)?.unwrap_or(5.0))
 }
 
 impl Default for Filters {

@@ -7,11 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::common::{DurationInfo, Environment, Labels};
 use super::ids::{AgentId, ExecutorId, FrameworkId, TaskId};
 use super::resource::{Resource, Scalar};
-use super::wire::{Bytes, lenient, lenient_opt, mesos_enum, null_default, ser_f64};
-
-fn default_true() -> bool {
-    true
-}
+use super::wire::{
+    Bytes, lenient, lenient_default_true, lenient_opt, mesos_enum, null_default, ser_f64,
+};
 
 /// `CommandInfo.URI`: something the fetcher downloads into the sandbox.
 /// `extract` has a proto default (true) and is always printed.
@@ -27,7 +25,7 @@ pub struct Uri {
     )]
     pub executable: Option<bool>,
     /// Extract archives (default true).
-    #[serde(deserialize_with = "lenient")]
+    #[serde(deserialize_with = "lenient_default_true")]
     pub extract: bool,
     /// Use the fetcher cache.
     #[serde(
@@ -78,7 +76,7 @@ pub struct CommandInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<Environment>,
     /// Run `value` through `sh -c` (default true).
-    #[serde(deserialize_with = "lenient", default = "default_true")]
+    #[serde(deserialize_with = "lenient_default_true")]
     pub shell: bool,
     /// The shell command or the executable.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -230,6 +230,13 @@ where
         .unwrap_or_default())
 }
 
+/// Deserialises a boolean whose proto default is `true` (e.g. `CommandInfo.shell`,
+/// `URI.extract`): `null` means unset and so yields `true`.
+pub fn lenient_default_true<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(d.deserialize_any(LenientVisitor::<bool>(PhantomData))?
+        .unwrap_or(true))
+}
+
 /// Deserialises an optional number/bool leniently; `null` yields `None`.
 pub fn lenient_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
