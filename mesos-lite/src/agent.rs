@@ -180,22 +180,34 @@ pub async fn run(
     )));
 
     let mut killed = false;
+    let mut kill_started = Instant::now();
     let mut sigkill_at: Option<Instant> = None;
     let exit = loop {
         let deadline = sigkill_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(86400));
         tokio::select! {
             status = child.wait() => break status,
-            Some(req) = kill_rx.recv(), if !killed => {
+            Some(req) = kill_rx.recv() => {
+                if killed {
+                    // A later kill may only shorten the grace period, never extend it.
+                    let wanted = kill_started + req.grace;
+                    if sigkill_at.is_some_and(|at| wanted < at) {
+                        sigkill_at = Some(wanted.max(Instant::now()));
+                    }
+                    continue;
+                }
                 killed = true;
+                kill_started = Instant::now();
                 if req.send_killing {
                     report(with_container(mk(TaskState::Killing, TaskStatusSource::Executor, None, None)));
                 }
                 tracing::info!(task_id = %spec.task_id, pid, grace = ?req.grace, "sending SIGTERM to task process group");
+                process::log_line(&spec.sandbox, "stdout", &format!("Sending SIGTERM to process tree at pid {pid}"));
                 process::signal_group(pid, Signal::SIGTERM);
-                sigkill_at = Some(Instant::now() + req.grace);
+                sigkill_at = Some(kill_started + req.grace);
             }
             () = tokio::time::sleep_until(deadline), if sigkill_at.is_some() => {
                 tracing::info!(task_id = %spec.task_id, pid, "grace period over, sending SIGKILL");
+                process::log_line(&spec.sandbox, "stdout", &format!("Process {pid} did not terminate, sending SIGKILL to process tree at {pid}"));
                 process::signal_group(pid, Signal::SIGKILL);
                 sigkill_at = None;
             }
@@ -208,12 +220,13 @@ pub async fn run(
         Ok(st) => describe_exit(st),
         Err(e) => format!("Failed to wait for the task: {e}"),
     };
-    process::log_line(&spec.sandbox, "stdout", &message);
+    process::log_line(&spec.sandbox, "stdout", &format!("{message} (pid: {pid})"));
+    // As the command executor decides: exit 0 is FINISHED even after a kill.
     let success = exit.as_ref().is_ok_and(|s| s.success());
-    let state = if killed {
-        TaskState::Killed
-    } else if success {
+    let state = if success {
         TaskState::Finished
+    } else if killed {
+        TaskState::Killed
     } else {
         TaskState::Failed
     };

@@ -188,15 +188,11 @@ impl Master {
         for id in ids {
             if let Some(t) = fw.tasks.get_mut(&id) {
                 if !t.state.is_terminal() {
-                    let task_grace = t
-                        .info
-                        .kill_policy
-                        .as_ref()
-                        .and_then(|k| k.grace_period)
-                        .map_or(grace, |g| g.to_duration());
+                    // Executor shutdown: the command executor kills its task with
+                    // the shutdown grace period, whatever the task's kill policy.
                     if let Some(tx) = &t.kill_tx {
                         let _ = tx.send(KillRequest {
-                            grace: task_grace,
+                            grace,
                             send_killing: false,
                         });
                     }
