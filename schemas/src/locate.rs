@@ -31,6 +31,23 @@ pub(crate) fn locate(source: &str, doc: usize, path: &str) -> Option<(usize, usi
     }
 }
 
+/// 1-based `(line, column)` of `path` in the JSON text `source`, if it can be found. The
+/// position is where serde_json stopped reading the node (its end for scalars).
+pub(crate) fn locate_json(source: &str, path: &str) -> Option<(usize, usize)> {
+    let mut deserializer = serde_json::Deserializer::from_str(source);
+    match (Seek { rest: path }).deserialize(&mut deserializer) {
+        Ok(()) => None,
+        Err(err) => {
+            let message = err.to_string();
+            if (message.contains(FOUND) || message.contains(PARENT)) && err.line() > 0 {
+                Some((err.line(), err.column()))
+            } else {
+                None
+            }
+        }
+    }
+}
+
 /// Walks down `rest` (a path in serde_path_to_error syntax).
 struct Seek<'p> {
     rest: &'p str,
@@ -189,5 +206,13 @@ other: {k: v}
         assert_eq!(locate(DOC, 0, "spec.operators[0].instances"), Some((4, 7)));
         assert_eq!(locate(DOC, 1, "other.k"), Some((9, 12)));
         assert_eq!(locate(DOC, 5, "a"), None);
+    }
+
+    #[test]
+    fn finds_json_nodes() {
+        let json = "{\n  \"spec\": {\"operators\": [\n    {\"name\": \"a\"},\n    {\"name\": \"b\"}\n  ]}\n}";
+        assert_eq!(locate_json(json, "spec.operators[1].name"), Some((4, 16)));
+        assert_eq!(locate_json(json, "spec.operators[1].inputs"), Some((4, 17)));
+        assert_eq!(locate_json("not json", "a"), None);
     }
 }

@@ -19,7 +19,7 @@
 //!   are returned together, each located as precisely as possible.
 
 use crate::error::{SpecError, SpecErrors};
-use crate::locate::locate;
+use crate::locate::{locate, locate_json};
 use crate::normalize::normalize;
 use crate::topology::{API_VERSION, KIND, RUNTIME_ONE_OF, Topology};
 use crate::untyped::read_document;
@@ -175,7 +175,13 @@ pub fn parse_json(source: &[u8], origin: &str) -> Result<Topology, SpecErrors> {
             return Err(SpecErrors(
                 header
                     .into_iter()
-                    .map(|(p, m)| SpecError::at_path(p, m).with_file(origin))
+                    .map(|(p, m)| {
+                        let e = SpecError::at_path(p, m).with_file(origin);
+                        match locate_json(text, p) {
+                            Some((line, column)) => e.with_location(line, column),
+                            None => e,
+                        }
+                    })
                     .collect(),
             ));
         }
@@ -211,7 +217,22 @@ pub fn parse_json(source: &[u8], origin: &str) -> Result<Topology, SpecErrors> {
         .into());
     }
     normalize(&mut topology);
-    validate(&topology).map_err(|e| e.with_file(origin))?;
+    validate(&topology).map_err(|errors| {
+        SpecErrors(
+            errors
+                .into_iter()
+                .enumerate()
+                .map(|(n, mut e)| {
+                    if n < MAX_LOCATED_ERRORS
+                        && let Some((line, column)) = locate_json(text, &path_of(&e))
+                    {
+                        e = e.with_location(line, column);
+                    }
+                    e.with_file(origin)
+                })
+                .collect(),
+        )
+    })?;
     Ok(topology)
 }
 
@@ -786,7 +807,7 @@ status:
         let e = parse_json(br#"{"apiVersion": "v1", "kind": "Pod"}"#, "body").expect_err("kind");
         assert_eq!(
             e.to_string(),
-            "body: apiVersion: unsupported apiVersion \"v1\": expected \"concord.io/v1alpha1\"\nbody: kind: unsupported kind \"Pod\": expected \"Topology\""
+            "body:1:19: apiVersion: unsupported apiVersion \"v1\": expected \"concord.io/v1alpha1\"\nbody:1:34: kind: unsupported kind \"Pod\": expected \"Topology\""
         );
 
         let mut two = json.clone();
@@ -803,6 +824,7 @@ status:
             String::from_utf8_lossy(&json).replace("\"name\": \"split\"", "\"name\": \"x_y\"");
         let e = parse_json(text.as_bytes(), "body").expect_err("semantic");
         assert_eq!(e.0[0].path.as_deref(), Some("spec.operators[1].name"));
+        assert!(e.0[0].line.is_some(), "{e}");
     }
 
     #[test]
