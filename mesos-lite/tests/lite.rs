@@ -377,3 +377,71 @@ async fn restart_with_same_work_dir_never_reports_dead_tasks_alive() -> TestResu
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn kill_and_exit_reach_the_whole_process_tree() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&[])?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("tree"), &[], 0.0)).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    let killed = unique("killed");
+    let exited = unique("exited");
+    fw.handle
+        .launch(
+            vec![offer.id.clone()],
+            vec![
+                task(
+                    &offer,
+                    &killed,
+                    sh("sleep 300 & echo $! > child.pid; wait"),
+                    0.1,
+                    32.0,
+                ),
+                task(
+                    &offer,
+                    &exited,
+                    sh("sleep 300 & echo $! > child.pid; echo started"),
+                    0.1,
+                    32.0,
+                ),
+            ],
+            None,
+        )
+        .await?;
+    fw.wait_state(&killed, TaskState::Running, true).await?;
+    fw.wait_state(&exited, TaskState::Finished, true).await?;
+    let child_of = |id: String| {
+        let master = &master;
+        let fid = fw.framework_id.clone();
+        async move {
+            eventually("child.pid written", || {
+                let id = id.clone();
+                let fid = fid.clone();
+                async move {
+                    let text = read_sandbox_file(master, &fid, &id, "child.pid")
+                        .await
+                        .ok()?;
+                    text.trim().parse::<u32>().ok()
+                }
+            })
+            .await
+        }
+    };
+    let orphan = child_of(exited.clone()).await?;
+    eventually("background child of a finished task is gone", || async {
+        (!pid_alive(orphan)).then_some(())
+    })
+    .await?;
+    let child = child_of(killed.clone()).await?;
+    assert!(pid_alive(child));
+    fw.handle
+        .kill(TaskId::new(killed.clone()), None, None)
+        .await?;
+    fw.wait_state(&killed, TaskState::Killed, true).await?;
+    eventually("child of a killed task is gone", || async {
+        (!pid_alive(child)).then_some(())
+    })
+    .await?;
+    fw.handle.teardown().await?;
+    Ok(())
+}

@@ -215,6 +215,7 @@ impl Master {
         }
         fw.unregistered_time = Some(crate::wire::now_secs());
         self.complete_framework(fw);
+        self.reap_group_executors();
     }
 
     /// ACCEPT.
@@ -540,6 +541,10 @@ impl Master {
         let mut pool = pool;
         if !running_executor {
             pool = pool.minus(&exec_bag);
+            self.group_executors.insert(
+                (framework_id.to_string(), executor.executor_id.value.clone()),
+                (agent, exec_bag),
+            );
         }
         for mut t in group.task_group.tasks {
             t.executor = Some(executor.clone());

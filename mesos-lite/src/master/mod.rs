@@ -296,6 +296,9 @@ pub struct Master {
     /// Outstanding offers by id.
     pub offers: HashMap<String, OutstandingOffer>,
     filters: Vec<Filter>,
+    /// Default executors of task groups: (framework, executor) → (agent, resources),
+    /// charged while any of their tasks is alive.
+    group_executors: BTreeMap<(String, String), (usize, Bag)>,
     next_offer: u64,
     next_framework: u64,
     /// The shared handle, for spawning runners and timers.
@@ -347,6 +350,7 @@ impl Shared {
                 removed_ids: HashSet::new(),
                 offers: HashMap::new(),
                 filters: Vec::new(),
+                group_executors: BTreeMap::new(),
                 next_offer: 0,
                 next_framework,
                 shared: weak.clone(),
@@ -395,7 +399,7 @@ impl Master {
         }
     }
 
-    /// Resources used by live tasks on an agent.
+    /// Resources used by live tasks (and their default executors) on an agent.
     pub fn used_on(&self, agent: usize) -> Bag {
         let mut used = Bag::default();
         for fw in self.frameworks.values() {
@@ -405,7 +409,24 @@ impl Master {
                 }
             }
         }
+        for ((fw, _), (a, bag)) in &self.group_executors {
+            if *a == agent && self.frameworks.contains_key(fw) {
+                used = used.plus(bag);
+            }
+        }
         used
+    }
+
+    /// Forgets default executors none of whose tasks is alive any more.
+    pub(crate) fn reap_group_executors(&mut self) {
+        let frameworks = &self.frameworks;
+        self.group_executors.retain(|(fw, exec), _| {
+            frameworks.get(fw).is_some_and(|f| {
+                f.tasks
+                    .values()
+                    .any(|t| !t.command_executor && t.executor_id == *exec && !t.released)
+            })
+        });
     }
 
     /// Resources offered (outstanding) on an agent.

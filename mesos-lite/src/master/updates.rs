@@ -47,12 +47,16 @@ impl Master {
             task.released = true;
         }
         task.pending.push_back(update.clone());
+        let terminal = update.state.is_terminal();
         if task.pending.len() == 1 {
             task.retry_interval = initial;
             task.next_retry = Some(Instant::now() + initial);
             if connected && let Some(s) = &stream {
                 s.send(Event::update(update));
             }
+        }
+        if terminal {
+            self.reap_group_executors();
         }
     }
 
