@@ -2,7 +2,39 @@
 //! normalisation, template hashing, per-operator plans and the generated JSON Schema.
 //!
 //! The usual pipeline is [`parse_yaml`] (or [`parse_json`]), which already normalises and
-//! validates; then [`template_hash`] per operator and [`plan`] against the stored spec.
+//! validates; then [`template_hash`] per operator and [`plan()`] against the stored spec.
+//!
+//! ```
+//! let yaml = br#"
+//! apiVersion: concord.io/v1alpha1
+//! kind: Topology
+//! metadata: {name: demo}
+//! spec:
+//!   operators:
+//!     - name: lines
+//!       runtime: {builtin: {name: generator}}
+//!     - name: out
+//!       runtime: {builtin: {name: sink}}
+//!       inputs: [{from: lines}]
+//! "#;
+//! let old = concord_schemas::parse_yaml(yaml, "demo.yaml")?.remove(0);
+//! let mut new = old.clone();
+//! new.spec.operators[1].instances = 3;
+//! let plan = concord_schemas::plan(Some(&old.spec), &new.spec);
+//! assert_eq!(plan.to_string(), "  lines: unchanged\n~ out: scale 1 -> 3");
+//! // Scaling does not change the template, so no task is replaced.
+//! assert_eq!(
+//!     concord_schemas::template_hash(&old.spec.operators[1]),
+//!     concord_schemas::template_hash(&new.spec.operators[1]),
+//! );
+//!
+//! let errors = concord_schemas::parse_yaml(b"kind: Topology\n", "bad.yaml").unwrap_err();
+//! assert_eq!(
+//!     errors.to_string(),
+//!     "bad.yaml:1:1: apiVersion: missing field `apiVersion`: expected \"concord.io/v1alpha1\""
+//! );
+//! # Ok::<(), concord_schemas::SpecErrors>(())
+//! ```
 
 pub mod api;
 pub mod error;
