@@ -235,38 +235,7 @@ pub struct Controller {
 impl Controller {
     /// Starts the controller against `etcd_url` and waits for `/healthz`.
     pub async fn start(etcd_url: &str, mesos_url: &str, prefix: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
-        let mut cmd = Command::new(binary("concord-controller"));
-        cmd.arg("--etcd")
-            .arg(etcd_url)
-            .arg("--mesos")
-            .arg(mesos_url)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--prefix")
-            .arg(prefix)
-            .env("RUST_LOG", "info");
-        let process = Process::spawn("concord-controller", cmd, dir.path().join("controller.log"));
-        let controller = Self {
-            url,
-            process,
-            _dir: dir,
-        };
-        let health = format!("{}/healthz", controller.url);
-        let http = reqwest::Client::new();
-        wait_for(Duration::from_secs(20), "controller /healthz", || {
-            let req = http.get(&health).timeout(Duration::from_secs(1)).send();
-            async move {
-                req.await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        })
-        .await;
-        controller
+        Self::start_with(etcd_url, mesos_url, prefix, &[]).await
     }
 }
 
@@ -300,4 +269,179 @@ pub fn concord_with_stdin(api: &str, args: &[&str], stdin: Option<&[u8]>) -> Out
 /// Path of a file in the repository.
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+/// A `mesos-lite` master with agents, on a free port, with its own port range for tasks.
+pub struct MesosLite {
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    pub process: Process,
+    dir: TempDir,
+    port: u16,
+    resources: String,
+    agents: u32,
+}
+
+impl MesosLite {
+    /// Starts mesos-lite with `agents` agents, each with `cpus` and `mem_mb`.
+    pub async fn start(agents: u32, cpus: f64, mem_mb: u64) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        // A task port range of our own, below the ephemeral range, so tests running in
+        // parallel do not hand out the same ports.
+        let base = 10_000 + (u32::from(port) * 7919 % 200) * 100;
+        let resources = format!(
+            "cpus:{cpus};mem:{mem_mb};disk:2000;ports:[{base}-{}]",
+            base + 99
+        );
+        let process = spawn_mesos_lite(dir.path(), port, agents, &resources);
+        let m = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            process,
+            dir,
+            port,
+            resources,
+            agents,
+        };
+        m.wait_healthy().await;
+        m
+    }
+
+    async fn wait_healthy(&self) {
+        let health = format!("{}/health", self.url);
+        let http = reqwest::Client::new();
+        wait_for(Duration::from_secs(20), "mesos-lite /health", || {
+            let req = http.get(&health).timeout(Duration::from_secs(1)).send();
+            async move {
+                req.await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+    }
+
+    /// Stops mesos-lite (its tasks die with it) and starts it again on the same work dir.
+    pub async fn restart(&mut self) {
+        self.process.terminate(Duration::from_secs(10));
+        self.process = spawn_mesos_lite(self.dir.path(), self.port, self.agents, &self.resources);
+        self.wait_healthy().await;
+    }
+
+    /// Running tasks by ID, with the PID Mesos reports for each.
+    pub async fn running_tasks(&self) -> std::collections::BTreeMap<String, Option<u64>> {
+        let state: serde_json::Value = reqwest::get(format!("{}/state", self.url))
+            .await
+            .expect("GET /state")
+            .json()
+            .await
+            .expect("state JSON");
+        let mut out = std::collections::BTreeMap::new();
+        for fw in state["frameworks"].as_array().into_iter().flatten() {
+            for task in fw["tasks"].as_array().into_iter().flatten() {
+                if task["state"] != "TASK_RUNNING" {
+                    continue;
+                }
+                let pid = task["statuses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s["container_status"]["executor_pid"].as_u64())
+                    .next_back();
+                if let Some(id) = task["id"].as_str() {
+                    out.insert(id.to_owned(), pid);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn spawn_mesos_lite(dir: &Path, port: u16, agents: u32, resources: &str) -> Process {
+    let mut cmd = Command::new(binary("mesos-lite"));
+    cmd.arg("--port")
+        .arg(port.to_string())
+        .arg("--work_dir")
+        .arg(dir.join("work"))
+        .arg("--agents")
+        .arg(agents.to_string())
+        .arg("--resources")
+        .arg(resources)
+        .arg("--status_update_retry_interval")
+        .arg("1secs")
+        .env("RUST_LOG", "info");
+    // A new log per start, so a restart keeps the earlier one for post-mortems.
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    Process::spawn("mesos-lite", cmd, dir.join(format!("mesos-lite-{n}.log")))
+}
+
+impl Controller {
+    /// Starts a controller that schedules on `mesos_url`.
+    pub async fn start_scheduling(etcd_url: &str, mesos_url: &str) -> Self {
+        Self::start_with(etcd_url, mesos_url, "/concord", &["--kill-grace", "2s"]).await
+    }
+
+    /// Starts the controller with extra flags.
+    pub async fn start_with(etcd_url: &str, mesos_url: &str, prefix: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut cmd = Command::new(binary("concord-controller"));
+        cmd.arg("--etcd")
+            .arg(etcd_url)
+            .arg("--mesos")
+            .arg(mesos_url)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--prefix")
+            .arg(prefix)
+            .args(extra)
+            .env("RUST_LOG", "info");
+        let process = Process::spawn("concord-controller", cmd, dir.path().join("controller.log"));
+        let controller = Self {
+            url,
+            process,
+            _dir: dir,
+        };
+        let health = format!("{}/healthz", controller.url);
+        let http = reqwest::Client::new();
+        wait_for(Duration::from_secs(20), "controller /healthz", || {
+            let req = http.get(&health).timeout(Duration::from_secs(1)).send();
+            async move {
+                req.await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+        controller
+    }
+
+    /// The topology with its status.
+    pub async fn topology(&self, name: &str) -> Option<concord_schemas::Topology> {
+        let url = format!(
+            "{}/apis/concord.io/v1alpha1/namespaces/default/topologies/{name}",
+            self.url
+        );
+        let resp = reqwest::get(url).await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.json().await.ok()
+    }
+
+    /// Waits until the topology has observed its latest generation and is Ready.
+    pub async fn wait_ready(&self, name: &str, timeout: Duration) -> concord_schemas::Topology {
+        wait_for(timeout, &format!("topology {name} to be Ready"), || async {
+            let t = self.topology(name).await?;
+            let status = t.status.as_ref()?;
+            let ready = status
+                .condition(concord_schemas::condition_type::READY)
+                .is_some_and(|c| c.status == concord_schemas::ConditionStatus::True);
+            (ready && Some(status.observed_generation) == t.metadata.generation).then_some(t)
+        })
+        .await
+    }
 }

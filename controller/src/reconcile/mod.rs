@@ -19,7 +19,6 @@ pub mod planner;
 mod state;
 mod status;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use mesos_v1::{
@@ -32,7 +31,7 @@ pub use launch::LaunchSettings;
 
 use crate::readiness::Readiness;
 use crate::store::Store;
-use state::Reconciler;
+use state::{Outputs, Reconciler, Restored};
 
 /// When a task counts as ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,16 +128,16 @@ pub async fn run(store: Store, config: ReconcilerConfig, readiness: Readiness) {
     tokio::spawn(write_statuses(store.clone(), status_rx));
     let (feedback_tx, mut feedback_rx) = mpsc::unbounded_channel();
 
-    let (known, stored_events) = stored_state(&store).await;
     let mut r = Reconciler::new(
         store.clone(),
         config.clone(),
         handle,
-        status_tx,
-        feedback_tx,
+        Outputs {
+            status_tx,
+            feedback_tx,
+        },
         readiness,
-        known,
-        stored_events,
+        stored_state(&store).await,
     );
     let mut resync = tokio::time::interval(config.resync);
     resync.tick().await;
@@ -174,23 +173,17 @@ async fn sleep_until(when: Option<tokio::time::Instant>) {
 
 /// Tasks recorded in stored status (reconciled explicitly with Mesos after a restart)
 /// and each topology's event log, so a restart loses neither.
-async fn stored_state(
-    store: &Store,
-) -> (
-    Vec<(String, Option<String>)>,
-    HashMap<String, Vec<concord_schemas::Event>>,
-) {
+async fn stored_state(store: &Store) -> Restored {
     let mut delay = Duration::from_millis(200);
     loop {
         match store.list(None).await {
             Ok((items, _)) => {
-                let mut tasks = Vec::new();
-                let mut events = HashMap::new();
+                let mut restored = Restored::default();
                 for t in items {
                     let key = t.key();
                     let Some(status) = t.status else { continue };
-                    events.insert(key, status.events);
-                    tasks.extend(
+                    restored.events.insert(key, status.events);
+                    restored.tasks.extend(
                         status
                             .operators
                             .into_iter()
@@ -199,7 +192,7 @@ async fn stored_state(
                             .map(|t| (t.task_id, t.agent_id)),
                     );
                 }
-                return (tasks, events);
+                return restored;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list topologies from etcd; retrying");

@@ -234,10 +234,10 @@ mod tests {
         let a = plan_operator(&d, &tasks, |_| false);
         assert!(a.is_empty(), "waits for the new task: {a:?}");
 
-        tasks.last_mut().map(|t| {
+        if let Some(t) = tasks.last_mut() {
             t.phase = Phase::Running;
             t.ready = true;
-        });
+        }
         let a = plan_operator(&d, &tasks, |_| false);
         assert_eq!(a.kill, vec!["h1-0"]);
         assert_eq!(

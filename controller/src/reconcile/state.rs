@@ -64,6 +64,21 @@ pub enum Feedback {
     },
 }
 
+/// Where the reconciler's writes and call results go.
+pub struct Outputs {
+    pub status_tx: mpsc::UnboundedSender<StatusWrite>,
+    pub feedback_tx: mpsc::UnboundedSender<Feedback>,
+}
+
+/// What a restarted controller recovers from stored status.
+#[derive(Default)]
+pub struct Restored {
+    /// Task IDs (with their agents) the previous controller knew.
+    pub tasks: Vec<(String, Option<String>)>,
+    /// Each topology's event log.
+    pub events: HashMap<String, Vec<Event>>,
+}
+
 /// A task as last observed.
 #[derive(Debug, Clone)]
 struct TaskRecord {
@@ -139,12 +154,18 @@ impl Reconciler {
         store: Store,
         config: ReconcilerConfig,
         handle: SchedulerHandle,
-        status_tx: mpsc::UnboundedSender<StatusWrite>,
-        feedback_tx: mpsc::UnboundedSender<Feedback>,
+        outputs: Outputs,
         readiness: Readiness,
-        known: Vec<(String, Option<String>)>,
-        events: HashMap<String, Vec<Event>>,
+        restored: Restored,
     ) -> Self {
+        let Outputs {
+            status_tx,
+            feedback_tx,
+        } = outputs;
+        let Restored {
+            tasks: known,
+            events,
+        } = restored;
         let mut r = Self {
             store,
             config,

@@ -1,0 +1,399 @@
+//! The reconciler end to end: real etcd, mesos-lite, the controller binary, real
+//! `concord-executor` tasks, driven through the CLI and the API.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use concord_e2e::{Controller, Etcd, MesosLite, concord, wait_for};
+use concord_schemas::{ConditionStatus, Topology, condition_type};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// gen -> count (key) -> sink, with `count` instances and `rate` in gen's config.
+fn pipeline(name: &str, count: u32, count_config: &str, surge: u32, unavailable: u32) -> String {
+    format!(
+        r#"apiVersion: concord.io/v1alpha1
+kind: Topology
+metadata: {{name: {name}}}
+spec:
+  operators:
+    - name: gen
+      runtime: {{builtin: {{name: generator}}}}
+      config: {{rate: 100}}
+      resources: {{cpus: 0.1, mem: 32}}
+    - name: count
+      instances: {count}
+      runtime: {{builtin: {{name: keyed-count}}}}
+      config: {{label: "{count_config}"}}
+      inputs: [{{from: gen, partitioning: key}}]
+      resources: {{cpus: 0.1, mem: 32}}
+      updateStrategy: {{maxSurge: {surge}, maxUnavailable: {unavailable}}}
+    - name: sink
+      runtime: {{builtin: {{name: sink}}}}
+      inputs: [{{from: count}}]
+      resources: {{cpus: 0.1, mem: 32}}
+"#
+    )
+}
+
+struct Stack {
+    etcd: Etcd,
+    mesos: MesosLite,
+    controller: Controller,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        let etcd = Etcd::start().await;
+        let mesos = MesosLite::start(2, 4.0, 4096).await;
+        let controller = Controller::start_scheduling(&etcd.url, &mesos.url).await;
+        Self {
+            etcd,
+            mesos,
+            controller,
+            dir: tempfile::tempdir().expect("tmp"),
+        }
+    }
+
+    fn apply(&self, yaml: &str) -> String {
+        let path = self.dir.path().join("topology.yaml");
+        std::fs::write(&path, yaml).expect("write");
+        let out = concord(
+            &self.controller.url,
+            &["apply", "-f", path.to_str().expect("utf-8")],
+        );
+        assert!(
+            out.status.success(),
+            "apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Running task IDs of one operator, from the controller's status.
+fn operator_tasks(t: &Topology, op: &str) -> BTreeSet<String> {
+    t.status
+        .as_ref()
+        .and_then(|s| s.operators.iter().find(|o| o.name == op))
+        .map(|o| {
+            o.tasks
+                .iter()
+                .filter(|t| t.state == "TASK_RUNNING")
+                .map(|t| t.task_id.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Task ID -> PID for every running task of `op`, from Mesos.
+async fn pids_of(mesos: &MesosLite, op: &str) -> BTreeMap<String, Option<u64>> {
+    mesos
+        .running_tasks()
+        .await
+        .into_iter()
+        .filter(|(id, _)| id.split('.').nth(2) == Some(op))
+        .collect()
+}
+
+#[tokio::test]
+async fn apply_then_scale_never_touches_other_operators() {
+    let s = Stack::start().await;
+    assert_eq!(
+        s.apply(&pipeline("wc", 2, "a", 1, 0)),
+        "topology/wc created\n"
+    );
+    let t = s.controller.wait_ready("wc", READY_TIMEOUT).await;
+    let status = t.status.as_ref().expect("status");
+    for op in &status.operators {
+        assert_eq!(op.ready, op.desired, "{op:?}");
+        assert!(op.tasks.iter().all(|t| t.state == "TASK_RUNNING"));
+    }
+    let gen_before = pids_of(&s.mesos, "gen").await;
+    let sink_before = pids_of(&s.mesos, "sink").await;
+    let count_before = operator_tasks(&t, "count");
+    assert_eq!(gen_before.len(), 1);
+    assert!(
+        gen_before.values().all(Option::is_some),
+        "Mesos reports PIDs: {gen_before:?}"
+    );
+
+    for instances in [5u32, 1] {
+        assert_eq!(
+            s.apply(&pipeline("wc", instances, "a", 1, 0)),
+            "topology/wc configured\n"
+        );
+        let t = s.controller.wait_ready("wc", READY_TIMEOUT).await;
+        let count_now = operator_tasks(&t, "count");
+        assert_eq!(count_now.len() as u32, instances);
+        assert_eq!(
+            pids_of(&s.mesos, "gen").await,
+            gen_before,
+            "gen untouched by scaling count to {instances}"
+        );
+        assert_eq!(
+            pids_of(&s.mesos, "sink").await,
+            sink_before,
+            "sink untouched by scaling count to {instances}"
+        );
+        // Scaling adds or removes the highest indices; it never replaces the others.
+        let kept: BTreeSet<_> = count_before.intersection(&count_now).collect();
+        assert!(!kept.is_empty(), "instance 0 of count must survive scaling");
+    }
+    let out = concord(
+        &s.controller.url,
+        &[
+            "diff",
+            "-f",
+            s.dir.path().join("topology.yaml").to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "diff after apply is empty");
+}
+
+#[tokio::test]
+async fn config_change_replaces_only_that_operator_rolling_within_bounds() {
+    let s = Stack::start().await;
+    s.apply(&pipeline("roll", 3, "v1", 1, 0));
+    let t = s.controller.wait_ready("roll", READY_TIMEOUT).await;
+    let old_count = operator_tasks(&t, "count");
+    let gen_before = pids_of(&s.mesos, "gen").await;
+    let sink_before = pids_of(&s.mesos, "sink").await;
+
+    s.apply(&pipeline("roll", 3, "v2", 1, 0));
+    let generation = 2;
+    // Sample the rollout: never fewer than instances - maxUnavailable (3) running, never
+    // more than instances + maxSurge (4) tasks of count alive.
+    let samples = std::sync::atomic::AtomicU32::new(0);
+    let done = wait_for(READY_TIMEOUT, "rolling update to finish", || async {
+        let running = pids_of(&s.mesos, "count").await;
+        assert!(
+            running.len() <= 4,
+            "more than instances + maxSurge tasks: {running:?}"
+        );
+        assert!(
+            running.len() >= 3,
+            "fewer than instances - maxUnavailable running: {running:?}"
+        );
+        samples.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = s.controller.topology("roll").await?;
+        let st = t.status.as_ref()?;
+        let ready = st
+            .condition(condition_type::READY)
+            .is_some_and(|c| c.status == ConditionStatus::True);
+        (ready && st.observed_generation == generation).then_some(t)
+    })
+    .await;
+    assert!(
+        samples.into_inner() > 1,
+        "the rollout was observed while in progress"
+    );
+    let new_count = operator_tasks(&done, "count");
+    assert_eq!(new_count.len(), 3);
+    assert!(
+        new_count.is_disjoint(&old_count),
+        "every count task was replaced"
+    );
+    assert_eq!(pids_of(&s.mesos, "gen").await, gen_before, "gen untouched");
+    assert_eq!(
+        pids_of(&s.mesos, "sink").await,
+        sink_before,
+        "sink untouched"
+    );
+    let events = &done.status.as_ref().expect("status").events;
+    assert!(
+        events.iter().any(|e| e.reason == "RollingUpdate"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_task_killed_behind_mesos_back_is_relaunched_with_back_off_in_status() {
+    let s = Stack::start().await;
+    s.apply(&pipeline("crash", 2, "a", 1, 0));
+    s.controller.wait_ready("crash", READY_TIMEOUT).await;
+    let count = pids_of(&s.mesos, "count").await;
+    let (victim, pid) = count
+        .iter()
+        .next()
+        .map(|(id, pid)| (id.clone(), pid.expect("pid")))
+        .expect("a count task");
+    let status = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+
+    let t = wait_for(READY_TIMEOUT, "the failure to show in status", || async {
+        let t = s.controller.topology("crash").await?;
+        let op = t
+            .status
+            .as_ref()?
+            .operators
+            .iter()
+            .find(|o| o.name == "count")?
+            .clone();
+        op.tasks
+            .iter()
+            .any(|t| {
+                t.restarts >= 1
+                    && t.last_exit_reason
+                        .as_deref()
+                        .is_some_and(|r| r.contains("TASK_FAILED"))
+            })
+            .then_some(t)
+    })
+    .await;
+    let events = &t.status.as_ref().expect("status").events;
+    assert!(events.iter().any(|e| e.reason == "BackOff"), "{events:?}");
+    let t = s.controller.wait_ready("crash", READY_TIMEOUT).await;
+    let now = operator_tasks(&t, "count");
+    assert_eq!(now.len(), 2);
+    assert!(!now.contains(&victim), "the killed task was replaced");
+}
+
+#[tokio::test]
+async fn a_controller_restart_mid_rollout_restarts_no_task_and_the_rollout_completes() {
+    let mut s = Stack::start().await;
+    s.apply(&pipeline("ha", 3, "v1", 1, 0));
+    s.controller.wait_ready("ha", READY_TIMEOUT).await;
+    let gen_before = pids_of(&s.mesos, "gen").await;
+    let sink_before = pids_of(&s.mesos, "sink").await;
+
+    s.apply(&pipeline("ha", 3, "v2", 1, 0));
+    // Wait for the rollout to be under way, then kill the controller hard.
+    wait_for(READY_TIMEOUT, "the rollout to start", || async {
+        let t = s.controller.topology("ha").await?;
+        (t.status?.observed_generation == 2).then_some(())
+    })
+    .await;
+    s.controller.process.kill();
+    let running_at_restart = s.mesos.running_tasks().await;
+
+    let controller = Controller::start_scheduling(&s.etcd.url, &s.mesos.url).await;
+    let done = controller.wait_ready("ha", READY_TIMEOUT).await;
+    assert_eq!(
+        pids_of(&s.mesos, "gen").await,
+        gen_before,
+        "gen untouched across the restart"
+    );
+    assert_eq!(
+        pids_of(&s.mesos, "sink").await,
+        sink_before,
+        "sink untouched across the restart"
+    );
+    // Every count task of the new template that ran at the restart still runs: adopted.
+    let hash = &done
+        .status
+        .as_ref()
+        .expect("status")
+        .operators
+        .iter()
+        .find(|o| o.name == "count")
+        .expect("count")
+        .template_hash;
+    let after = s.mesos.running_tasks().await;
+    for (id, pid) in running_at_restart
+        .iter()
+        .filter(|(id, _)| id.contains(".count.") && id.contains(hash.as_str()))
+    {
+        assert_eq!(
+            after.get(id),
+            Some(pid),
+            "task {id} was restarted by the controller restart"
+        );
+    }
+    s.controller = controller;
+}
+
+#[tokio::test]
+async fn delete_stops_every_task_then_removes_the_topology() {
+    let s = Stack::start().await;
+    s.apply(&pipeline("gone", 2, "a", 1, 0));
+    s.controller.wait_ready("gone", READY_TIMEOUT).await;
+    assert_eq!(s.mesos.running_tasks().await.len(), 4);
+
+    let out = concord(
+        &s.controller.url,
+        &["delete", "topology", "gone", "--timeout", "60s"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "topology/gone deleted\n"
+    );
+    assert!(
+        s.mesos.running_tasks().await.is_empty(),
+        "no task survives the deletion"
+    );
+    let keys: Vec<String> = s
+        .etcd
+        .dump("/concord/")
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains("/topologies/") || k.contains("/status/")),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_topology_that_cannot_fit_reports_insufficient_resources_and_leaves_others_alone() {
+    let s = Stack::start().await;
+    s.apply(&pipeline("fits", 1, "a", 1, 0));
+    s.controller.wait_ready("fits", READY_TIMEOUT).await;
+    let before = s.mesos.running_tasks().await;
+
+    let huge = pipeline("huge", 1, "a", 1, 0).replacen("cpus: 0.1", "cpus: 64", 1);
+    s.apply(&huge);
+    let t = wait_for(
+        Duration::from_secs(40),
+        "InsufficientResources on huge",
+        || async {
+            let t = s.controller.topology("huge").await?;
+            let c = t
+                .status
+                .as_ref()?
+                .condition(condition_type::PROGRESSING)?
+                .clone();
+            (c.reason == "InsufficientResources").then_some(t)
+        },
+    )
+    .await;
+    let progressing = t
+        .status
+        .as_ref()
+        .and_then(|s| s.condition(condition_type::PROGRESSING))
+        .expect("condition");
+    assert_eq!(progressing.status, ConditionStatus::True);
+    assert!(
+        progressing.message.contains("cpus=64"),
+        "{}",
+        progressing.message
+    );
+    let fits = s.controller.topology("fits").await.expect("fits");
+    assert!(
+        fits.status
+            .as_ref()
+            .and_then(|s| s.condition(condition_type::READY))
+            .is_some_and(|c| c.status == ConditionStatus::True)
+    );
+    let after = s.mesos.running_tasks().await;
+    for (id, pid) in &before {
+        assert_eq!(
+            after.get(id),
+            Some(pid),
+            "{id} of the other topology was touched"
+        );
+    }
+}
