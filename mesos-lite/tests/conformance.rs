@@ -1056,3 +1056,66 @@ async fn files_api_reads_and_browses_sandbox() -> TestResult {
     fw.handle.teardown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn multi_role_offers_carry_allocation_info() -> TestResult {
+    let master = Master::start()?;
+    let mut info = framework_info(&unique("multi"), &[FrameworkCapabilityType::MultiRole], 0.0);
+    info.roles = vec!["concord".into()];
+    let mut fw = Fw::subscribe(&master, info).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    assert_eq!(
+        offer
+            .allocation_info
+            .as_ref()
+            .and_then(|a| a.role.as_deref()),
+        Some("concord")
+    );
+    assert!(
+        offer
+            .resources
+            .iter()
+            .all(|r| r.allocation_info.as_ref().and_then(|a| a.role.as_deref()) == Some("concord"))
+    );
+    // Resources copied from the offer (allocation info included) launch fine.
+    let id = unique("role");
+    let mut t = task(
+        &offer,
+        &id,
+        sh("echo role=$MESOS_ALLOCATION_ROLE"),
+        0.1,
+        32.0,
+    );
+    t.resources = mesos_v1::resources::allocate_to(&t.resources, "concord");
+    fw.handle
+        .launch(vec![offer.id.clone()], vec![t], None)
+        .await?;
+    fw.wait_state(&id, TaskState::Finished, true).await?;
+    let out = read_sandbox_file(&master, &fw.framework_id, &id, "stdout").await?;
+    assert!(out.contains("role=concord"), "{out}");
+    fw.handle.teardown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn update_framework_is_accepted() -> TestResult {
+    let master = Master::start()?;
+    let name = unique("upd");
+    let mut fw = Fw::subscribe(&master, framework_info(&name, &[], 60.0)).await?;
+    let mut info = framework_info(&name, &[FrameworkCapabilityType::TaskKillingState], 120.0);
+    info.id = Some(fw.framework_id.clone());
+    fw.handle.update_framework(info, vec![]).await?;
+    let state = master.get_json("/frameworks").await?;
+    let f = state["frameworks"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|f| f["id"] == fw.framework_id.value.as_str())
+                .cloned()
+        })
+        .ok_or("framework listed")?;
+    assert_eq!(f["failover_timeout"], 120.0);
+    fw.take_offer(|_| true).await?;
+    fw.handle.teardown().await?;
+    Ok(())
+}
