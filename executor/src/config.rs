@@ -64,7 +64,8 @@ pub struct ExecutorArgs {
     /// Batches queued per downstream connection before the operator blocks.
     #[arg(long, env = "CONCORD_QUEUE_BATCHES", default_value_t = 8)]
     pub queue_batches: usize,
-    /// How long a source operator waits for a first downstream instance before starting, ms.
+    /// How long an operator with outputs waits for a first downstream instance before it
+    /// starts, ms.
     #[arg(long, env = "CONCORD_SOURCE_WAIT_MS", default_value_t = 5000)]
     pub source_wait_ms: u64,
     /// Log level filter (`RUST_LOG` syntax).

@@ -68,7 +68,7 @@ pub struct Runtime {
     pub tracer: Arc<Tracer>,
     /// Trace sampling.
     pub sampler: Sampler,
-    /// How long a source waits for its first downstream before `init`.
+    /// How long an operator with outputs waits for its first downstream before `init`.
     pub source_wait: Duration,
 }
 
@@ -152,10 +152,12 @@ impl Runtime {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        // A source whose consumers have not registered yet waits a little for them, so
-        // that a topology started all at once does not drop its first records.
+        // An operator with outputs whose consumers have not registered yet waits a little
+        // for them before it starts (input meanwhile back-pressures upstream), so that a
+        // topology started all at once does not drop its first records.
         let deadline = Instant::now() + self.source_wait;
-        while self.is_source
+        let has_outputs = !self.operator.metadata().outputs.is_empty();
+        while has_outputs
             && self.router.downstreams() == 0
             && Instant::now() < deadline
             && !self.shutdown.load(Ordering::Relaxed)
