@@ -556,7 +556,12 @@ async fn unreachable_master_reports_disconnected_once_and_keeps_trying() {
     };
     let (h, mut events) = Scheduler::start(config(&format!("http://127.0.0.1:{port}")));
     let e = wait_event(&mut events, |_| true).await;
-    assert!(matches!(e, SchedulerEvent::Disconnected { .. }), "{e:?}");
+    let SchedulerEvent::Disconnected { reason } = e else {
+        panic!("unexpected {e:?}")
+    };
+    // The reason carries the transport cause, not just "error sending request".
+    assert!(reason.starts_with("SUBSCRIBE failed"), "{reason}");
+    assert!(reason.contains("Connection refused"), "{reason}");
     assert!(matches!(
         h.revive(vec![]).await,
         Err(SchedulerError::NotSubscribed)

@@ -73,6 +73,21 @@ pub(crate) async fn run(shared: Arc<Shared>, tx: mpsc::Sender<SchedulerEvent>) {
     debug!("scheduler task stopped");
 }
 
+/// An error with its sources (reqwest's own message alone rarely says why).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// The SUBSCRIBE call for the current framework id (top-level and in the info).
 fn subscribe_call(shared: &Shared) -> Call {
     let s = shared.session();
@@ -112,7 +127,7 @@ async fn session(
     .await
     {
         Ok(ok) => ok,
-        Err(e) => return End::Lost(format!("SUBSCRIBE failed: {e}")),
+        Err(e) => return End::Lost(format!("SUBSCRIBE failed: {}", error_chain(&e))),
     };
     if leader != url {
         info!(%leader, "subscribed through a redirect; using the leading master");
@@ -140,7 +155,9 @@ async fn session(
                 error!(error = %e, "skipping an event that cannot be decoded");
                 continue;
             }
-            Ok(Some(Err(e))) => return End::Lost(format!("event stream failed: {e}")),
+            Ok(Some(Err(e))) => {
+                return End::Lost(format!("event stream failed: {}", error_chain(&e)));
+            }
             Ok(Some(Ok(event))) => event,
         };
         match event.r#type {
