@@ -108,3 +108,66 @@ pub struct Uuid {
     /// 16 raw bytes, base64 on the wire.
     pub value: super::Bytes,
 }
+
+/// Why a task or executor id is not acceptable to Mesos.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidIdError {
+    /// Empty.
+    #[error("ID must not be empty")]
+    Empty,
+    /// Longer than 255 bytes.
+    #[error("ID must be at most 255 bytes, is {0}")]
+    TooLong(usize),
+    /// `.` or `..`.
+    #[error("ID must not be '.' or '..'")]
+    DotPath,
+    /// Contains `/`, `\` or a control character.
+    #[error("ID contains invalid character {0:?}")]
+    InvalidChar(char),
+}
+
+/// Checks a task or executor id the way the Mesos master does (they become
+/// sandbox path components): non-empty, at most 255 bytes, no `/`, `\` or control
+/// characters, and not `.` or `..`.
+pub fn validate_task_id(id: &str) -> Result<(), InvalidIdError> {
+    if id.is_empty() {
+        return Err(InvalidIdError::Empty);
+    }
+    if id.len() > 255 {
+        return Err(InvalidIdError::TooLong(id.len()));
+    }
+    if id == "." || id == ".." {
+        return Err(InvalidIdError::DotPath);
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| *c == '/' || *c == '\\' || c.is_control())
+    {
+        return Err(InvalidIdError::InvalidChar(c));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_id_rules() {
+        assert!(validate_task_id("wordcount.split.0.7f3a").is_ok());
+        assert_eq!(validate_task_id(""), Err(InvalidIdError::Empty));
+        assert_eq!(validate_task_id(".."), Err(InvalidIdError::DotPath));
+        assert_eq!(
+            validate_task_id("a/b"),
+            Err(InvalidIdError::InvalidChar('/'))
+        );
+        assert_eq!(
+            validate_task_id("a\nb"),
+            Err(InvalidIdError::InvalidChar('\n'))
+        );
+        assert!(matches!(
+            validate_task_id(&"x".repeat(256)),
+            Err(InvalidIdError::TooLong(256))
+        ));
+    }
+}
