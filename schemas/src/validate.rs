@@ -1001,6 +1001,36 @@ spec:
     }
 
     #[test]
+    fn placement_attribute_names_are_not_empty() {
+        assert_error(
+            |t| {
+                t.spec.operators[0]
+                    .placement
+                    .require_attributes
+                    .insert(" ".into(), "r1".into());
+            },
+            "spec.operators[0].placement.requireAttributes",
+            "attribute names cannot be empty",
+        );
+    }
+
+    #[test]
+    fn nul_bytes_are_rejected() {
+        assert_error(
+            |t| process(t).command = "py\0thon".into(),
+            "spec.operators[1].runtime.process.command",
+            "command cannot contain NUL bytes",
+        );
+        assert_error(
+            |t| {
+                t.spec.operators[1].env.insert("A".into(), "x\0y".into());
+            },
+            "spec.operators[1].env.A",
+            "environment variable values cannot contain NUL bytes",
+        );
+    }
+
+    #[test]
     fn all_errors_are_returned_together() {
         let found = errors(|t| {
             t.metadata.name = "X".into();
