@@ -95,6 +95,7 @@ async fn run(flags: Flags) -> Result<()> {
         work_dir: work_dir.clone(),
         start_time: wire::now_secs(),
         flags_json: flags_json(&flags, &work_dir, port),
+        run: meta.runs,
     };
     let shared = Shared::new(config, agents, meta.next_framework, records)?;
     tracing::info!(

@@ -14,6 +14,10 @@ pub struct MasterMeta {
     pub master_id: String,
     /// Next framework counter.
     pub next_framework: u64,
+    /// How many times this work_dir has been started; offer ids of run `r` start at
+    /// `r * 1_000_000_000`, so an offer id held over a restart never names a new offer.
+    #[serde(default)]
+    pub runs: u64,
 }
 
 fn path(work_dir: &Path) -> PathBuf {
@@ -24,7 +28,9 @@ fn path(work_dir: &Path) -> PathBuf {
 pub fn load_or_create(work_dir: &Path) -> Result<MasterMeta> {
     let p = path(work_dir);
     if let Ok(text) = std::fs::read_to_string(&p) {
-        if let Ok(meta) = serde_json::from_str::<MasterMeta>(&text) {
+        if let Ok(mut meta) = serde_json::from_str::<MasterMeta>(&text) {
+            meta.runs += 1;
+            save(work_dir, &meta)?;
             return Ok(meta);
         }
         tracing::warn!(path = %p.display(), "unreadable master metadata; starting with a new master id");
@@ -32,6 +38,7 @@ pub fn load_or_create(work_dir: &Path) -> Result<MasterMeta> {
     let meta = MasterMeta {
         master_id: uuid::Uuid::new_v4().to_string(),
         next_framework: 0,
+        runs: 0,
     };
     save(work_dir, &meta)?;
     Ok(meta)

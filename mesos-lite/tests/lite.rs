@@ -353,6 +353,14 @@ async fn restart_with_same_work_dir_never_reports_dead_tasks_alive() -> TestResu
                 .any(|f| f["tasks"].as_array().is_some_and(|t| !t.is_empty()))
         });
         assert!(!listed_running, "no task listed after restart");
+        // An offer id held over the restart names no new offer.
+        let mut probe = Fw::subscribe(&master, framework_info(&unique("probe"), &[], 0.0)).await?;
+        let fresh = probe.take_offer(|_| true).await?;
+        assert_ne!(
+            fresh.id, offer.id,
+            "offer ids are not reused across restarts"
+        );
+        probe.handle.teardown().await?;
 
         // The scheduler re-subscribes with its id (master failover semantics) and
         // reconciles: the task is reported gone, not running.

@@ -57,6 +57,8 @@ pub struct Config {
     pub start_time: f64,
     /// The flags as given, for `/state`.
     pub flags_json: serde_json::Value,
+    /// Start count of this work_dir (offer ids of this run start at `run * 1e9`).
+    pub run: u64,
 }
 
 impl Config {
@@ -351,7 +353,7 @@ impl Shared {
                 offers: HashMap::new(),
                 filters: Vec::new(),
                 group_executors: BTreeMap::new(),
-                next_offer: 0,
+                next_offer: config.run.saturating_mul(1_000_000_000),
                 next_framework,
                 shared: weak.clone(),
             }),
@@ -374,6 +376,7 @@ impl Master {
         let meta = crate::persist::MasterMeta {
             master_id: self.config.master_id.clone(),
             next_framework: self.next_framework,
+            runs: self.config.run,
         };
         if let Err(e) = crate::persist::save(&self.config.work_dir, &meta) {
             tracing::warn!(error = %e, "cannot persist master metadata");
