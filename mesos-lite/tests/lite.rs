@@ -453,3 +453,75 @@ async fn kill_and_exit_reach_the_whole_process_tree() -> TestResult {
     fw.handle.teardown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn agent_state_names_sandbox_directories_the_files_api_serves() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&["--agents", "2"])?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("agentstate"), &[], 0.0)).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    let id = unique("logged");
+    fw.handle
+        .launch(
+            vec![offer.id.clone()],
+            vec![task(
+                &offer,
+                &id,
+                sh("echo in-sandbox; sleep 300"),
+                0.1,
+                32.0,
+            )],
+            None,
+        )
+        .await?;
+    fw.wait_state(&id, TaskState::Running, true).await?;
+    let n: usize = offer
+        .agent_id
+        .value
+        .rsplit("-S")
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or("agent index")?;
+    let path = offer
+        .url
+        .as_ref()
+        .and_then(|u| u.path.clone())
+        .ok_or("offer url path")?;
+    assert_eq!(path, format!("/slave({})", n + 1));
+    let state = master.get_json(&format!("{path}/state")).await?;
+    assert_eq!(state["id"], offer.agent_id.value.as_str());
+    let executor = state["frameworks"]
+        .as_array()
+        .and_then(|fs| {
+            fs.iter()
+                .find(|f| f["id"] == fw.framework_id.value.as_str())
+        })
+        .and_then(|f| f["executors"].as_array())
+        .and_then(|es| es.iter().find(|e| e["id"] == id.as_str()).cloned())
+        .ok_or("executor in agent state")?;
+    let dir = executor["directory"]
+        .as_str()
+        .ok_or("directory")?
+        .to_string();
+    let out = eventually("stdout via the real sandbox path", || {
+        let url = format!("{}{path}/files/read", master.url);
+        let file = format!("{dir}/stdout");
+        async move {
+            let v: serde_json::Value = reqwest::Client::new()
+                .get(url)
+                .query(&[("path", file.as_str()), ("offset", "0")])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let data = v["data"].as_str()?.to_string();
+            data.contains("in-sandbox").then_some(data)
+        }
+    })
+    .await?;
+    assert!(out.contains("in-sandbox"));
+    fw.handle.teardown().await?;
+    Ok(())
+}
