@@ -1119,3 +1119,26 @@ async fn update_framework_is_accepted() -> TestResult {
     fw.handle.teardown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn shutdown_of_a_command_executor_kills_its_task() -> TestResult {
+    let master = Master::start()?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("shut"), &[], 0.0)).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    let id = unique("shutme");
+    fw.handle
+        .launch(
+            vec![offer.id.clone()],
+            vec![task(&offer, &id, sh("exec sleep 300"), 0.1, 32.0)],
+            None,
+        )
+        .await?;
+    fw.wait_state(&id, TaskState::Running, true).await?;
+    // The command executor's id is the task id.
+    fw.handle
+        .shutdown_executor(ExecutorId::new(id.clone()), offer.agent_id.clone())
+        .await?;
+    fw.wait_state(&id, TaskState::Killed, true).await?;
+    fw.handle.teardown().await?;
+    Ok(())
+}

@@ -744,6 +744,9 @@ impl Master {
         let Some(fw) = self.frameworks.get(framework_id) else {
             return;
         };
+        let send_killing = fw
+            .info
+            .has_capability(&FrameworkCapabilityType::TaskKillingState);
         for t in fw.tasks.values() {
             if t.executor_id == executor_id
                 && !t.state.is_terminal()
@@ -751,7 +754,7 @@ impl Master {
             {
                 let _ = tx.send(KillRequest {
                     grace,
-                    send_killing: false,
+                    send_killing,
                 });
             }
         }
