@@ -525,3 +525,38 @@ async fn agent_state_names_sandbox_directories_the_files_api_serves() -> TestRes
     fw.handle.teardown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn many_tasks_in_one_accept_all_finish_and_resources_return() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&[
+        "--resources",
+        "cpus:8;mem:8192;disk:100;ports:[31000-31010]",
+    ])?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("many"), &[], 0.0)).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    let ids: Vec<String> = (0..40).map(|i| format!("{}-{i}", unique("many"))).collect();
+    let tasks = ids
+        .iter()
+        .map(|id| task(&offer, id, sh("echo $MESOS_EXECUTOR_ID"), 0.1, 64.0))
+        .collect();
+    fw.handle
+        .launch(
+            vec![offer.id.clone()],
+            tasks,
+            Some(Filters::refuse_seconds(0.0)),
+        )
+        .await?;
+    for id in &ids {
+        fw.wait_state(id, TaskState::Finished, true).await?;
+    }
+    fw.take_offer(|o| scalar(&o.resources, "cpus") == 8.0 && scalar(&o.resources, "mem") == 8192.0)
+        .await?;
+    let state = master.get_json("/state").await?;
+    let completed = state["frameworks"][0]["completed_tasks"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(completed, 40);
+    fw.handle.teardown().await?;
+    Ok(())
+}
