@@ -42,6 +42,9 @@ struct Args {
     /// Give up on a run when the sink makes no progress for this many seconds.
     #[arg(long, default_value_t = 20)]
     stall_secs: u64,
+    /// Key cardinality K (the workload fixes 100000; other values are for experiments).
+    #[arg(long, default_value_t = benchmark::DEFAULT_KEYS)]
+    keys: u64,
     /// Internal: run as the loopback reference receiver on this port.
     #[arg(long, hide = true)]
     loopback_receiver: Option<u16>,
@@ -76,10 +79,21 @@ fn start_etcd(bin: &Path) -> anyhow::Result<Etcd> {
     let child = Command::new(bin)
         .arg("--data-dir")
         .arg(dir.path().join("data"))
-        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+        .args([
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
         .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{p}")])
-        .args(["--initial-cluster", &format!("default=http://127.0.0.1:{p}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{p}"),
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("default=http://127.0.0.1:{p}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -195,6 +209,7 @@ fn run_once(
     etcd: &str,
     config: u32,
     n: u64,
+    keys: u64,
     rate: f64,
     run: usize,
     stall: Duration,
@@ -258,7 +273,7 @@ fn run_once(
             http_get(&e.metrics, "/readyz").is_some()
         })?;
     }
-    let mut gen_cfg = json!({"mode": "benchmark", "records": n, "keys": benchmark::DEFAULT_KEYS});
+    let mut gen_cfg = json!({"mode": "benchmark", "records": n, "keys": keys});
     if rate > 0.0 {
         gen_cfg["rate"] = json!(rate);
     }
@@ -301,6 +316,12 @@ fn run_once(
     for e in &execs {
         let u = read_proc(&e.proc.child.id().to_string());
         cpu += u.cpu_seconds.unwrap_or(0.0);
+        eprintln!(
+            "  {}: cpu {:.2} s, peak RSS {:.1} MB",
+            e.proc.name,
+            u.cpu_seconds.unwrap_or(0.0),
+            u.peak_rss_bytes.unwrap_or(0) as f64 / 1048576.0
+        );
         rss.push((
             e.proc.name.clone(),
             u.peak_rss_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0),
@@ -335,8 +356,16 @@ fn run_once(
     let t10 = v["t10Ns"].as_f64().unwrap_or(0.0);
     let t90 = v["t90Ns"].as_f64().unwrap_or(0.0);
     Ok(RunResult {
-        rate: if t100 > first { n as f64 / ((t100 - first) / 1e9) } else { 0.0 },
-        steady_rate: if t90 > t10 { 0.8 * n as f64 / ((t90 - t10) / 1e9) } else { 0.0 },
+        rate: if t100 > first {
+            n as f64 / ((t100 - first) / 1e9)
+        } else {
+            0.0
+        },
+        steady_rate: if t90 > t10 {
+            0.8 * n as f64 / ((t90 - t10) / 1e9)
+        } else {
+            0.0
+        },
         p50: ms(&v["overall"]["p50Ns"]),
         p99: ms(&v["overall"]["p99Ns"]),
         p999: ms(&v["overall"]["p999Ns"]),
@@ -464,7 +493,16 @@ fn main() -> anyhow::Result<()> {
         }
         let mut results = Vec::new();
         for run in 0..args.runs {
-            let r = run_once(&exe, &etcd.url, config, args.records, rate, run, stall)?;
+            let r = run_once(
+                &exe,
+                &etcd.url,
+                config,
+                args.records,
+                args.keys,
+                rate,
+                run,
+                stall,
+            )?;
             eprintln!("config {config} run {run}: {r:?}");
             results.push(r);
         }
@@ -510,7 +548,10 @@ fn main() -> anyhow::Result<()> {
                     .collect()
             })
             .unwrap_or_default();
-        eprintln!("config {config} peak RSS MB per executor (last run): {}", per_exec.join(", "));
+        eprintln!(
+            "config {config} peak RSS MB per executor (last run): {}",
+            per_exec.join(", ")
+        );
     }
     println!("{table}");
     if let Some(p) = args.out {

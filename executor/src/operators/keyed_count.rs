@@ -10,6 +10,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use concord_sdk::{Context, Metadata, Operator, OperatorError, Record};
 
 use super::{OUT, json, meta};
+use crate::router::partition::splitmix64;
 
 /// FNV-1a hasher: fast for the short keys counted here.
 #[derive(Default)]
@@ -36,27 +37,99 @@ impl Hasher for Fnv {
 /// Hash map with the FNV hasher.
 pub type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
+/// Longest key stored inline (no separate allocation, no pointer chase on lookup).
+const INLINE: usize = 15;
+
+/// A short key stored inside the hash table slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct InlineKey {
+    len: u8,
+    bytes: [u8; INLINE],
+}
+
+impl InlineKey {
+    #[inline]
+    fn new(key: &[u8]) -> Option<Self> {
+        if key.len() > INLINE {
+            return None;
+        }
+        let mut bytes = [0u8; INLINE];
+        bytes[..key.len()].copy_from_slice(key);
+        Some(Self {
+            len: key.len() as u8,
+            bytes,
+        })
+    }
+}
+
+impl std::hash::Hash for InlineKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let w = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&self.bytes[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(a)
+        };
+        let tail = {
+            let mut a = [0u8; 8];
+            a[..7].copy_from_slice(&self.bytes[8..15]);
+            a[7] = self.len;
+            u64::from_le_bytes(a)
+        };
+        let h = splitmix64(w(0) ^ splitmix64(tail));
+        state.write_u64(h);
+    }
+}
+
+/// Passes a pre-mixed `u64` through as the hash.
+#[derive(Default)]
+pub struct PremixedHasher(u64);
+
+impl Hasher for PremixedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = splitmix64(self.0 ^ u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 ^= v;
+    }
+}
+
 /// The `keyed-count` built-in.
 #[derive(Default)]
 pub struct KeyedCount {
     benchmark: bool,
     key_field: Option<String>,
-    counts: FnvMap<Box<[u8]>, u64>,
+    short: HashMap<InlineKey, u64, BuildHasherDefault<PremixedHasher>>,
+    long: FnvMap<Box<[u8]>, u64>,
 }
 
 impl KeyedCount {
+    #[inline]
     fn bump(&mut self, key: &[u8]) -> u64 {
-        if let Some(c) = self.counts.get_mut(key) {
+        if let Some(k) = InlineKey::new(key) {
+            let c = self.short.entry(k).or_insert(0);
             *c += 1;
             return *c;
         }
-        self.counts.insert(key.into(), 1);
+        if let Some(c) = self.long.get_mut(key) {
+            *c += 1;
+            return *c;
+        }
+        self.long.insert(key.into(), 1);
         1
     }
 
     /// Current count of a key.
     pub fn count(&self, key: &[u8]) -> u64 {
-        self.counts.get(key).copied().unwrap_or(0)
+        match InlineKey::new(key) {
+            Some(k) => self.short.get(&k).copied().unwrap_or(0),
+            None => self.long.get(key).copied().unwrap_or(0),
+        }
     }
 }
 

@@ -70,6 +70,8 @@ pub struct Router {
     settings: ConnSettings,
     linger: Duration,
     out: Vec<StreamStats>,
+    /// (pointer, length, index into `out`) of the stream named last.
+    last_stream: Option<(usize, usize, usize)>,
     no_route: u64,
     closing: Vec<JoinHandle<()>>,
     metrics: Arc<Metrics>,
@@ -85,6 +87,7 @@ impl Router {
             settings,
             linger,
             out: Vec::new(),
+            last_stream: None,
             no_route: 0,
             closing: Vec::new(),
             metrics,
@@ -169,17 +172,32 @@ impl Router {
         trace: Option<TraceContext>,
     ) {
         let size = (key.len() + value.len()) as u64;
-        match self.out.iter_mut().find(|s| s.name == stream) {
-            Some(s) => {
-                s.records += 1;
-                s.bytes += size;
+        // Fast path: the same stream as last time (usually a `&'static str`).
+        let hit = self
+            .last_stream
+            .filter(|(ptr, len, _)| *ptr == stream.as_ptr() as usize && *len == stream.len())
+            .map(|(_, _, i)| i);
+        let idx = match hit {
+            Some(i) => i,
+            None => {
+                let i = match self.out.iter().position(|s| s.name == stream) {
+                    Some(i) => i,
+                    None => {
+                        self.out.push(StreamStats {
+                            name: stream.to_owned(),
+                            records: 0,
+                            bytes: 0,
+                        });
+                        self.out.len() - 1
+                    }
+                };
+                self.last_stream = Some((stream.as_ptr() as usize, stream.len(), i));
+                i
             }
-            None => self.out.push(StreamStats {
-                name: stream.to_owned(),
-                records: 1,
-                bytes: size,
-            }),
-        }
+        };
+        let s = &mut self.out[idx];
+        s.records += 1;
+        s.bytes += size;
         if self.edges.is_empty() {
             self.no_route += 1;
             return;
