@@ -41,6 +41,12 @@ pub struct RunSpec {
     pub agent_endpoint: String,
     /// The agent's IP address.
     pub agent_ip: String,
+    /// TaskInfo.health_check.
+    pub health_check: Option<HealthCheck>,
+    /// The framework has TASK_KILLING_STATE.
+    pub killing_capable: bool,
+    /// TaskInfo.kill_policy's grace period, else 3 s (used by health-check kills).
+    pub task_grace: Duration,
     /// `slave(n)@ip:port`.
     pub agent_pid: String,
 }
@@ -179,6 +185,11 @@ pub async fn run(
         None,
     )));
 
+    let mut health_rx = match &spec.health_check {
+        Some(check) => crate::health::start(check.clone(), spec.sandbox.clone(), pspec.env.clone()),
+        None => mpsc::unbounded_channel().1,
+    };
+    let mut killed_by_health = false;
     let mut killed = false;
     let mut kill_started = Instant::now();
     let mut sigkill_at: Option<Instant> = None;
@@ -205,6 +216,29 @@ pub async fn run(
                 process::signal_group(pid, Signal::SIGTERM);
                 sigkill_at = Some(kill_started + req.grace);
             }
+            Some(event) = health_rx.recv(), if !killed => match event {
+                crate::health::HealthEvent::Healthy(healthy) => {
+                    let mut st = with_container(mk(
+                        TaskState::Running,
+                        TaskStatusSource::Executor,
+                        Some(TaskStatusReason::TaskHealthCheckStatusUpdated),
+                        None,
+                    ));
+                    st.healthy = Some(healthy);
+                    report(st);
+                }
+                crate::health::HealthEvent::Kill => {
+                    tracing::info!(task_id = %spec.task_id, "health check failed too often, killing task");
+                    killed = true;
+                    killed_by_health = true;
+                    kill_started = Instant::now();
+                    if spec.killing_capable {
+                        report(with_container(mk(TaskState::Killing, TaskStatusSource::Executor, None, None)));
+                    }
+                    process::signal_group(pid, Signal::SIGTERM);
+                    sigkill_at = Some(kill_started + spec.task_grace);
+                }
+            },
             () = tokio::time::sleep_until(deadline), if sigkill_at.is_some() => {
                 tracing::info!(task_id = %spec.task_id, pid, "grace period over, sending SIGKILL");
                 process::log_line(&spec.sandbox, "stdout", &format!("Process {pid} did not terminate, sending SIGKILL to process tree at {pid}"));
@@ -231,12 +265,12 @@ pub async fn run(
         TaskState::Failed
     };
     shared.lock().task_exited(&spec.framework_id, &spec.task_id);
-    report(with_container(mk(
-        state,
-        TaskStatusSource::Executor,
-        None,
-        Some(message),
-    )));
+    let mut last = with_container(mk(state, TaskStatusSource::Executor, None, Some(message)));
+    if killed_by_health {
+        last.healthy = Some(false);
+    }
+    drop(health_rx);
+    report(last);
 }
 
 fn prepare_sandbox(spec: &RunSpec) -> anyhow::Result<()> {

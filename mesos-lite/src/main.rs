@@ -3,6 +3,7 @@
 mod agent;
 mod fetcher;
 mod flags;
+mod health;
 mod http;
 mod master;
 mod persist;

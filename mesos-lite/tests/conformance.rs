@@ -1142,3 +1142,50 @@ async fn shutdown_of_a_command_executor_kills_its_task() -> TestResult {
     fw.handle.teardown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn command_health_check_reports_health_and_kills_after_failures() -> TestResult {
+    let master = Master::start()?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("health"), &[KILLING], 0.0)).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    let id = unique("checked");
+    let mut t = task(
+        &offer,
+        &id,
+        sh("touch ok; sleep 2; rm ok; exec sleep 300"),
+        0.1,
+        32.0,
+    );
+    t.health_check = Some(HealthCheck {
+        r#type: Some(HealthCheckType::Command),
+        command: Some(sh("test -f \"$MESOS_SANDBOX/ok\"")),
+        delay_seconds: 0.0,
+        interval_seconds: 0.3,
+        timeout_seconds: 5.0,
+        consecutive_failures: 2,
+        grace_period_seconds: 0.0,
+        ..HealthCheck::default()
+    });
+    fw.handle
+        .launch(vec![offer.id.clone()], vec![t], None)
+        .await?;
+    let healthy = fw
+        .wait_update(&id, "healthy", |s| {
+            s.state == TaskState::Running && s.healthy == Some(true)
+        })
+        .await?;
+    assert_eq!(
+        healthy.reason,
+        Some(TaskStatusReason::TaskHealthCheckStatusUpdated)
+    );
+    fw.wait_update(&id, "unhealthy", |s| {
+        s.state == TaskState::Running && s.healthy == Some(false)
+    })
+    .await?;
+    let killed = fw
+        .wait_update(&id, "killed", |s| s.state == TaskState::Killed)
+        .await?;
+    assert_eq!(killed.healthy, Some(false));
+    fw.handle.teardown().await?;
+    Ok(())
+}

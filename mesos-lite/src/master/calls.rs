@@ -609,6 +609,15 @@ impl Master {
             checkpoint: fw.info.checkpoint,
             agent_endpoint: self.config.endpoint(),
             agent_ip: self.config.ip.to_string(),
+            health_check: task.health_check.clone(),
+            killing_capable: fw
+                .info
+                .has_capability(&FrameworkCapabilityType::TaskKillingState),
+            task_grace: task
+                .kill_policy
+                .as_ref()
+                .and_then(|k| k.grace_period)
+                .map_or(self.config.default_kill_grace_period, |g| g.to_duration()),
             agent_pid: format!("{}@{}", self.agents[agent].process, self.config.endpoint()),
         };
         tracing::info!(framework_id, task_id = %task_id, agent_id = %agent_id, sandbox = %sandbox.display(), "launching task");

@@ -440,6 +440,36 @@ impl Fw {
 }
 
 impl Fw {
+    /// Waits for an update of `task` matching `pred`, acknowledging every update of
+    /// that task on the way.
+    pub async fn wait_update<F>(
+        &mut self,
+        task: &str,
+        what: &str,
+        mut pred: F,
+    ) -> Result<TaskStatus, Box<dyn std::error::Error + Send + Sync>>
+    where
+        F: FnMut(&TaskStatus) -> bool,
+    {
+        let deadline = Instant::now() + WAIT;
+        let mut checked = 0;
+        loop {
+            while checked < self.updates.len() {
+                let st = self.updates[checked].clone();
+                checked += 1;
+                if st.task_id.value == task {
+                    self.ack(&st).await?;
+                    if pred(&st) {
+                        return Ok(st);
+                    }
+                }
+            }
+            if let Err(e) = self.next_event(deadline).await {
+                return Err(fail(format!("{what}: {e}")));
+            }
+        }
+    }
+
     /// Acknowledges an update (once).
     pub async fn ack(&mut self, st: &TaskStatus) -> TestResult {
         if let Some(u) = &st.uuid
