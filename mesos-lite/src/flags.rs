@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::Parser;
 
 const AFTER_HELP: &str = "\
-Agents: every agent (`--agents N`) gets its own id `<master id>-S<n>`, its own libprocess \
-identity `slave(<n>)@<ip>:<port>` and its own copy of `--resources`. Scalars (cpus, mem, disk) \
+Agents: every agent (`--agents N`) gets its own id `<master id>-S<n>` (n from 0), its own \
+libprocess identity `slave(<n+1>)@<ip>:<port>` and its own copy of `--resources`. Scalars (cpus, mem, disk) \
 are copied as given; the `ports` ranges are split into N disjoint, contiguous shares so no two \
 agents offer the same port. Like `mesos-local`, all agents share the master's IP and port: their \
 endpoints (`/files/...`, `/slave(<n>)/state`) are served on the master's port.
@@ -29,7 +29,8 @@ pub struct Flags {
     #[arg(long, default_value_t = 5050, env = "MESOS_PORT")]
     pub port: u16,
 
-    /// Hostname advertised for the master and agents (default: the --ip address).
+    /// Hostname advertised for the master and agents (default: the --ip address, or the
+    /// machine's hostname when --ip is 0.0.0.0).
     #[arg(long, env = "MESOS_HOSTNAME")]
     pub hostname: Option<String>,
 
@@ -71,9 +72,21 @@ pub struct Flags {
 }
 
 impl Flags {
-    /// The hostname to advertise.
+    /// The hostname to advertise: `--hostname`, else the `--ip` address, else (for a
+    /// wildcard `--ip`) the machine's hostname.
     pub fn advertised_hostname(&self) -> String {
-        self.hostname.clone().unwrap_or_else(|| self.ip.to_string())
+        if let Some(h) = self.hostname.clone().filter(|h| !h.is_empty()) {
+            return h;
+        }
+        if self.ip.is_unspecified() {
+            if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+                let h = h.trim();
+                if !h.is_empty() {
+                    return h.to_string();
+                }
+            }
+        }
+        self.ip.to_string()
     }
 
     /// The work directory, defaulted.
