@@ -21,7 +21,11 @@ use crate::master::Shared;
 
 /// The router: one fallback that dispatches on the normalised path.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(dispatch).with_state(shared)
+    // Calls can be large (an ACCEPT launching many tasks); axum's 2 MB default is not Mesos'.
+    Router::new()
+        .fallback(dispatch)
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+        .with_state(shared)
 }
 
 type Params = std::collections::HashMap<String, String>;

@@ -591,10 +591,8 @@ impl Master {
                 .join("tasks")
                 .join(&task_id),
         };
-        let command = match group_executor {
-            None => task.command.clone().unwrap_or_default(),
-            Some(_) => task.command.clone().unwrap_or_default(),
-        };
+        // Command tasks and task-group tasks alike run their TaskInfo.command.
+        let command = task.command.clone().unwrap_or_default();
         let (kill_tx, kill_rx) = mpsc::unbounded_channel();
         let spec = RunSpec {
             framework_id: framework_id.to_string(),
@@ -695,10 +693,6 @@ impl Master {
     /// KILL.
     pub fn kill(&mut self, framework_id: &str, kill: Kill) {
         let grace_default = self.config.default_kill_grace_period;
-        let known_agent = kill
-            .agent_id
-            .as_ref()
-            .and_then(|a| self.agent_index(&a.value));
         let Some(fw) = self.frameworks.get(framework_id) else {
             return;
         };
@@ -734,7 +728,6 @@ impl Master {
             }
             None => {
                 // An unknown task gets an explicit reconciliation.
-                let _ = known_agent;
                 self.reconcile(
                     framework_id,
                     vec![ReconcileTask {
