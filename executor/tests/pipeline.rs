@@ -39,7 +39,6 @@ fn pipeline_scales_a_downstream_live_without_loss_on_the_untouched_path() {
     let etcd = Etcd::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let total: u64 = 12_000;
     let out = d.join("untouched.txt");
 
     // Untouched path: gen -> map -> sink(file). Scaled path: gen -> count (key) x1..2.
@@ -72,7 +71,7 @@ fn pipeline_scales_a_downstream_live_without_loss_on_the_untouched_path() {
     );
     let count0 = start(&etcd, d, "count", 0, count_spec.clone());
     count0.wait_ready();
-    let gen_exec = start(
+    let mut gen_exec = start(
         &etcd,
         d,
         "gen",
@@ -80,7 +79,7 @@ fn pipeline_scales_a_downstream_live_without_loss_on_the_untouched_path() {
         builtin(
             "generator",
             "gen",
-            json!({"mode": "random", "rate": 3000, "records": total, "keys": 500}),
+            json!({"mode": "random", "rate": 3000, "keys": 500}),
             json!([]),
         ),
     );
@@ -117,7 +116,23 @@ fn pipeline_scales_a_downstream_live_without_loss_on_the_untouched_path() {
         etcd.get_prefix(key_prefix).is_empty()
     });
 
-    // The untouched path got every record, and nothing was dropped on it.
+    // Stop the source (it flushes on SIGTERM and logs how many records it produced):
+    // the untouched path got every one of them, and nothing was dropped on it.
+    assert!(gen_exec.terminate().expect("gen exits").success());
+    let total: u64 = gen_exec
+        .log_text()
+        .lines()
+        .find(|l| l.contains("generator stopped"))
+        .and_then(|l| l.rsplit("records=").next())
+        .and_then(|v| {
+            v.chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .ok()
+        })
+        .expect("generator stopped records=N");
+    assert!(total > 1000, "{total}");
     wait_for("all records at the sink", Duration::from_secs(30), || {
         lines(&out) as u64 >= total
     });

@@ -204,16 +204,29 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-fn run_once(
-    exe: &Path,
-    etcd: &str,
+/// One benchmark run's parameters.
+struct RunParams<'a> {
+    exe: &'a Path,
+    etcd: &'a str,
     config: u32,
     n: u64,
     keys: u64,
     rate: f64,
     run: usize,
     stall: Duration,
-) -> anyhow::Result<RunResult> {
+}
+
+fn run_once(p: &RunParams<'_>) -> anyhow::Result<RunResult> {
+    let RunParams {
+        exe,
+        etcd,
+        config,
+        n,
+        keys,
+        rate,
+        run,
+        stall,
+    } = *p;
     let dir = tempfile::tempdir()?;
     let report = dir.path().join("report.json");
     let topo = format!("bench-c{config}-r{run}");
@@ -493,16 +506,16 @@ fn main() -> anyhow::Result<()> {
         }
         let mut results = Vec::new();
         for run in 0..args.runs {
-            let r = run_once(
-                &exe,
-                &etcd.url,
+            let r = run_once(&RunParams {
+                exe: &exe,
+                etcd: &etcd.url,
                 config,
-                args.records,
-                args.keys,
+                n: args.records,
+                keys: args.keys,
                 rate,
                 run,
                 stall,
-            )?;
+            })?;
             eprintln!("config {config} run {run}: {r:?}");
             results.push(r);
         }

@@ -149,6 +149,10 @@ impl Operator for Generator {
         Ok(())
     }
 
+    fn destroy(&mut self) {
+        tracing::info!(records = self.emitted, "generator stopped");
+    }
+
     fn process_timer(
         &mut self,
         ctx: &mut Context<'_>,
