@@ -200,6 +200,11 @@ fn benchmark_map_and_count() {
         kc.process_record(&mut ctx, Record::new(k.clone(), v.clone(), 1))
             .expect("count");
     }
+    // Benchmark mode counts a batch at a time: output appears at the end of the batch.
+    let mut ctx = Context::new(&mut em2, &c, 0);
+    kc.end_of_batch(&mut ctx).expect("end of batch");
+    assert_eq!(em2.out.len(), 2);
+    assert_eq!(em2.out[1].2, 1, "event time kept");
     let (_, out, _) = &em2.out[1];
     assert_eq!(out.len(), 16);
     assert_eq!(benchmark::timestamp(out), Some(77));

@@ -9,8 +9,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use concord_sdk::{Context, Metadata, Operator, OperatorError, Record};
 
+use super::count_table::{CountTable, MAX_KEY};
 use super::{OUT, json, meta};
-use crate::router::partition::splitmix64;
 
 /// FNV-1a hasher: fast for the short keys counted here.
 #[derive(Default)]
@@ -37,84 +37,26 @@ impl Hasher for Fnv {
 /// Hash map with the FNV hasher.
 pub type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
-/// Longest key stored inline (no separate allocation, no pointer chase on lookup).
-const INLINE: usize = 15;
-
-/// A short key stored inside the hash table slot.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct InlineKey {
-    len: u8,
-    bytes: [u8; INLINE],
-}
-
-impl InlineKey {
-    #[inline]
-    fn new(key: &[u8]) -> Option<Self> {
-        if key.len() > INLINE {
-            return None;
-        }
-        let mut bytes = [0u8; INLINE];
-        bytes[..key.len()].copy_from_slice(key);
-        Some(Self {
-            len: key.len() as u8,
-            bytes,
-        })
-    }
-}
-
-impl std::hash::Hash for InlineKey {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let w = |i: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&self.bytes[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(a)
-        };
-        let tail = {
-            let mut a = [0u8; 8];
-            a[..7].copy_from_slice(&self.bytes[8..15]);
-            a[7] = self.len;
-            u64::from_le_bytes(a)
-        };
-        let h = splitmix64(w(0) ^ splitmix64(tail));
-        state.write_u64(h);
-    }
-}
-
-/// Passes a pre-mixed `u64` through as the hash.
-#[derive(Default)]
-pub struct PremixedHasher(u64);
-
-impl Hasher for PremixedHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = splitmix64(self.0 ^ u64::from(*b));
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 ^= v;
-    }
-}
-
 /// The `keyed-count` built-in.
 #[derive(Default)]
 pub struct KeyedCount {
     benchmark: bool,
     key_field: Option<String>,
-    short: HashMap<InlineKey, u64, BuildHasherDefault<PremixedHasher>>,
+    short: CountTable,
     long: FnvMap<Box<[u8]>, u64>,
+    /// Benchmark-mode records waiting to be counted as one batch.
+    pending: Vec<Record>,
+    counts: Vec<u64>,
 }
+
+/// Records batched before counting (benchmark mode).
+const PENDING: usize = 256;
 
 impl KeyedCount {
     #[inline]
     fn bump(&mut self, key: &[u8]) -> u64 {
-        if let Some(k) = InlineKey::new(key) {
-            let c = self.short.entry(k).or_insert(0);
-            *c += 1;
-            return *c;
+        if key.len() <= MAX_KEY {
+            return self.short.bump(key);
         }
         if let Some(c) = self.long.get_mut(key) {
             *c += 1;
@@ -126,11 +68,37 @@ impl KeyedCount {
 
     /// Current count of a key.
     pub fn count(&self, key: &[u8]) -> u64 {
-        match InlineKey::new(key) {
-            Some(k) => self.short.get(&k).copied().unwrap_or(0),
-            None => self.long.get(key).copied().unwrap_or(0),
+        if key.len() <= MAX_KEY {
+            self.short.get(key)
+        } else {
+            self.long.get(key).copied().unwrap_or(0)
         }
     }
+
+    /// Counts the pending benchmark records as one batch and emits their results.
+    fn flush_pending(&mut self, ctx: &mut Context<'_>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let keys: Vec<&[u8]> = self.pending.iter().map(|r| &r.key[..]).collect();
+        self.counts.clear();
+        self.short.bump_batch(&keys, &mut self.counts);
+        for (r, n) in self.pending.iter().zip(&self.counts) {
+            ctx.produce_at(OUT, &r.key, benchmark_value(&r.value, *n), r.event_time);
+        }
+        self.pending.clear();
+    }
+}
+
+/// `timestamp ++ count` (the timestamp is the first 8 bytes of the input value).
+#[inline]
+fn benchmark_value(value: &[u8], n: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    if let Some(ts) = value.get(0..8) {
+        out[0..8].copy_from_slice(ts);
+    }
+    out[8..16].copy_from_slice(&n.to_be_bytes());
+    out
 }
 
 impl Operator for KeyedCount {
@@ -138,7 +106,15 @@ impl Operator for KeyedCount {
         meta("keyed-count", true)
     }
 
+    fn end_of_batch(&mut self, ctx: &mut Context<'_>) -> Result<(), OperatorError> {
+        self.flush_pending(ctx);
+        Ok(())
+    }
+
     fn init(&mut self, ctx: &mut Context<'_>) -> Result<(), OperatorError> {
+        if let Some(keys) = ctx.config().u64("expectedKeys")? {
+            self.short = CountTable::with_capacity(keys as usize);
+        }
         self.benchmark = ctx.config().str("mode")?.as_deref() == Some("benchmark");
         self.key_field = ctx.config().str("keyField")?;
         Ok(())
@@ -150,15 +126,21 @@ impl Operator for KeyedCount {
         record: Record,
     ) -> Result<(), OperatorError> {
         if self.benchmark {
+            if record.value.len() < 8 {
+                return Err(OperatorError::msg("benchmark value shorter than 8 bytes"));
+            }
+            if record.trace.is_none() && record.key.len() <= MAX_KEY {
+                self.pending.push(record);
+                if self.pending.len() >= PENDING {
+                    self.flush_pending(ctx);
+                }
+                return Ok(());
+            }
+            // Traced (or long-keyed) records are counted in place, after what is pending,
+            // so that they keep their trace context and per-key order holds.
+            self.flush_pending(ctx);
             let n = self.bump(&record.key);
-            let mut out = [0u8; 16];
-            let ts = record
-                .value
-                .get(0..8)
-                .ok_or_else(|| OperatorError::msg("benchmark value shorter than 8 bytes"))?;
-            out[0..8].copy_from_slice(ts);
-            out[8..16].copy_from_slice(&n.to_be_bytes());
-            ctx.produce(OUT, &record.key, out);
+            ctx.produce(OUT, &record.key, benchmark_value(&record.value, n));
             return Ok(());
         }
         let key: Vec<u8> = match &self.key_field {

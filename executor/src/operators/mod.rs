@@ -1,6 +1,7 @@
 //! Built-in operators and the process-operator adapter.
 
 pub mod benchmark;
+pub mod count_table;
 pub mod filter;
 pub mod generator;
 pub mod json;
