@@ -127,6 +127,19 @@ impl Client {
         self.json(resp).await
     }
 
+    /// Re-applies the last spec that became Ready.
+    pub async fn rollback(&self, ns: &str, name: &str) -> Result<ApplyResponse, ClientError> {
+        let url = format!("{}/rollback", self.item(ns, name));
+        let resp = self.send(self.http.post(url)).await?;
+        self.json(resp).await
+    }
+
+    /// Kills one task; the controller replaces it.
+    pub async fn kill(&self, ns: &str, name: &str, task: &str) -> Result<(), ClientError> {
+        let url = format!("{}/tasks/{task}/kill", self.item(ns, name));
+        self.send(self.http.post(url)).await.map(|_| ())
+    }
+
     /// Requests deletion.
     pub async fn delete(&self, ns: &str, name: &str) -> Result<Topology, ClientError> {
         let resp = self.send(self.http.delete(self.item(ns, name))).await?;

@@ -51,6 +51,36 @@ enum Command {
     },
     /// Delete a topology: its tasks are stopped, then it is removed.
     Delete(DeleteArgs),
+    /// Watch or undo a rollout.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Kill one task (the controller replaces it), e.g. to test recovery.
+    Kill {
+        /// Task ID as shown by `concord describe topology NAME`.
+        task_id: String,
+    },
+    /// Change one operator's number of instances.
+    Scale {
+        #[arg(value_parser = ["topology", "topo"])]
+        kind: String,
+        name: String,
+        #[arg(long)]
+        operator: String,
+        #[arg(long)]
+        instances: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RolloutCommand {
+    /// Wait until the latest generation is observed and Ready (exit 1 on Degraded or timeout).
+    Status {
+        name: String,
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Re-apply the spec of the last generation that became Ready.
+    Undo { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +239,19 @@ async fn run(client: &Client, namespace: &str, command: Command) -> Result<u8, F
             commands::get::run(client, ns, args.name.as_deref(), args.output, args.watch).await
         }
         Command::Describe { name, .. } => commands::describe::run(client, namespace, &name).await,
+        Command::Rollout(RolloutCommand::Status { name, timeout }) => {
+            commands::rollout::status(client, namespace, &name, timeout).await
+        }
+        Command::Rollout(RolloutCommand::Undo { name }) => {
+            commands::rollout::undo(client, namespace, &name).await
+        }
+        Command::Kill { task_id } => commands::kill::run(client, &task_id).await,
+        Command::Scale {
+            name,
+            operator,
+            instances,
+            ..
+        } => commands::scale::run(client, namespace, &name, &operator, instances).await,
         Command::Delete(args) => {
             commands::delete::run(
                 client,

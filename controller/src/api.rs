@@ -36,6 +36,8 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// Extra readiness checks (e.g. Mesos subscription), reported by `/readyz`.
     pub readiness: crate::readiness::Readiness,
+    /// Channel to the reconciler; `None` when this controller does not schedule.
+    pub commands: Option<tokio::sync::mpsc::Sender<crate::reconcile::Command>>,
 }
 
 /// Builds the router.
@@ -47,6 +49,14 @@ pub fn router(state: ApiState) -> Router {
         .route(
             &format!("{topologies}/{{name}}"),
             get(get_one).put(apply_named).delete(delete_one),
+        )
+        .route(
+            &format!("{topologies}/{{name}}/rollback"),
+            axum::routing::post(rollback),
+        )
+        .route(
+            &format!("{topologies}/{{name}}/tasks/{{task}}/kill"),
+            axum::routing::post(kill_task),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -497,4 +507,86 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 
 async fn schema() -> Response {
     Json(concord_schemas::topology_json_schema()).into_response()
+}
+
+/// `POST .../topologies/<name>/rollback`: re-applies the spec of the last generation that
+/// became Ready, through the normal apply path (a new generation).
+async fn rollback(
+    State(state): State<ApiState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let stable = state.store.get_stable(&ns, &name).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("topology {ns}/{name} has no stable generation yet (it never became Ready)"),
+        )
+    })?;
+    let current = state.store.get(&ns, &name).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("topology {ns}/{name} not found"),
+        )
+    })?;
+    let mut next = current.topology.clone();
+    next.spec = stable.spec;
+    next.metadata.resource_version = Some(current.mod_revision.to_string());
+    let plan = concord_schemas::plan(Some(&current.topology.spec), &next.spec);
+    let (outcome, object) = state.store.apply(next).await?;
+    tracing::info!(namespace = %ns, %name, %outcome, "rolled back to the last stable spec");
+    Ok(Json(ApplyResponse {
+        outcome,
+        dry_run: false,
+        plan,
+        object,
+    })
+    .into_response())
+}
+
+/// `POST .../topologies/<name>/tasks/<task>/kill`: kills one task; the reconciler
+/// replaces it like any other lost instance.
+async fn kill_task(
+    State(state): State<ApiState>,
+    Path((ns, name, task)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let belongs = crate::reconcile::identity::TaskName::parse(&task)
+        .is_some_and(|t| t.namespace == ns && t.topology == name);
+    if !belongs {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{task} is not a task of topology {ns}/{name}"),
+        ));
+    }
+    let Some(commands) = &state.commands else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "this controller does not schedule tasks (started with --no-scheduler)",
+        ));
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the reconciler is not running",
+        )
+    };
+    commands
+        .send(crate::reconcile::Command::Kill {
+            task_id: task.clone(),
+            reply,
+        })
+        .await
+        .map_err(|_| unavailable())?;
+    match answer.await.map_err(|_| unavailable())? {
+        Ok(()) => Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"killed": task})),
+        )
+            .into_response()),
+        Err(message) => Err(ApiError::new(StatusCode::NOT_FOUND, "NotFound", message)),
+    }
 }

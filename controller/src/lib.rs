@@ -45,16 +45,19 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
     let store = Store::connect(&config.etcd_endpoints, &config.etcd_prefix).await?;
+    let (command_tx, command_rx) = tokio::sync::mpsc::channel(64);
     let state = ApiState {
         store: store.clone(),
         metrics: metrics::Metrics::new(),
         readiness: readiness::Readiness::default(),
+        commands: config.reconciler.is_some().then_some(command_tx),
     };
     if let Some(reconciler) = config.reconciler.clone() {
         tokio::spawn(reconcile::run(
             store.clone(),
             reconciler,
             state.readiness.clone(),
+            command_rx,
         ));
     }
     let listener =

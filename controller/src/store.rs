@@ -127,6 +127,22 @@ impl Store {
         }
     }
 
+    /// `<prefix>/stable/<ns>/<name>`: the spec of the last generation that became Ready.
+    pub fn stable_key(&self, ns: &str, name: &str) -> String {
+        format!("{}/stable/{ns}/{name}", self.prefix)
+    }
+
+    /// The last stable spec, recorded by the reconciler.
+    pub async fn get_stable(&self, ns: &str, name: &str) -> Result<Option<Topology>, StoreError> {
+        let key = self.stable_key(ns, name);
+        let mut client = self.client.clone();
+        let resp = client.get(key.as_str(), None).await?;
+        resp.kvs()
+            .first()
+            .map(|kv| decode_spec(kv).map(|s| s.topology))
+            .transpose()
+    }
+
     /// Checks that etcd answers.
     pub async fn ping(&self) -> Result<i64, StoreError> {
         let mut client = self.client.clone();

@@ -64,6 +64,8 @@ pub struct Process {
     name: String,
     child: Child,
     log: PathBuf,
+    /// SIGTERM grace on drop; `None` kills outright.
+    drop_grace: Option<Duration>,
 }
 
 impl Process {
@@ -79,7 +81,15 @@ impl Process {
             name: name.to_owned(),
             child,
             log,
+            drop_grace: None,
         }
+    }
+
+    /// On drop, send SIGTERM and wait up to `grace` before SIGKILL: for processes that
+    /// must clean up after themselves (mesos-lite stops its tasks).
+    pub fn graceful_drop(mut self, grace: Duration) -> Self {
+        self.drop_grace = Some(grace);
+        self
     }
 
     /// The OS process id.
@@ -102,7 +112,7 @@ impl Process {
         if self.exited() {
             return;
         }
-        // SAFETY-free: plain `kill` on our own child's pid.
+        // Our own child, by PID.
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.pid().to_string())
@@ -126,7 +136,10 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        self.kill();
+        match self.drop_grace {
+            Some(grace) => self.terminate(grace),
+            None => self.kill(),
+        }
         if std::thread::panicking() {
             eprintln!(
                 "----- {} log ({}) -----\n{}",
@@ -374,6 +387,7 @@ fn spawn_mesos_lite(dir: &Path, port: u16, agents: u32, resources: &str) -> Proc
     // A new log per start, so a restart keeps the earlier one for post-mortems.
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     Process::spawn("mesos-lite", cmd, dir.join(format!("mesos-lite-{n}.log")))
+        .graceful_drop(Duration::from_secs(10))
 }
 
 impl Controller {

@@ -36,10 +36,12 @@ spec:
     )
 }
 
+/// Fields drop in order: the controller first, then mesos-lite (which stops its
+/// tasks), then etcd.
 struct Stack {
-    etcd: Etcd,
-    mesos: MesosLite,
     controller: Controller,
+    mesos: MesosLite,
+    etcd: Etcd,
     dir: tempfile::TempDir,
 }
 
@@ -396,4 +398,125 @@ async fn a_topology_that_cannot_fit_reports_insufficient_resources_and_leaves_ot
             "{id} of the other topology was touched"
         );
     }
+}
+
+#[tokio::test]
+async fn cli_scale_kill_rollout_status_and_undo() {
+    let s = Stack::start().await;
+    s.apply(&pipeline("ops", 2, "good", 1, 0));
+    let out = concord(
+        &s.controller.url,
+        &["rollout", "status", "ops", "--timeout", "60s"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("successfully rolled out (generation 1)")
+    );
+
+    // scale edits the stored spec; only count changes.
+    let out = concord(
+        &s.controller.url,
+        &[
+            "scale",
+            "topology",
+            "ops",
+            "--operator",
+            "count",
+            "--instances",
+            "3",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("count: 2 -> 3"));
+    let t = s.controller.wait_ready("ops", READY_TIMEOUT).await;
+    assert_eq!(operator_tasks(&t, "count").len(), 3);
+    let out = concord(
+        &s.controller.url,
+        &[
+            "scale",
+            "topology",
+            "ops",
+            "--operator",
+            "nope",
+            "--instances",
+            "3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    // kill replaces exactly that task.
+    let victim = operator_tasks(&t, "count")
+        .into_iter()
+        .next()
+        .expect("task");
+    let out = concord(&s.controller.url, &["kill", &victim]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = wait_for(READY_TIMEOUT, "the killed task to be replaced", || async {
+        let t = s.controller.topology("ops").await?;
+        let tasks = operator_tasks(&t, "count");
+        (tasks.len() == 3 && !tasks.contains(&victim)).then_some(t)
+    })
+    .await;
+    assert!(operator_tasks(&t, "gen").len() == 1);
+    assert_eq!(
+        concord(&s.controller.url, &["kill", "not-a-task"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // A broken template crash-loops: rollout status fails, the old tasks keep serving
+    // (maxUnavailable 0), and undo brings back the last Ready spec.
+    let broken = pipeline("ops", 3, "good", 1, 0).replace(
+        "runtime: {builtin: {name: keyed-count}}",
+        "runtime: {process: {command: /bin/false}}",
+    );
+    s.apply(&broken);
+    let out = concord(
+        &s.controller.url,
+        &["rollout", "status", "ops", "--timeout", "60s"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CrashLoopBackOff"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        pids_of(&s.mesos, "count").await.len() >= 3,
+        "old tasks keep running during a failed rollout"
+    );
+    let out = concord(&s.controller.url, &["rollout", "undo", "ops"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = concord(
+        &s.controller.url,
+        &["rollout", "status", "ops", "--timeout", "60s"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = s.controller.topology("ops").await.expect("ops");
+    let count = t.operator("count").expect("count");
+    assert!(
+        matches!(count.runtime, concord_schemas::Runtime::Builtin(_)),
+        "undo restored the builtin runtime"
+    );
 }

@@ -5,3 +5,6 @@ pub mod delete;
 pub mod describe;
 pub mod diff;
 pub mod get;
+pub mod kill;
+pub mod rollout;
+pub mod scale;

@@ -85,8 +85,23 @@ async fn load_framework_id(store: &Store) -> Option<FrameworkId> {
     }
 }
 
+/// Requests from the API to the reconciler.
+#[derive(Debug)]
+pub enum Command {
+    /// Kill one task now; the reconciler replaces it.
+    Kill {
+        task_id: String,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+}
+
 /// Runs the reconciler until the process ends.
-pub async fn run(store: Store, config: ReconcilerConfig, readiness: Readiness) {
+pub async fn run(
+    store: Store,
+    config: ReconcilerConfig,
+    readiness: Readiness,
+    mut commands: mpsc::Receiver<Command>,
+) {
     readiness.set("mesos", Err("not subscribed yet".into()));
     let framework_id = load_framework_id(&store).await;
     let mut info = FrameworkInfo::new("root", config.framework_name.clone());
@@ -156,6 +171,7 @@ pub async fn run(store: Store, config: ReconcilerConfig, readiness: Readiness) {
                 }
             },
             Some(fb) = feedback_rx.recv() => r.on_feedback(fb),
+            Some(cmd) = commands.recv() => r.on_command(cmd),
             _ = sleep_until(next_timer) => r.fire_timers(),
             _ = resync.tick() => r.resync(),
             _ = implicit.tick() => r.implicit_reconcile(),

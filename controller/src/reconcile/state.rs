@@ -362,6 +362,32 @@ impl Reconciler {
         }
     }
 
+    pub fn on_command(&mut self, cmd: super::Command) {
+        match cmd {
+            super::Command::Kill { task_id, reply } => {
+                let result = match self.tasks.get(&task_id) {
+                    None => Err(format!(
+                        "task {task_id} is not running under this controller"
+                    )),
+                    Some(rec) => {
+                        let key = rec.name.topology_key();
+                        let op = rec.name.operator.clone();
+                        self.kill(&task_id);
+                        self.event(
+                            &key,
+                            Some(&op),
+                            "Killed",
+                            format!("task {task_id} killed on request; it will be replaced"),
+                        );
+                        self.dirty.insert(key);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
     /// Keys whose timers are due become dirty.
     pub fn fire_timers(&mut self) {
         let now = Instant::now();
