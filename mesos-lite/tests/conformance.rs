@@ -234,7 +234,9 @@ async fn offers_shrink_after_launch_and_grow_back() -> TestResult {
     fw.wait_state(&id, TaskState::Killing, true).await?;
     fw.wait_state(&id, TaskState::Killed, true).await?;
     let back = fw
-        .take_offer(|o| o.agent_id == agent && scalar(&o.resources, "cpus") >= cpus - 0.001)
+        .take_offer_declining(|o| {
+            o.agent_id == agent && scalar(&o.resources, "cpus") >= cpus - 0.001
+        })
         .await?;
     assert!((scalar(&back.resources, "mem") - mem).abs() < 0.001);
     fw.handle.teardown().await?;

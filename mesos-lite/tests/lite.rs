@@ -280,19 +280,30 @@ async fn launch_group_runs_every_task() -> TestResult {
     };
     let a = unique("ga");
     let b = unique("gb");
-    let mut ta = task(&offer, &a, sh("echo a"), 0.1, 32.0);
-    let mut tb = task(&offer, &b, sh("echo b"), 0.1, 32.0);
-    ta.command = Some(sh("echo a"));
-    tb.command = Some(sh("echo b"));
+    let ta = task(&offer, &a, sh("echo a"), 0.1, 32.0);
+    let tb = task(&offer, &b, sh("exec sleep 300"), 0.1, 32.0);
+    let full = scalar(&offer.resources, "cpus");
     fw.handle
         .accept(
             vec![offer.id.clone()],
             vec![Operation::launch_group(executor, vec![ta, tb])],
-            None,
+            Some(Filters::refuse_seconds(0.0)),
         )
         .await?;
     fw.wait_state(&a, TaskState::Finished, true).await?;
-    fw.wait_state(&b, TaskState::Finished, true).await?;
+    fw.wait_state(&b, TaskState::Running, true).await?;
+    // Task b and the group's executor are still charged once a is done.
+    let partial = fw
+        .take_offer_declining(|o| (scalar(&o.resources, "cpus") - (full - 0.2)).abs() < 0.001)
+        .await?;
+    fw.handle
+        .decline(vec![partial.id], Some(Filters::refuse_seconds(0.0)))
+        .await?;
+    fw.handle.kill(TaskId::new(b.clone()), None, None).await?;
+    fw.wait_state(&b, TaskState::Killed, true).await?;
+    // All of it comes back when the last task of the group is gone.
+    fw.take_offer_declining(|o| (scalar(&o.resources, "cpus") - full).abs() < 0.001)
+        .await?;
     fw.handle.teardown().await?;
     Ok(())
 }
@@ -550,8 +561,12 @@ async fn many_tasks_in_one_accept_all_finish_and_resources_return() -> TestResul
     for id in &ids {
         fw.wait_state(id, TaskState::Finished, true).await?;
     }
-    fw.take_offer(|o| scalar(&o.resources, "cpus") == 8.0 && scalar(&o.resources, "mem") == 8192.0)
-        .await?;
+    // Partial offers made while tasks were finishing are declined until the agent's
+    // whole capacity comes back in one offer.
+    fw.take_offer_declining(|o| {
+        scalar(&o.resources, "cpus") == 8.0 && scalar(&o.resources, "mem") == 8192.0
+    })
+    .await?;
     let state = master.get_json("/state").await?;
     let completed = state["frameworks"][0]["completed_tasks"]
         .as_array()

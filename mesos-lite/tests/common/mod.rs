@@ -279,7 +279,11 @@ impl Fw {
         };
         let deadline = Instant::now() + WAIT;
         loop {
-            match fw.next_event(deadline).await? {
+            let event = fw
+                .next_event(deadline)
+                .await
+                .map_err(|e| fail(format!("waiting for SUBSCRIBED: {e}")))?;
+            match event {
                 SchedulerEvent::Subscribed { framework_id, .. } => {
                     fw.framework_id = framework_id;
                     return Ok(fw);
@@ -351,6 +355,32 @@ impl Fw {
             match self.next_event(deadline).await {
                 Ok(_) => {}
                 Err(e) => return Err(fail(format!("waiting for an offer: {e}"))),
+            }
+        }
+    }
+
+    /// Takes the first offer matching `pred`, declining (without a filter) every other
+    /// offer on the way, so resources held in partial offers come back merged.
+    pub async fn take_offer_declining<F>(
+        &mut self,
+        mut pred: F,
+    ) -> Result<Offer, Box<dyn std::error::Error + Send + Sync>>
+    where
+        F: FnMut(&Offer) -> bool,
+    {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(i) = self.offers.iter().position(&mut pred) {
+                return Ok(self.offers.remove(i));
+            }
+            let others: Vec<OfferId> = self.offers.drain(..).map(|o| o.id).collect();
+            if !others.is_empty() {
+                self.handle
+                    .decline(others, Some(Filters::refuse_seconds(0.0)))
+                    .await?;
+            }
+            if let Err(e) = self.next_event(deadline).await {
+                return Err(fail(format!("waiting for a matching offer: {e}")));
             }
         }
     }
