@@ -124,11 +124,11 @@ impl Lite {
 
     /// Sends `signal` and waits (bounded) for the process to exit.
     pub fn stop(&mut self, signal: i32) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = Command::new("kill")
-                .arg(format!("-{signal}"))
-                .arg(pid.to_string())
-                .status();
+        if let (Ok(pid), Ok(sig)) = (
+            i32::try_from(self.child.id()),
+            nix::sys::signal::Signal::try_from(signal),
+        ) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
