@@ -55,8 +55,26 @@ pub fn load(sources: &[String]) -> Result<Vec<(String, Topology)>, Failure> {
         } else {
             concord_schemas::parse_yaml(&bytes, &label)
         };
+        let base = file
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         match parsed {
-            Ok(topologies) => docs.extend(topologies.into_iter().map(|t| (label.clone(), t))),
+            Ok(topologies) => {
+                for (index, mut t) in topologies.into_iter().enumerate() {
+                    match resolve_relative_artifacts(&mut t, &base) {
+                        Ok(()) => docs.push((label.clone(), t)),
+                        Err(e) => errors.extend(e.into_iter().map(|mut e| {
+                            e.file = Some(label.clone());
+                            if index > 0 {
+                                e.message = format!("(document {}) {}", index + 1, e.message);
+                            }
+                            e
+                        })),
+                    }
+                }
+            }
             Err(e) => errors.extend(e.0),
         }
     }
@@ -126,4 +144,38 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Rewrites artifact paths relative to the manifest (`./x`, `../x`) into absolute
+/// `file://` URIs, so the topology means the same wherever it is applied from.
+fn resolve_relative_artifacts(t: &mut Topology, base: &Path) -> Result<(), Vec<SpecError>> {
+    let mut errors = Vec::new();
+    for (i, op) in t.spec.operators.iter_mut().enumerate() {
+        let concord_schemas::Runtime::Process(process) = &mut op.runtime else {
+            continue;
+        };
+        for (j, artifact) in process.artifacts.iter_mut().enumerate() {
+            if !concord_schemas::is_relative_artifact(&artifact.uri) {
+                continue;
+            }
+            let path = base.join(&artifact.uri);
+            match std::fs::canonicalize(&path) {
+                Ok(abs) => artifact.uri = format!("file://{}", abs.display()),
+                Err(e) => errors.push(SpecError {
+                    file: None,
+                    line: None,
+                    column: None,
+                    path: Some(format!(
+                        "spec.operators[{i}].runtime.process.artifacts[{j}].uri"
+                    )),
+                    message: format!("{} (relative to the manifest): {e}", path.display()),
+                }),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }

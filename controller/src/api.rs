@@ -403,6 +403,7 @@ async fn apply(
     }
     concord_schemas::normalize(&mut topology);
     concord_schemas::validate(&topology).map_err(ApiError::invalid)?;
+    reject_relative_artifacts(&topology)?;
 
     let current = state.store.get(&ns, &topology.metadata.name).await?;
     let plan = concord_schemas::plan(current.as_ref().map(|s| &s.topology.spec), &topology.spec);
@@ -588,5 +589,28 @@ async fn kill_task(
         )
             .into_response()),
         Err(message) => Err(ApiError::new(StatusCode::NOT_FOUND, "NotFound", message)),
+    }
+}
+
+/// Relative artifact paths only mean something next to the manifest; clients resolve
+/// them (as `concord apply` does) before sending.
+fn reject_relative_artifacts(t: &Topology) -> ApiResult<()> {
+    let mut errors = Vec::new();
+    for (i, op) in t.spec.operators.iter().enumerate() {
+        if let concord_schemas::Runtime::Process(p) = &op.runtime {
+            for (j, a) in p.artifacts.iter().enumerate() {
+                if concord_schemas::is_relative_artifact(&a.uri) {
+                    errors.push(SpecError::at_path(
+                        format!("spec.operators[{i}].runtime.process.artifacts[{j}].uri"),
+                        format!("relative artifact path {:?} cannot be resolved by the server; use an absolute URI (concord apply resolves paths relative to the manifest)", a.uri),
+                    ));
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(SpecErrors(errors)))
     }
 }

@@ -54,7 +54,7 @@ async fn apply_prints_created_unchanged_configured_with_generations() {
     assert_eq!(text(&out.stdout), "");
 
     // Edit one operator: diff shows it and exits 1; dry-run stores nothing; apply configures.
-    let source = std::fs::read_to_string(example).expect("read");
+    let source = relocatable(&std::fs::read_to_string(example).expect("read"));
     let edited = scale_operator(&source, "count", 5);
     let dir = tempfile::tempdir().expect("tmp");
     let edited_path = dir.path().join("wordcount.yaml");
@@ -108,6 +108,22 @@ async fn apply_prints_created_unchanged_configured_with_generations() {
             "missing {needle:?} in\n{described}"
         );
     }
+}
+
+/// A copy of an example that can live anywhere: its artifact paths relative to the
+/// examples directory become the `file://` URIs `concord apply` would resolve them to.
+fn relocatable(source: &str) -> String {
+    let examples = std::fs::canonicalize(repo_path("manifests/examples")).expect("examples dir");
+    let sdk = std::fs::canonicalize(repo_path("sdk")).expect("sdk dir");
+    source
+        .replace(
+            "uri: ./wordcount/",
+            &format!("uri: file://{}/wordcount/", examples.display()),
+        )
+        .replace(
+            "uri: ../../sdk/",
+            &format!("uri: file://{}/", sdk.display()),
+        )
 }
 
 /// Sets `instances:` of operator `op` in a manifest, keeping the rest of the text.
@@ -196,11 +212,9 @@ async fn every_invalid_file_is_rejected_with_a_located_message_and_nothing_store
     // A valid file next to an invalid one: nothing is applied at all.
     let mixed = tmp.path().join("mixed");
     std::fs::create_dir(&mixed).expect("mkdir");
-    std::fs::copy(
-        repo_path("manifests/examples/clickfraud.yaml"),
-        mixed.join("a.yaml"),
-    )
-    .expect("copy");
+    let valid = "apiVersion: concord.io/v1alpha1\nkind: Topology\nmetadata: {name: mixed}\nspec:\n  operators:\n    - {name: gen, runtime: {builtin: {name: generator}}}\n";
+    assert!(concord_schemas::parse_yaml(valid.as_bytes(), "a.yaml").is_ok());
+    std::fs::write(mixed.join("a.yaml"), valid).expect("write");
     std::fs::copy(dir.join("cycle.yaml"), mixed.join("b.yaml")).expect("copy");
     let out = concord(&c.url, &["apply", "-f", mixed.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1));
@@ -270,7 +284,7 @@ async fn get_watch_shows_each_change_as_it_happens() {
     let initial = next_line();
     assert!(initial.starts_with("wordcount"), "{initial}");
 
-    let source = std::fs::read_to_string(example).expect("read");
+    let source = relocatable(&std::fs::read_to_string(example).expect("read"));
     let dir = tempfile::tempdir().expect("tmp");
     let edited = dir.path().join("wc.yaml");
     for (i, instances) in [3u32, 4].into_iter().enumerate() {
@@ -288,4 +302,69 @@ async fn get_watch_shows_each_change_as_it_happens() {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[tokio::test]
+async fn relative_artifacts_resolve_against_the_manifest_and_the_api_refuses_unresolved_ones() {
+    let (_etcd, c) = stack().await;
+    let example = repo_path("manifests/examples/clickfraud.yaml");
+    let out = concord(&c.url, &["apply", "-f", example.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = concord(&c.url, &["get", "topology", "clickfraud", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let enrich = v["spec"]["operators"]
+        .as_array()
+        .expect("ops")
+        .iter()
+        .find(|o| o["name"] == "enrich")
+        .expect("enrich")
+        .clone();
+    let uris: Vec<String> = enrich["runtime"]["process"]["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .map(|a| a["uri"].as_str().expect("uri").to_owned())
+        .collect();
+    for uri in &uris {
+        let path = uri
+            .strip_prefix("file://")
+            .unwrap_or_else(|| panic!("{uri} is not a file:// URI"));
+        assert!(std::path::Path::new(path).is_file(), "{path} exists");
+    }
+
+    // A missing relative file names the file and the field.
+    let dir = tempfile::tempdir().expect("tmp");
+    let source = std::fs::read_to_string(&example).expect("read");
+    std::fs::write(dir.path().join("cf.yaml"), &source).expect("write");
+    let out = concord(
+        &c.url,
+        &[
+            "apply",
+            "-f",
+            dir.path().join("cf.yaml").to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cf.yaml")
+            && err.contains("artifacts[0].uri")
+            && err.contains("relative to the manifest"),
+        "{err}"
+    );
+
+    // The API itself refuses relative paths.
+    let body = concord_schemas::parse_yaml(source.as_bytes(), "cf.yaml")
+        .expect("valid")
+        .remove(0);
+    let resp = reqwest::Client::new()
+        .put(format!(
+            "{}/apis/concord.io/v1alpha1/namespaces/default/topologies/clickfraud",
+            c.url
+        ))
+        .json(&body)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status(), 422);
 }

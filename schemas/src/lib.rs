@@ -58,4 +58,4 @@ pub use plan::{OperatorChange, OperatorPlan, Plan, plan};
 pub use schema::{TOPOLOGY_SCHEMA_ID, topology_json_schema, topology_json_schema_text};
 pub use status::*;
 pub use topology::*;
-pub use validate::{BUILTIN_OPERATORS, RESERVED_ENV_PREFIXES, validate};
+pub use validate::{BUILTIN_OPERATORS, RESERVED_ENV_PREFIXES, is_relative_artifact, validate};

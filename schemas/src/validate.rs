@@ -473,15 +473,22 @@ fn check_artifact_uri(uri: &str) -> Result<(), String> {
     let scheme = ARTIFACT_SCHEMES.iter().find(|s| lower.starts_with(**s));
     let ok = match scheme {
         Some(s) => uri.len() > s.len() && !uri.chars().any(char::is_whitespace),
-        None => uri.starts_with('/') && !uri.contains('\0'),
+        None => (uri.starts_with('/') || is_relative_artifact(uri)) && !uri.contains('\0'),
     };
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "unsupported artifact URI {uri:?}: use http://, https://, file:// or an absolute path"
+            "unsupported artifact URI {uri:?}: use http://, https://, file://, an absolute path, or a path relative to the manifest starting with ./ or ../"
         ))
     }
+}
+
+/// A path relative to the manifest (`./x`, `../x`). `concord apply` resolves these to
+/// `file://` URIs against the manifest's directory before sending; the API refuses any
+/// that reach it unresolved.
+pub fn is_relative_artifact(uri: &str) -> bool {
+    uri.starts_with("./") || uri.starts_with("../")
 }
 
 fn check_output_file(out: &str) -> Result<(), String> {
@@ -932,6 +939,8 @@ spec:
             "https://h/x.tgz",
             "file:///opt/x.py",
             "/opt/x.py",
+            "./x.py",
+            "../../sdk/python/concord_sdk.py",
         ] {
             assert!(
                 errors(|t| process(t).artifacts.push(artifact(ok))).is_empty(),
@@ -943,7 +952,7 @@ spec:
                 |t| process(t).artifacts.push(artifact(bad)),
                 "spec.operators[1].runtime.process.artifacts[0].uri",
                 &format!(
-                    "unsupported artifact URI {bad:?}: use http://, https://, file:// or an absolute path"
+                    "unsupported artifact URI {bad:?}: use http://, https://, file://, an absolute path, or a path relative to the manifest starting with ./ or ../"
                 ),
             );
         }
