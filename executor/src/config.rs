@@ -64,6 +64,9 @@ pub struct ExecutorArgs {
     /// Batches queued per downstream connection before the operator blocks.
     #[arg(long, env = "CONCORD_QUEUE_BATCHES", default_value_t = 8)]
     pub queue_batches: usize,
+    /// Batches queued on the input side before readers stop reading (back-pressure).
+    #[arg(long, env = "CONCORD_INPUT_QUEUE_BATCHES", default_value_t = 16)]
+    pub input_queue_batches: usize,
     /// How long an operator with outputs waits for a first downstream instance before it
     /// starts, ms.
     #[arg(long, env = "CONCORD_SOURCE_WAIT_MS", default_value_t = 5000)]

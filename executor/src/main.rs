@@ -19,9 +19,6 @@ use concord_executor::trace::{Sampler, Tracer};
 use concord_executor::wire;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Batches queued on the input side before readers stop reading (back-pressure).
-const INPUT_QUEUE_BATCHES: usize = 16;
-
 fn main() -> anyhow::Result<()> {
     let args = ExecutorArgs::parse();
     tracing_subscriber::fmt()
@@ -69,7 +66,7 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
     let state = Arc::new(RuntimeState::default());
     let shutdown = Arc::new(AtomicBool::new(false));
 
-    let (in_tx, in_rx) = std::sync::mpsc::sync_channel(INPUT_QUEUE_BATCHES);
+    let (in_tx, in_rx) = std::sync::mpsc::sync_channel(args.input_queue_batches.max(1));
     inbound::spawn_listener(data, in_tx.clone(), metrics.input_queue.clone())?;
 
     metrics_listener.set_nonblocking(true)?;
