@@ -47,6 +47,8 @@ pub struct RunSpec {
     pub killing_capable: bool,
     /// TaskInfo.kill_policy's grace period, else 3 s (used by health-check kills).
     pub task_grace: Duration,
+    /// Run by the command executor (else by a task group's default executor).
+    pub command_executor: bool,
     /// `slave(n)@ip:port`.
     pub agent_pid: String,
 }
@@ -257,12 +259,13 @@ pub async fn run(
     process::log_line(&spec.sandbox, "stdout", &format!("{message} (pid: {pid})"));
     // As the command executor decides: exit 0 is FINISHED even after a kill.
     let success = exit.as_ref().is_ok_and(|s| s.success());
-    let state = if success {
-        TaskState::Finished
-    } else if killed {
-        TaskState::Killed
-    } else {
-        TaskState::Failed
+    // The command executor reports exit 0 as FINISHED even after a kill; the default
+    // executor reports any killed task as KILLED.
+    let state = match (success, killed) {
+        (true, true) if !spec.command_executor => TaskState::Killed,
+        (true, _) => TaskState::Finished,
+        (false, true) => TaskState::Killed,
+        (false, false) => TaskState::Failed,
     };
     shared.lock().task_exited(&spec.framework_id, &spec.task_id);
     let mut last = with_container(mk(state, TaskStatusSource::Executor, None, Some(message)));

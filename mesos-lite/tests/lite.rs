@@ -575,3 +575,41 @@ async fn many_tasks_in_one_accept_all_finish_and_resources_return() -> TestResul
     fw.handle.teardown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_failed_task_kills_the_rest_of_its_group() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&[])?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("groupfail"), &[], 0.0)).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    let executor = ExecutorInfo {
+        r#type: Some(ExecutorType::Default),
+        executor_id: ExecutorId::new(unique("exec")),
+        framework_id: Some(fw.framework_id.clone()),
+        resources: vec![
+            Resource::scalar("cpus", 0.1),
+            Resource::scalar("mem", 32.0),
+            Resource::scalar("disk", 10.0),
+        ],
+        ..ExecutorInfo::default()
+    };
+    let bad = unique("bad");
+    let good = unique("good");
+    fw.handle
+        .accept(
+            vec![offer.id.clone()],
+            vec![Operation::launch_group(
+                executor,
+                vec![
+                    task(&offer, &bad, sh("sleep 0.5; exit 1"), 0.1, 32.0),
+                    task(&offer, &good, sh("exec sleep 300"), 0.1, 32.0),
+                ],
+            )],
+            None,
+        )
+        .await?;
+    fw.wait_state(&bad, TaskState::Failed, true).await?;
+    fw.wait_state(&good, TaskState::Killed, true).await?;
+    fw.handle.teardown().await?;
+    Ok(())
+}

@@ -546,9 +546,29 @@ impl Master {
                 (agent, exec_bag),
             );
         }
+        let ids: Vec<String> = group
+            .task_group
+            .tasks
+            .iter()
+            .map(|t| t.task_id.value.clone())
+            .collect();
+        let before: BTreeSet<String> = self
+            .frameworks
+            .get(framework_id)
+            .map(|f| f.tasks.keys().cloned().collect())
+            .unwrap_or_default();
         for mut t in group.task_group.tasks {
             t.executor = Some(executor.clone());
             pool = self.launch_one(framework_id, agent, role, t, pool, Some(&executor));
+        }
+        // The default executor treats the group as a unit: remember the siblings of
+        // the tasks launched now.
+        if let Some(fw) = self.frameworks.get_mut(framework_id) {
+            for id in ids.iter().filter(|id| !before.contains(*id)) {
+                if let Some(t) = fw.tasks.get_mut(id) {
+                    t.group = ids.clone();
+                }
+            }
         }
         pool
     }
@@ -611,6 +631,7 @@ impl Master {
             killing_capable: fw
                 .info
                 .has_capability(&FrameworkCapabilityType::TaskKillingState),
+            command_executor: group_executor.is_none(),
             task_grace: task
                 .kill_policy
                 .as_ref()
@@ -637,6 +658,7 @@ impl Master {
             released: false,
             pid: None,
             kill_tx: Some(kill_tx),
+            group: Vec::new(),
         };
         if let Some(fw) = self.frameworks.get_mut(framework_id) {
             fw.tasks.insert(task_id, record);

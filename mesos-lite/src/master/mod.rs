@@ -248,6 +248,8 @@ pub struct Task {
     pub pid: Option<u32>,
     /// Sends kill requests to the task's runner.
     pub kill_tx: Option<mpsc::UnboundedSender<KillRequest>>,
+    /// Task ids of its LAUNCH_GROUP (empty for command tasks).
+    pub group: Vec<String>,
 }
 
 /// An outstanding offer.

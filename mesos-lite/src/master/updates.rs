@@ -48,6 +48,7 @@ impl Master {
         }
         task.pending.push_back(update.clone());
         let terminal = update.state.is_terminal();
+        let failed_or_killed = matches!(update.state, TaskState::Failed | TaskState::Killed);
         if task.pending.len() == 1 {
             task.retry_interval = initial;
             task.next_retry = Some(Instant::now() + initial);
@@ -56,7 +57,46 @@ impl Master {
             }
         }
         if terminal {
+            if failed_or_killed {
+                self.kill_task_group_of(framework_id, task_id);
+            }
             self.reap_group_executors();
+        }
+    }
+
+    /// A task of a group ended FAILED or KILLED: the default executor kills the rest of
+    /// its group.
+    fn kill_task_group_of(&mut self, framework_id: &str, task_id: &str) {
+        let default_grace = self.config.default_kill_grace_period;
+        let Some(fw) = self.frameworks.get(framework_id) else {
+            return;
+        };
+        let send_killing = fw
+            .info
+            .has_capability(&FrameworkCapabilityType::TaskKillingState);
+        let Some(group) = fw.tasks.get(task_id).map(|t| t.group.clone()) else {
+            return;
+        };
+        for sibling in group.iter().filter(|id| id.as_str() != task_id) {
+            let Some(t) = fw.tasks.get(sibling) else {
+                continue;
+            };
+            if t.state.is_terminal() {
+                continue;
+            }
+            let grace = t
+                .info
+                .kill_policy
+                .as_ref()
+                .and_then(|k| k.grace_period)
+                .map_or(default_grace, |g| g.to_duration());
+            if let Some(tx) = &t.kill_tx {
+                tracing::info!(framework_id, task_id = %sibling, "killing the rest of a task group");
+                let _ = tx.send(super::KillRequest {
+                    grace,
+                    send_killing,
+                });
+            }
         }
     }
 
