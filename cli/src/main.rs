@@ -51,6 +51,9 @@ enum Command {
     },
     /// Delete a topology: its tasks are stopped, then it is removed.
     Delete(DeleteArgs),
+    /// Run a local stack (etcd, mesos-lite, controller) on loopback.
+    #[command(subcommand)]
+    Dev(DevCommand),
     /// Watch or undo a rollout.
     #[command(subcommand)]
     Rollout(RolloutCommand),
@@ -69,6 +72,22 @@ enum Command {
         #[arg(long)]
         instances: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Start etcd, mesos-lite and the controller; wait until healthy; print endpoints.
+    Up(commands::dev::UpArgs),
+    /// Stop exactly what `dev up` started.
+    Down {
+        #[command(flatten)]
+        state: commands::dev::StateArgs,
+        /// Also delete the state directory (etcd data, sandboxes, logs).
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Show which components are running (exit 1 unless all are).
+    Status(commands::dev::StateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +264,9 @@ async fn run(client: &Client, namespace: &str, command: Command) -> Result<u8, F
         Command::Rollout(RolloutCommand::Undo { name }) => {
             commands::rollout::undo(client, namespace, &name).await
         }
+        Command::Dev(DevCommand::Up(args)) => commands::dev::up(args).await,
+        Command::Dev(DevCommand::Down { state, purge }) => commands::dev::down(state, purge).await,
+        Command::Dev(DevCommand::Status(state)) => commands::dev::status(state).await,
         Command::Kill { task_id } => commands::kill::run(client, &task_id).await,
         Command::Scale {
             name,

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod delete;
 pub mod describe;
+pub mod dev;
 pub mod diff;
 pub mod get;
 pub mod kill;

@@ -1,0 +1,375 @@
+//! `concord dev up|down|status`: a local stack (etcd, mesos-lite, controller) on loopback.
+//!
+//! State, logs and PID files live under `.concord/dev/`. Each PID file records the
+//! process start time too, so `down` stops exactly the processes `up` started and never
+//! a process that merely reused a PID.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::Failure;
+
+/// Options of `concord dev up`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Start the stack in the background and return.
+    #[arg(long)]
+    pub detach: bool,
+    /// Number of mesos-lite agents.
+    #[arg(long, default_value_t = 2)]
+    pub agents: u32,
+    /// Resources of each agent.
+    #[arg(long, default_value = "cpus:4;mem:8192;disk:10000;ports:[31000-32999]")]
+    pub resources: String,
+    #[arg(long, default_value_t = 2379)]
+    pub etcd_port: u16,
+    #[arg(long, default_value_t = 5050)]
+    pub mesos_port: u16,
+    #[arg(long, default_value_t = 7070)]
+    pub api_port: u16,
+    /// Where state and logs go.
+    #[arg(long, default_value = ".concord/dev")]
+    pub state_dir: PathBuf,
+}
+
+/// Options of `concord dev down` and `status`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArgs {
+    #[arg(long, default_value = ".concord/dev")]
+    pub state_dir: PathBuf,
+}
+
+/// The components, in start order (stopped in reverse).
+const COMPONENTS: [&str; 3] = ["etcd", "mesos-lite", "concord-controller"];
+
+/// `concord dev up`: on any failure, whatever was started is stopped again.
+pub async fn up(args: UpArgs) -> Result<u8, Failure> {
+    let dir = &args.state_dir;
+    for name in COMPONENTS {
+        if let Some(pid) = running_pid(dir, name) {
+            return Err(Failure::invalid(format!(
+                "{name} of a dev stack is already running (pid {pid}) from {}; stop it with `concord dev down`",
+                dir.display()
+            )));
+        }
+    }
+    match start_stack(&args).await {
+        Ok(()) => {}
+        Err(f) => {
+            let _ = down(
+                StateArgs {
+                    state_dir: args.state_dir.clone(),
+                },
+                false,
+            )
+            .await;
+            return Err(f);
+        }
+    }
+    if args.detach {
+        println!("Stop it with `concord dev down`.");
+        return Ok(0);
+    }
+    println!("Press Ctrl-C to stop.");
+    wait_for_stop_signal().await;
+    println!();
+    down(
+        StateArgs {
+            state_dir: args.state_dir.clone(),
+        },
+        false,
+    )
+    .await
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
+    let dir = &args.state_dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    let etcd_bin = find_etcd()?;
+    let mesos_bin = sibling("mesos-lite")?;
+    let controller_bin = sibling("concord-controller")?;
+    for (port, what, flag) in [
+        (args.etcd_port, "etcd", "--etcd-port"),
+        (args.etcd_port.wrapping_add(1), "etcd (peer)", "--etcd-port"),
+        (args.mesos_port, "mesos-lite", "--mesos-port"),
+        (args.api_port, "the controller", "--api-port"),
+    ] {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            return Err(fail(format!(
+                "port {port} for {what} is in use on 127.0.0.1; free it or choose another with {flag}"
+            )));
+        }
+    }
+
+    let etcd_url = format!("http://127.0.0.1:{}", args.etcd_port);
+    let mesos_url = format!("http://127.0.0.1:{}", args.mesos_port);
+    let api_url = format!("http://127.0.0.1:{}", args.api_port);
+    let peer_url = format!("http://127.0.0.1:{}", args.etcd_port.wrapping_add(1));
+    let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+
+    let mut etcd = Command::new(&etcd_bin);
+    etcd.args(["--name", "concord-dev", "--data-dir"])
+        .arg(abs.join("etcd"))
+        .args([
+            "--listen-client-urls",
+            &etcd_url,
+            "--advertise-client-urls",
+            &etcd_url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("concord-dev={peer_url}"),
+            "--logger",
+            "zap",
+            "--log-level",
+            "warn",
+        ]);
+    start(dir, "etcd", etcd)?;
+    wait_healthy("etcd", &format!("{etcd_url}/health"), |b| {
+        b.contains("true")
+    })
+    .await?;
+
+    let mut mesos = Command::new(&mesos_bin);
+    mesos
+        .args([
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &args.mesos_port.to_string(),
+            "--work_dir",
+        ])
+        .arg(abs.join("mesos"))
+        .args([
+            "--agents",
+            &args.agents.to_string(),
+            "--resources",
+            &args.resources,
+        ]);
+    start(dir, "mesos-lite", mesos)?;
+    wait_healthy("mesos-lite", &format!("{mesos_url}/health"), |_| true).await?;
+
+    let mut controller = Command::new(&controller_bin);
+    controller
+        .args([
+            "--etcd",
+            &etcd_url,
+            "--mesos",
+            &mesos_url,
+            "--listen",
+            &format!("127.0.0.1:{}", args.api_port),
+        ])
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+    start(dir, "concord-controller", controller)?;
+    wait_healthy(
+        "controller (subscribed to Mesos)",
+        &format!("{api_url}/readyz"),
+        |b| b.contains("[+] mesos ok"),
+    )
+    .await?;
+
+    println!();
+    println!("Concord dev stack is up ({} agents):", args.agents);
+    println!("  etcd        {etcd_url}");
+    println!("  mesos-lite  {mesos_url}   (state: {mesos_url}/state)");
+    println!("  controller  {api_url}   (export CONCORD_API={api_url})");
+    println!("  dashboard   {api_url}/ui/");
+    println!("  logs        {}/*.log", dir.display());
+    Ok(())
+}
+
+/// `concord dev down [--purge]`
+pub async fn down(args: StateArgs, purge: bool) -> Result<u8, Failure> {
+    let dir = &args.state_dir;
+    let mut stopped = 0;
+    for name in COMPONENTS.iter().rev() {
+        let Some(pid) = running_pid(dir, name) else {
+            let _ = std::fs::remove_file(pid_file(dir, name));
+            continue;
+        };
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while running_pid(dir, name).is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if running_pid(dir, name).is_some() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_file(pid_file(dir, name));
+        println!("stopped {name} (pid {pid})");
+        stopped += 1;
+    }
+    if stopped == 0 {
+        println!("no dev stack running from {}", dir.display());
+    }
+    if purge && dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| fail(format!("cannot remove {}: {e}", dir.display())))?;
+        println!("removed {}", dir.display());
+    }
+    Ok(0)
+}
+
+/// `concord dev status`: exit 0 when every component runs, 1 otherwise.
+pub async fn status(args: StateArgs) -> Result<u8, Failure> {
+    let mut all = true;
+    for name in COMPONENTS {
+        match running_pid(&args.state_dir, name) {
+            Some(pid) => println!("{name:<20} running (pid {pid})"),
+            None => {
+                all = false;
+                println!("{name:<20} stopped");
+            }
+        }
+    }
+    Ok(u8::from(!all))
+}
+
+fn fail(message: String) -> Failure {
+    Failure::invalid(message)
+}
+
+fn pid_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.pid"))
+}
+
+/// Start time of a process in clock ticks since boot (`/proc/<pid>/stat` field 22).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces; fields after it are well-formed.
+    let after = stat.rsplit_once(')')?.1;
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The PID in `<name>.pid` if that very process (same start time) still runs.
+fn running_pid(dir: &Path, name: &str) -> Option<i32> {
+    let text = std::fs::read_to_string(pid_file(dir, name)).ok()?;
+    let mut parts = text.split_whitespace();
+    let pid: i32 = parts.next()?.parse().ok()?;
+    let started: u64 = parts.next()?.parse().ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let zombie = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        == Some("Z");
+    (start_time(pid) == Some(started) && !zombie).then_some(pid)
+}
+
+fn start(dir: &Path, name: &str, mut cmd: Command) -> Result<(), Failure> {
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| fail(format!("cannot open {}: {e}", log_path.display())))?;
+    let err = log
+        .try_clone()
+        .map_err(|e| fail(format!("cannot open {}: {e}", log_path.display())))?;
+    // Own process group: Ctrl-C in this terminal reaches `concord dev up`, which then
+    // stops the stack in order, instead of killing everything at once.
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .process_group(0);
+    let child = cmd
+        .spawn()
+        .map_err(|e| fail(format!("cannot start {name}: {e}")))?;
+    let pid = child.id() as i32;
+    let started = start_time(pid).unwrap_or_default();
+    std::fs::write(pid_file(dir, name), format!("{pid} {started}\n"))
+        .map_err(|e| fail(format!("cannot write the pid file of {name}: {e}")))?;
+    println!("started {name} (pid {pid}, log {})", log_path.display());
+    Ok(())
+}
+
+async fn wait_healthy(what: &str, url: &str, ok: impl Fn(&str) -> bool) -> Result<(), Failure> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let started = Instant::now();
+    let mut last_note = Instant::now();
+    loop {
+        if let Ok(resp) = http.get(url).timeout(Duration::from_secs(2)).send().await {
+            let success = resp.status().is_success();
+            let body = resp.text().await.unwrap_or_default();
+            if success && ok(&body) {
+                println!(
+                    "  {what} ready after {:.1}s",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(fail(format!(
+                "{what} did not become healthy within 60s ({url}); see the logs under .concord/dev/ and stop the rest with `concord dev down`"
+            )));
+        }
+        if last_note.elapsed() >= Duration::from_secs(5) {
+            println!(
+                "  waiting for {what}... ({:.0}s)",
+                started.elapsed().as_secs_f64()
+            );
+            last_note = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `etcd` from `CONCORD_ETCD_BIN` or `PATH`, with install advice when missing.
+fn find_etcd() -> Result<PathBuf, Failure> {
+    if let Ok(bin) = std::env::var("CONCORD_ETCD_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    which("etcd").ok_or_else(|| {
+        fail("etcd not found on PATH: install it with `sudo apt-get install etcd-server` (Debian/Ubuntu) or set CONCORD_ETCD_BIN".into())
+    })
+}
+
+/// A Concord binary next to this `concord` (a cargo build puts them together), else on PATH.
+fn sibling(name: &str) -> Result<PathBuf, Failure> {
+    let next_to_us = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)));
+    if let Some(path) = next_to_us.filter(|p| p.is_file()) {
+        return Ok(path);
+    }
+    which(name).ok_or_else(|| fail(format!("{name} not found next to concord or on PATH; build it with `cargo build --workspace --bins`")))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
