@@ -38,6 +38,8 @@ pub struct ApiState {
     pub readiness: crate::readiness::Readiness,
     /// Channel to the reconciler; `None` when this controller does not schedule.
     pub commands: Option<tokio::sync::mpsc::Sender<crate::reconcile::Command>>,
+    /// Live metrics and task logs (`crate::observe`).
+    pub observe: crate::observe::Observer,
 }
 
 /// Builds the router.
@@ -58,6 +60,7 @@ pub fn router(state: ApiState) -> Router {
             &format!("{topologies}/{{name}}/tasks/{{task}}/kill"),
             axum::routing::post(kill_task),
         )
+        .merge(crate::observe::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod metrics;
+pub mod observe;
 pub mod readiness;
 pub mod reconcile;
 pub mod store;
@@ -51,6 +52,17 @@ pub async fn run(
         metrics: metrics::Metrics::new(),
         readiness: readiness::Readiness::default(),
         commands: config.reconciler.is_some().then_some(command_tx),
+        observe: observe::Observer::new(config.reconciler.as_ref().map(|r| {
+            observe::MesosAccess {
+                master: r.mesos_master.clone(),
+                credentials: r.principal.clone().map(|principal| {
+                    mesos_v1::scheduler::Credentials {
+                        principal,
+                        secret: r.secret.clone().unwrap_or_default(),
+                    }
+                }),
+            }
+        })),
     };
     if let Some(reconciler) = config.reconciler.clone() {
         tokio::spawn(reconcile::run(

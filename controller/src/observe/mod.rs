@@ -1,0 +1,140 @@
+//! Observability through the API: live per-operator metrics aggregated from the
+//! executors, and task logs read through the Mesos files API.
+//!
+//! Endpoints (stable; the CLI's `concord graph` / `concord logs` and the dashboard use them):
+//! - `GET {API_BASE}/namespaces/{ns}/topologies/{name}/metrics`: see [`metrics_api`];
+//! - `GET {API_BASE}/namespaces/{ns}/topologies/{name}/tasks/{task}/logs
+//!   ?stream=stdout|stderr&offset=N&length=M`: see [`logs`].
+//!
+//! Both do their work only when asked: no background scraping or polling.
+
+pub mod logs;
+pub mod metrics_api;
+pub mod scrape;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use concord_schemas::api::{API_BASE, ApiStatus};
+use thiserror::Error;
+
+use crate::api::ApiState;
+use crate::reconcile::identity::TaskName;
+pub use logs::{LogChunk, LogQuery, MesosAccess};
+pub use metrics_api::TopologyMetrics;
+
+/// Errors of the observability endpoints, each with its HTTP status.
+#[derive(Debug, Error)]
+pub enum ObserveError {
+    /// The topology, task or file does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Bad query parameters (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A dependency (etcd, Mesos) did not answer, or is not configured (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Mesos answered something unexpected (502).
+    #[error("{0}")]
+    BadGateway(String),
+}
+
+impl IntoResponse for ObserveError {
+    fn into_response(self) -> Response {
+        let (code, reason) = match &self {
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "BadGateway"),
+        };
+        let body = ApiStatus {
+            kind: "Status".into(),
+            status: "Failure".into(),
+            message: self.to_string(),
+            reason: reason.into(),
+            code: code.as_u16(),
+            errors: Vec::new(),
+        };
+        (code, Json(body)).into_response()
+    }
+}
+
+/// A transport error with its causes, on one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+/// What the observability endpoints share: an HTTP client, the scrape cache and the
+/// sandbox locator. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Observer {
+    http: reqwest::Client,
+    cache: metrics_api::ScrapeCache,
+    logs: logs::LogReader,
+}
+
+impl Observer {
+    /// An observer; `mesos` is `None` when the controller does not use Mesos (the logs
+    /// endpoint then answers 503).
+    pub fn new(mesos: Option<MesosAccess>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .build()
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot build the HTTP client; using defaults");
+                reqwest::Client::new()
+            });
+        Self {
+            logs: logs::LogReader::new(mesos, http.clone()),
+            http,
+            cache: metrics_api::ScrapeCache::default(),
+        }
+    }
+}
+
+/// The observability routes, merged into the API router.
+pub fn routes() -> Router<ApiState> {
+    let topology = format!("{API_BASE}/namespaces/{{ns}}/topologies/{{name}}");
+    Router::new()
+        .route(&format!("{topology}/metrics"), get(topology_metrics))
+        .route(&format!("{topology}/tasks/{{task}}/logs"), get(task_logs))
+}
+
+async fn topology_metrics(
+    State(state): State<ApiState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Json<TopologyMetrics>, ObserveError> {
+    let topology = state
+        .store
+        .get_with_status(&ns, &name)
+        .await
+        .map_err(|e| ObserveError::Unavailable(e.to_string()))?
+        .ok_or_else(|| ObserveError::NotFound(format!("topology {ns}/{name} not found")))?;
+    let obs = &state.observe;
+    metrics_api::topology_metrics(&state.store, &obs.http, &obs.cache, &topology)
+        .await
+        .map(Json)
+}
+
+async fn task_logs(
+    State(state): State<ApiState>,
+    Path((ns, name, task)): Path<(String, String, String)>,
+    Query(query): Query<LogQuery>,
+) -> Result<Json<LogChunk>, ObserveError> {
+    let belongs = TaskName::parse(&task).is_some_and(|t| t.namespace == ns && t.topology == name);
+    if !belongs {
+        return Err(ObserveError::NotFound(format!(
+            "{task} is not a task of topology {ns}/{name}"
+        )));
+    }
+    state.observe.logs.read(&task, &query).await.map(Json)
+}
