@@ -47,8 +47,8 @@ pub struct RunSpec {
     pub killing_capable: bool,
     /// TaskInfo.kill_policy's grace period, else 3 s (used by health-check kills).
     pub task_grace: Duration,
-    /// Run by the command executor (else by a task group's default executor).
-    pub command_executor: bool,
+    /// TaskInfo.max_completion_time.
+    pub max_completion_time: Option<Duration>,
     /// `slave(n)@ip:port`.
     pub agent_pid: String,
 }
@@ -135,7 +135,7 @@ pub async fn run(
     };
     process::log_line(
         &spec.sandbox,
-        "stdout",
+        "stderr",
         &format!("Starting task {}", spec.task_id),
     );
     let mut child = match process::spawn(&pspec) {
@@ -152,7 +152,7 @@ pub async fn run(
         }
     };
     let pid = child.id().unwrap_or(0);
-    process::log_line(&spec.sandbox, "stdout", &format!("Forked command at {pid}"));
+    process::log_line(&spec.sandbox, "stderr", &format!("Forked command at {pid}"));
     shared.records.add(&spec.container_id, pid);
     shared
         .lock()
@@ -192,6 +192,8 @@ pub async fn run(
         None => mpsc::unbounded_channel().1,
     };
     let mut killed_by_health = false;
+    let mut killed_by_timer = false;
+    let completion_deadline = spec.max_completion_time.map(|d| Instant::now() + d);
     let mut killed = false;
     let mut kill_started = Instant::now();
     let mut sigkill_at: Option<Instant> = None;
@@ -214,7 +216,7 @@ pub async fn run(
                     report(with_container(mk(TaskState::Killing, TaskStatusSource::Executor, None, None)));
                 }
                 tracing::info!(task_id = %spec.task_id, pid, grace = ?req.grace, "sending SIGTERM to task process group");
-                process::log_line(&spec.sandbox, "stdout", &format!("Sending SIGTERM to process tree at pid {pid}"));
+                process::log_line(&spec.sandbox, "stderr", &format!("Sending SIGTERM to process tree at pid {pid}"));
                 process::signal_group(pid, Signal::SIGTERM);
                 sigkill_at = Some(kill_started + req.grace);
             }
@@ -241,9 +243,17 @@ pub async fn run(
                     sigkill_at = Some(kill_started + spec.task_grace);
                 }
             },
+            () = tokio::time::sleep_until(completion_deadline.unwrap_or(deadline)), if completion_deadline.is_some() && !killed => {
+                tracing::info!(task_id = %spec.task_id, pid, "task exceeded its max_completion_time, killing it");
+                killed = true;
+                killed_by_timer = true;
+                kill_started = Instant::now();
+                process::signal_group(pid, Signal::SIGTERM);
+                sigkill_at = Some(kill_started);
+            }
             () = tokio::time::sleep_until(deadline), if sigkill_at.is_some() => {
                 tracing::info!(task_id = %spec.task_id, pid, "grace period over, sending SIGKILL");
-                process::log_line(&spec.sandbox, "stdout", &format!("Process {pid} did not terminate, sending SIGKILL to process tree at {pid}"));
+                process::log_line(&spec.sandbox, "stderr", &format!("Process {pid} did not terminate, sending SIGKILL to process tree at {pid}"));
                 process::signal_group(pid, Signal::SIGKILL);
                 sigkill_at = None;
             }
@@ -256,19 +266,24 @@ pub async fn run(
         Ok(st) => describe_exit(st),
         Err(e) => format!("Failed to wait for the task: {e}"),
     };
-    process::log_line(&spec.sandbox, "stdout", &format!("{message} (pid: {pid})"));
+    process::log_line(&spec.sandbox, "stderr", &format!("{message} (pid: {pid})"));
     // As the command executor decides: exit 0 is FINISHED even after a kill.
     let success = exit.as_ref().is_ok_and(|s| s.success());
-    // The command executor reports exit 0 as FINISHED even after a kill; the default
-    // executor reports any killed task as KILLED.
-    let state = match (success, killed) {
-        (true, true) if !spec.command_executor => TaskState::Killed,
-        (true, _) => TaskState::Finished,
-        (false, true) => TaskState::Killed,
-        (false, false) => TaskState::Failed,
+    // As the (1.x) command and default executors decide.
+    let (state, reason) = if killed_by_timer {
+        (
+            TaskState::Failed,
+            Some(TaskStatusReason::MaxCompletionTimeReached),
+        )
+    } else if killed {
+        (TaskState::Killed, None)
+    } else if success {
+        (TaskState::Finished, None)
+    } else {
+        (TaskState::Failed, None)
     };
     shared.lock().task_exited(&spec.framework_id, &spec.task_id);
-    let mut last = with_container(mk(state, TaskStatusSource::Executor, None, Some(message)));
+    let mut last = with_container(mk(state, TaskStatusSource::Executor, reason, Some(message)));
     if killed_by_health {
         last.healthy = Some(false);
     }

@@ -1191,3 +1191,30 @@ async fn command_health_check_reports_health_and_kills_after_failures() -> TestR
     fw.handle.teardown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn max_completion_time_fails_the_task() -> TestResult {
+    let master = Master::start()?;
+    let mut fw =
+        Fw::subscribe(&master, framework_info(&unique("maxtime"), &[KILLING], 0.0)).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    let id = unique("slow");
+    let mut t = task(&offer, &id, sh("exec sleep 300"), 0.1, 32.0);
+    t.max_completion_time = Some(DurationInfo::from_duration(Duration::from_millis(500)));
+    fw.handle
+        .launch(vec![offer.id.clone()], vec![t], None)
+        .await?;
+    let failed = fw.wait_state(&id, TaskState::Failed, true).await?;
+    assert_eq!(
+        failed.reason,
+        Some(TaskStatusReason::MaxCompletionTimeReached)
+    );
+    assert!(
+        !fw.updates
+            .iter()
+            .any(|s| s.task_id.value == id && s.state == TaskState::Killing),
+        "no TASK_KILLING for a max_completion_time kill"
+    );
+    fw.handle.teardown().await?;
+    Ok(())
+}

@@ -631,7 +631,10 @@ impl Master {
             killing_capable: fw
                 .info
                 .has_capability(&FrameworkCapabilityType::TaskKillingState),
-            command_executor: group_executor.is_none(),
+            max_completion_time: task
+                .max_completion_time
+                .filter(|d| d.nanoseconds > 0)
+                .map(|d| d.to_duration()),
             task_grace: task
                 .kill_policy
                 .as_ref()
