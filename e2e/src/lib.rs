@@ -459,3 +459,19 @@ impl Controller {
         .await
     }
 }
+
+/// An example manifest's text that can be written anywhere: its artifact paths relative
+/// to `manifests/examples/` become the `file://` URIs `concord apply` resolves them to.
+pub fn relocatable(source: &str) -> String {
+    let examples = std::fs::canonicalize(repo_path("manifests/examples")).expect("examples dir");
+    let sdk = std::fs::canonicalize(repo_path("sdk")).expect("sdk dir");
+    source
+        .replace(
+            "uri: ./wordcount/",
+            &format!("uri: file://{}/wordcount/", examples.display()),
+        )
+        .replace(
+            "uri: ../../sdk/",
+            &format!("uri: file://{}/", sdk.display()),
+        )
+}

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use concord_e2e::{Controller, Etcd, binary, concord, concord_with_stdin, repo_path};
+use concord_e2e::{Controller, Etcd, binary, concord, concord_with_stdin, relocatable, repo_path};
 
 const PREFIX: &str = "/concord";
 const NO_MESOS: &str = "http://127.0.0.1:1";
@@ -108,22 +108,6 @@ async fn apply_prints_created_unchanged_configured_with_generations() {
             "missing {needle:?} in\n{described}"
         );
     }
-}
-
-/// A copy of an example that can live anywhere: its artifact paths relative to the
-/// examples directory become the `file://` URIs `concord apply` would resolve them to.
-fn relocatable(source: &str) -> String {
-    let examples = std::fs::canonicalize(repo_path("manifests/examples")).expect("examples dir");
-    let sdk = std::fs::canonicalize(repo_path("sdk")).expect("sdk dir");
-    source
-        .replace(
-            "uri: ./wordcount/",
-            &format!("uri: file://{}/wordcount/", examples.display()),
-        )
-        .replace(
-            "uri: ../../sdk/",
-            &format!("uri: file://{}/", sdk.display()),
-        )
 }
 
 /// Sets `instances:` of operator `op` in a manifest, keeping the rest of the text.
