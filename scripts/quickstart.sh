@@ -32,8 +32,8 @@ echo "==> status"
 $concord get topologies
 $concord describe topology clickfraud | sed -n '/^Conditions:/,/^Tasks:/p'
 
-echo "==> waiting for the first alerts (windows close every 10 s)"
-for _ in $(seq 1 60); do
+echo "==> waiting for the first alerts (sliding 60 s windows, closing every 10 s; about a minute)"
+for _ in $(seq 1 120); do
   if alerts=$($concord logs clickfraud alerts 2>/dev/null) && [ -n "$alerts" ]; then
     echo "$alerts" | tail -n 5
     break
