@@ -140,6 +140,35 @@ impl Client {
         self.send(self.http.post(url)).await.map(|_| ())
     }
 
+    /// Live per-operator metrics (`GET .../topologies/<name>/metrics`).
+    pub async fn metrics<T: serde::de::DeserializeOwned>(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}/metrics", self.item(ns, name));
+        let resp = self.send(self.http.get(url)).await?;
+        self.json(resp).await
+    }
+
+    /// Part of a task's stdout (or stderr) from `offset` (`GET .../tasks/<task>/logs`).
+    pub async fn logs<T: serde::de::DeserializeOwned>(
+        &self,
+        ns: &str,
+        name: &str,
+        task: &str,
+        stderr: bool,
+        offset: u64,
+    ) -> Result<T, ClientError> {
+        let stream = if stderr { "stderr" } else { "stdout" };
+        let url = format!(
+            "{}/tasks/{task}/logs?stream={stream}&offset={offset}",
+            self.item(ns, name)
+        );
+        let resp = self.send(self.http.get(url)).await?;
+        self.json(resp).await
+    }
+
     /// Requests deletion.
     pub async fn delete(&self, ns: &str, name: &str) -> Result<Topology, ClientError> {
         let resp = self.send(self.http.delete(self.item(ns, name))).await?;

@@ -51,6 +51,10 @@ enum Command {
     },
     /// Delete a topology: its tasks are stopped, then it is removed.
     Delete(DeleteArgs),
+    /// Draw a topology's DAG with instance counts and live records/s.
+    Graph(commands::graph::GraphArgs),
+    /// Print an operator instance's stdout or stderr (`-f` to follow).
+    Logs(commands::logs::LogsArgs),
     /// Run a local stack (etcd, mesos-lite, controller) on loopback.
     #[command(subcommand)]
     Dev(DevCommand),
@@ -267,6 +271,8 @@ async fn run(client: &Client, namespace: &str, command: Command) -> Result<u8, F
         Command::Dev(DevCommand::Up(args)) => commands::dev::up(args).await,
         Command::Dev(DevCommand::Down { state, purge }) => commands::dev::down(state, purge).await,
         Command::Dev(DevCommand::Status(state)) => commands::dev::status(state).await,
+        Command::Graph(args) => commands::graph::run(client, namespace, &args).await,
+        Command::Logs(args) => commands::logs::run(client, namespace, &args).await,
         Command::Kill { task_id } => commands::kill::run(client, &task_id).await,
         Command::Scale {
             name,

@@ -6,6 +6,8 @@ pub mod describe;
 pub mod dev;
 pub mod diff;
 pub mod get;
+pub mod graph;
 pub mod kill;
+pub mod logs;
 pub mod rollout;
 pub mod scale;

@@ -1,0 +1,160 @@
+//! `concord logs NAME OPERATOR [--instance I] [--stderr] [-f]`: a task's stdout or
+//! stderr, read through the controller (which reads the Mesos files API).
+//!
+//! The task is the newest running one of the instance (during a rolling replace two
+//! tasks share an instance index); with none running, the newest known one. `--task`
+//! names a task directly, e.g. a failed one from `concord describe`.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use clap::Args;
+use concord_schemas::Topology;
+use serde::Deserialize;
+
+use crate::Failure;
+use crate::client::Client;
+
+/// How often `-f` asks for new output.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+/// How many follow polls between checks that the task still runs.
+const STATE_CHECK_EVERY: u32 = 4;
+
+/// Arguments of `concord logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Topology name.
+    pub name: String,
+    /// Operator name.
+    pub operator: String,
+    /// Instance index.
+    #[arg(long, default_value_t = 0)]
+    pub instance: u32,
+    /// A task ID instead of the instance's current task.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Print stderr instead of stdout.
+    #[arg(long)]
+    pub stderr: bool,
+    /// Keep printing new output until Ctrl-C or the task ends.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+/// The logs endpoint's answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogChunk {
+    pub data: String,
+    pub next_offset: u64,
+}
+
+const TERMINAL: &[&str] = &[
+    "TASK_FINISHED",
+    "TASK_FAILED",
+    "TASK_KILLED",
+    "TASK_LOST",
+    "TASK_ERROR",
+    "TASK_DROPPED",
+    "TASK_GONE",
+    "TASK_GONE_BY_OPERATOR",
+];
+
+/// Picks the task of `operator`/`instance`: running ones first, then the newest.
+pub fn pick_task(t: &Topology, operator: &str, instance: u32) -> Result<String, Failure> {
+    if !t.spec.operators.iter().any(|o| o.name == operator) {
+        let names: Vec<&str> = t.spec.operators.iter().map(|o| o.name.as_str()).collect();
+        return Err(Failure::invalid(format!(
+            "topology/{} has no operator {operator:?}; it has: {}",
+            t.metadata.name,
+            names.join(", ")
+        )));
+    }
+    let tasks: Vec<_> = t
+        .status
+        .as_ref()
+        .and_then(|s| s.operators.iter().find(|o| o.name == operator))
+        .map(|o| o.tasks.iter().filter(|t| t.instance == instance).collect())
+        .unwrap_or_default();
+    tasks
+        .iter()
+        .max_by_key(|t| (t.state == "TASK_RUNNING", t.since))
+        .map(|t| t.task_id.clone())
+        .ok_or_else(|| {
+            Failure::invalid(format!(
+                "operator {operator} of topology/{} has no task for instance {instance} (yet); \
+                 see `concord describe topology {}`",
+                t.metadata.name, t.metadata.name
+            ))
+        })
+}
+
+fn task_ended(t: &Topology, task: &str) -> bool {
+    let state = t
+        .status
+        .as_ref()
+        .into_iter()
+        .flat_map(|s| &s.operators)
+        .flat_map(|o| &o.tasks)
+        .find(|x| x.task_id == task)
+        .map(|x| x.state.as_str());
+    state.is_none_or(|s| TERMINAL.contains(&s))
+}
+
+fn emit(data: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(data.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::invalid(format!("cannot write to stdout: {e}")))
+}
+
+/// Reads from `offset` until no more data; returns the next offset.
+async fn drain(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    task: &str,
+    stderr: bool,
+    mut offset: u64,
+) -> Result<u64, Failure> {
+    loop {
+        let chunk: LogChunk = client.logs(ns, name, task, stderr, offset).await?;
+        if chunk.data.is_empty() || chunk.next_offset <= offset {
+            return Ok(offset);
+        }
+        emit(&chunk.data)?;
+        offset = chunk.next_offset;
+    }
+}
+
+/// Runs `concord logs`.
+pub async fn run(client: &Client, ns: &str, args: &LogsArgs) -> Result<u8, Failure> {
+    let topology = client.get(ns, &args.name).await?;
+    let task = match &args.task {
+        Some(t) => t.clone(),
+        None => pick_task(&topology, &args.operator, args.instance)?,
+    };
+    let mut offset = drain(client, ns, &args.name, &task, args.stderr, 0).await?;
+    if !args.follow {
+        return Ok(0);
+    }
+    let mut polls = 0u32;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(0),
+        }
+        offset = drain(client, ns, &args.name, &task, args.stderr, offset).await?;
+        polls += 1;
+        if polls >= STATE_CHECK_EVERY {
+            polls = 0;
+            let t = client.get(ns, &args.name).await?;
+            if task_ended(&t, &task) {
+                // Whatever the task wrote last.
+                drain(client, ns, &args.name, &task, args.stderr, offset).await?;
+                eprintln!("task {task} has ended");
+                return Ok(0);
+            }
+        }
+    }
+}

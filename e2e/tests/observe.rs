@@ -1,0 +1,311 @@
+//! Observability end to end: live metrics aggregated by the controller, `concord graph`
+//! and `concord logs` (task sandboxes through the Mesos files API), over real etcd,
+//! mesos-lite, the controller and `concord-executor` tasks.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use concord_e2e::{Controller, Etcd, MesosLite, binary, concord, wait_for};
+use serde_json::Value;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const API: &str = "/apis/concord.io/v1alpha1/namespaces/default/topologies";
+
+const TOPOLOGY: &str = r#"apiVersion: concord.io/v1alpha1
+kind: Topology
+metadata: {name: obs}
+spec:
+  operators:
+    - name: gen
+      runtime: {builtin: {name: generator}}
+      config: {rate: 200}
+      resources: {cpus: 0.1, mem: 32}
+    - name: count
+      instances: 2
+      runtime: {builtin: {name: keyed-count}}
+      inputs: [{from: gen, partitioning: key}]
+      resources: {cpus: 0.1, mem: 32}
+    - name: sink
+      runtime: {builtin: {name: sink}}
+      inputs: [{from: count, partitioning: shuffle}]
+      resources: {cpus: 0.1, mem: 32}
+"#;
+
+/// Fields drop in order: controller, mesos-lite (stops its tasks), etcd.
+struct Stack {
+    controller: Controller,
+    _mesos: MesosLite,
+    _etcd: Etcd,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        let etcd = Etcd::start().await;
+        let mesos = MesosLite::start(2, 4.0, 4096).await;
+        let controller = Controller::start_scheduling(&etcd.url, &mesos.url).await;
+        Self {
+            controller,
+            _mesos: mesos,
+            _etcd: etcd,
+            dir: tempfile::tempdir().expect("tmp"),
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = concord(&self.controller.url, args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = reqwest::get(format!("{}{API}/{path}", self.controller.url))
+            .await
+            .expect("GET");
+        let code = resp.status().as_u16();
+        (code, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A `concord` process killed by PID when dropped.
+struct Follower(Child);
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn running_task(t: &concord_schemas::Topology, op: &str) -> String {
+    t.status
+        .as_ref()
+        .and_then(|s| s.operators.iter().find(|o| o.name == op))
+        .and_then(|o| o.tasks.iter().find(|t| t.state == "TASK_RUNNING"))
+        .map(|t| t.task_id.clone())
+        .expect("a running task")
+}
+
+#[tokio::test]
+async fn metrics_graph_and_logs_through_the_controller() {
+    let s = Stack::start().await;
+    let path = s.dir.path().join("obs.yaml");
+    std::fs::write(&path, TOPOLOGY).expect("write");
+    let (code, _, err) = s.cli(&["apply", "-f", path.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(0), "{err}");
+    let t = s.controller.wait_ready("obs", READY_TIMEOUT).await;
+    let gen_task = running_task(&t, "gen");
+
+    // --- metrics: every operator reports, the generator produces. ---
+    let metrics = wait_for(
+        Duration::from_secs(30),
+        "live metrics of every operator",
+        || async {
+            let (code, m) = s.get("obs/metrics").await;
+            assert_eq!(code, 200, "{m}");
+            let ops = m["operators"].as_array()?;
+            let all_report = ops.len() == 3
+                && ops.iter().all(|o| {
+                    o["instancesReporting"].as_u64() == o["desired"].as_u64()
+                        && o["instancesUnreachable"] == 0
+                });
+            let gen_out =
+                ops.iter().find(|o| o["name"] == "gen")?["recordsOutPerSecond"].as_f64()?;
+            let sink_in =
+                ops.iter().find(|o| o["name"] == "sink")?["recordsInPerSecond"].as_f64()?;
+            (all_report && gen_out > 0.0 && sink_in > 0.0).then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(metrics["kind"], "TopologyMetrics");
+    assert_eq!(metrics["metadata"]["name"], "obs");
+    let ops = metrics["operators"].as_array().expect("operators");
+    assert_eq!(
+        ops.iter()
+            .map(|o| o["name"].as_str().unwrap_or(""))
+            .collect::<Vec<_>>(),
+        ["gen", "count", "sink"],
+        "spec order"
+    );
+    let count = &ops[1];
+    assert_eq!(count["desired"], 2);
+    assert_eq!(count["tasks"].as_array().map(Vec::len), Some(2));
+    for task in count["tasks"].as_array().into_iter().flatten() {
+        assert_eq!(task["scrape"], "ok", "{task}");
+        assert!(
+            task["metricsAddr"]
+                .as_str()
+                .is_some_and(|a| a.contains(':'))
+        );
+        assert!(task["recordsInTotal"].as_u64().is_some(), "{task}");
+        assert!(
+            task["windowSeconds"].as_f64().is_some_and(|w| w >= 1.0),
+            "{task}"
+        );
+        for key in [
+            "p99LatencySeconds",
+            "droppedTotal",
+            "cpuPercent",
+            "residentMemoryBytes",
+        ] {
+            assert!(task.get(key).is_some(), "{key} missing in {task}");
+        }
+    }
+    let gen_total = ops[0]["recordsOutTotal"].as_u64().expect("total");
+    assert!(gen_total > 0);
+    // Unknown topology: a clear 404.
+    let (code, body) = s.get("nope/metrics").await;
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not found"))
+    );
+
+    // --- graph, text: every operator, instance counts, partitioning, live rates. ---
+    let (code, out, err) = s.cli(&["graph", "obs"]);
+    assert_eq!(code, Some(0), "{err}");
+    for needle in [
+        "gen",
+        "count",
+        "sink",
+        "1/1",
+        "2/2",
+        "(key)",
+        "(shuffle)",
+        "/s",
+        "layer 3",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing from:\n{out}");
+    }
+    let layer_of = |name: &str| {
+        let mut layer = 0;
+        for line in out.lines() {
+            if line.starts_with("── layer") {
+                layer += 1;
+            } else if line.split_whitespace().next() == Some(name) {
+                return layer;
+            }
+        }
+        panic!("{name} not found in:\n{out}");
+    };
+    assert!(layer_of("gen") < layer_of("count") && layer_of("count") < layer_of("sink"));
+
+    // --- graph, dot. ---
+    let (code, dot, err) = s.cli(&["graph", "obs", "--format", "dot"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(dot.starts_with("digraph "), "{dot}");
+    assert!(dot.trim_end().ends_with('}'), "{dot}");
+    assert!(dot.contains(r#""gen" -> "count" [label="key"];"#), "{dot}");
+    assert!(
+        dot.contains(r#""count" -> "sink" [label="shuffle"];"#),
+        "{dot}"
+    );
+    assert_eq!(dot.matches('{').count(), dot.matches('}').count(), "{dot}");
+
+    // --- logs: stderr has the executor's (and the command executor's) lines; the
+    // sink writes the records it receives to stdout. ---
+    let (code, out, err) = s.cli(&["logs", "obs", "gen", "--stderr"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("starting executor"), "{out}");
+    assert!(out.contains(&gen_task), "{out}");
+    let (code, _, err) = s.cli(&["logs", "obs", "gen"]);
+    assert_eq!(code, Some(0), "stdout of gen (maybe empty): {err}");
+    let sink_out = wait_for(
+        Duration::from_secs(20),
+        "records on the sink's stdout",
+        || {
+            let (code, out, err) = s.cli(&["logs", "obs", "sink"]);
+            assert_eq!(code, Some(0), "{err}");
+            async move { (out.lines().count() > 1).then_some(out) }
+        },
+    )
+    .await;
+    assert!(
+        !sink_out.contains("starting executor"),
+        "stdout, not stderr: {sink_out}"
+    );
+    let (code, out, err) = s.cli(&["logs", "obs", "count", "--instance", "1", "--stderr"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("instance=1"), "{out}");
+
+    // Unknown operator, missing instance, unknown task: exit 1 with a clear message.
+    let (code, _, err) = s.cli(&["logs", "obs", "nope"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(r#"no operator "nope""#) && err.contains("gen, count, sink"),
+        "{err}"
+    );
+    let (code, _, err) = s.cli(&["logs", "obs", "gen", "--instance", "7"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no task for instance 7"), "{err}");
+    let ghost = "default.obs.gen.0.0000.deadbeef";
+    let (code, _, err) = s.cli(&["logs", "obs", "gen", "--task", ghost]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("Mesos does not know task"), "{err}");
+
+    // The API behind it: 404 for unknown tasks and foreign tasks, 400 for a bad stream.
+    let (code, body) = s.get(&format!("obs/tasks/{ghost}/logs")).await;
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(body["reason"], "NotFound");
+    let (code, body) = s.get(&format!("other/tasks/{gen_task}/logs")).await;
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = s
+        .get(&format!("obs/tasks/{gen_task}/logs?stream=stdin"))
+        .await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = s
+        .get(&format!(
+            "obs/tasks/{gen_task}/logs?stream=stderr&offset=0&length=10"
+        ))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["offset"], 0);
+    assert_eq!(body["nextOffset"], 10);
+    assert_eq!(body["data"].as_str().map(str::len), Some(10));
+
+    // --- logs -f: follows, and ends by itself when the task ends. ---
+    let log = s.dir.path().join("follow.out");
+    let file = std::fs::File::create(&log).expect("create");
+    let child = Command::new(binary("concord"))
+        .args(["logs", "obs", "gen", "-f", "--stderr"])
+        .env("CONCORD_API", &s.controller.url)
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn concord logs -f");
+    let mut follower = Follower(child);
+    wait_for(
+        Duration::from_secs(20),
+        "the follower to print the log",
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            async move { text.contains("starting executor").then_some(()) }
+        },
+    )
+    .await;
+    let (code, _, err) = s.cli(&["kill", &gen_task]);
+    assert_eq!(code, Some(0), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = follower.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "concord logs -f did not end with its task"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    // The kill itself is logged by the command executor after the follower started.
+    assert!(
+        text.contains("Sending SIGTERM") || text.contains("Command terminated"),
+        "{text}"
+    );
+}
