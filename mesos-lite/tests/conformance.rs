@@ -1218,3 +1218,32 @@ async fn max_completion_time_fails_the_task() -> TestResult {
     fw.handle.teardown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn invalid_framework_info_gets_an_error_event() -> TestResult {
+    let master = Master::start()?;
+    let mut info = framework_info(&unique("badroles"), &[], 0.0);
+    info.roles = vec!["concord".into()];
+    let (_, events) = subscribe_raw(
+        &reqwest::Client::new(),
+        &master.scheduler_url(),
+        &Call::subscribe(info),
+    )
+    .await?;
+    let mut events = Box::pin(events);
+    let first = tokio::time::timeout(WAIT, events.next())
+        .await?
+        .ok_or("stream ended")??;
+    assert_eq!(first.r#type, EventType::Error);
+    assert!(
+        first
+            .error
+            .is_some_and(|e| e.message.contains("MULTI_ROLE"))
+    );
+    let end = tokio::time::timeout(WAIT, events.next()).await?;
+    assert!(
+        end.is_none() || end.is_some_and(|e| e.is_err()),
+        "stream closes after ERROR"
+    );
+    Ok(())
+}

@@ -958,30 +958,70 @@ fn validate_id(id: &str) -> Result<(), String> {
 /// FrameworkInfo validation done after the 200 (refusals become an ERROR event).
 fn validate_framework_info(info: &FrameworkInfo) -> Option<String> {
     let multi = info.has_capability(&FrameworkCapabilityType::MultiRole);
-    if !multi && !info.roles.is_empty() {
-        return Some("'FrameworkInfo.roles' is set but the MULTI_ROLE capability is not".into());
-    }
     if multi && info.role.is_some() {
         return Some(
-            "'FrameworkInfo.role' must not be set when the MULTI_ROLE capability is present".into(),
+            "'FrameworkInfo.role' must not be set when the framework is MULTI_ROLE capable".into(),
         );
     }
-    let mut seen = BTreeSet::new();
-    for r in info.effective_roles() {
-        if r.is_empty()
-            || r.starts_with('/')
-            || r.ends_with('/')
-            || r.chars().any(char::is_whitespace)
-        {
+    if !multi && !info.roles.is_empty() {
+        return Some(
+            "'FrameworkInfo.roles' must not be set when the framework is not MULTI_ROLE capable"
+                .into(),
+        );
+    }
+    if multi {
+        let mut seen = BTreeSet::new();
+        let duplicates: BTreeSet<&String> =
+            info.roles.iter().filter(|r| !seen.insert(*r)).collect();
+        if !duplicates.is_empty() {
+            let list: Vec<&str> = duplicates.iter().map(|r| r.as_str()).collect();
             return Some(format!(
-                "'FrameworkInfo.roles' contains invalid role: '{r}'"
+                "'FrameworkInfo.roles' contains duplicate items: {{ {} }}",
+                list.join(", ")
             ));
         }
-        if !seen.insert(r.clone()) {
-            return Some(format!(
-                "'FrameworkInfo.roles' contains duplicate role '{r}'"
-            ));
+    }
+    let (field, roles) = if multi {
+        (
+            "'FrameworkInfo.roles' contains invalid role",
+            info.roles.clone(),
+        )
+    } else {
+        (
+            "'FrameworkInfo.role' is not a valid role",
+            vec![info.role.clone().unwrap_or_else(|| "*".into())],
+        )
+    };
+    for r in roles {
+        if let Err(e) = validate_role(&r) {
+            return Some(format!("{field}: {e}"));
         }
     }
     None
+}
+
+/// Mesos role names: not empty, not `.`/`..`, no leading `-`, no whitespace, `/` only
+/// between path components (`*` is the default role).
+fn validate_role(role: &str) -> Result<(), String> {
+    if role == "*" {
+        return Ok(());
+    }
+    if role.is_empty() {
+        return Err("Empty role name is invalid".into());
+    }
+    if role.starts_with('/') || role.ends_with('/') {
+        return Err(format!("Role '{role}' cannot start or end with a slash"));
+    }
+    for part in role.split('/') {
+        if part.is_empty() || part == "." || part == ".." || part == "*" {
+            return Err(format!("Role '{role}' has an invalid component '{part}'"));
+        }
+        if part.starts_with('-') {
+            return Err(format!("Role '{role}' cannot start with '-'"));
+        }
+        if part.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("Role '{role}' cannot contain whitespace"));
+        }
+    }
+    Ok(())
 }
