@@ -52,6 +52,9 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
         )
     });
     tracing::info!(operator = %args.operator, instance = args.instance, task = %task_id, "starting executor");
+    if args.delivery != "at-most-once" {
+        tracing::warn!(delivery = %args.delivery, "only at-most-once delivery is implemented; running at-most-once");
+    }
 
     let data = TcpListener::bind(("0.0.0.0", args.data_port)).context("binding data port")?;
     let data_port = data.local_addr()?.port();

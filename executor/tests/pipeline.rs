@@ -149,6 +149,30 @@ fn pipeline_scales_a_downstream_live_without_loss_on_the_untouched_path() {
             .expect("traces");
     assert!(!traces.is_empty(), "map recorded spans");
     assert!(traces[0].get("parentId").is_some());
+    // The same trace ids show up one hop further, with the map's span as parent.
+    let map_spans: std::collections::HashMap<String, String> = traces
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t["traceId"].as_str()?.to_owned(),
+                t["spanId"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    let sink_traces: Vec<serde_json::Value> =
+        reqwest::blocking::get(format!("http://{}/traces", sink.metrics))
+            .and_then(|r| r.json())
+            .expect("sink traces");
+    assert!(
+        sink_traces.iter().any(|t| {
+            t["traceId"]
+                .as_str()
+                .and_then(|id| map_spans.get(id))
+                .map(String::as_str)
+                == t["parentId"].as_str()
+        }),
+        "a sampled record's path map -> sink is listed"
+    );
 
     // SIGTERM on the sink: destroy, deregister, exit 0.
     let status = sink.terminate().expect("sink exits");
