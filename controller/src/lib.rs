@@ -70,6 +70,7 @@ pub async fn run(
             reconciler,
             state.readiness.clone(),
             command_rx,
+            state.metrics.clone(),
         ));
     }
     let listener =

@@ -6,6 +6,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Labels of an HTTP request.
@@ -29,6 +30,14 @@ pub struct Metrics {
     pub http_requests: Family<RequestLabels, Counter>,
     pub applies: Family<ApplyLabels, Counter>,
     pub watches_open: Gauge,
+    /// Time to reconcile one topology key (compute + issuing calls, not waiting on them).
+    pub reconcile_seconds: Histogram,
+    /// Dirty topology keys waiting to be reconciled.
+    pub queue_depth: Gauge,
+    /// Tasks the reconciler tracks.
+    pub tasks: Gauge,
+    /// Topologies known to the reconciler.
+    pub topologies: Gauge,
 }
 
 impl Default for Metrics {
@@ -51,11 +60,36 @@ impl Metrics {
         registry.register("applies", "Topology applies by outcome", applies.clone());
         let watches_open = Gauge::default();
         registry.register("watches_open", "Open watch streams", watches_open.clone());
+        // 10 µs .. ~5 s: reconciling one key should stay well under a millisecond.
+        let reconcile_seconds = Histogram::new(exponential_buckets(1e-5, 2.5, 15));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time to reconcile one topology",
+            reconcile_seconds.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "reconcile_queue_depth",
+            "Topologies waiting to be reconciled",
+            queue_depth.clone(),
+        );
+        let tasks = Gauge::default();
+        registry.register("tasks", "Tasks tracked by the reconciler", tasks.clone());
+        let topologies = Gauge::default();
+        registry.register(
+            "topologies",
+            "Topologies known to the reconciler",
+            topologies.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             http_requests,
             applies,
             watches_open,
+            reconcile_seconds,
+            queue_depth,
+            tasks,
+            topologies,
         }
     }
 

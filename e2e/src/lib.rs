@@ -22,11 +22,13 @@ pub fn free_port() -> u16 {
 /// `target/<profile>`, where cargo puts the workspace binaries.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test-binary>
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .expect("test binary is not under target/<profile>/deps")
+    // Tests live in target/<profile>/deps/, binaries (like benches) in target/<profile>/.
+    let dir = exe.parent().expect("executable has a directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a workspace binary; panics with a hint when it was not built.
@@ -302,10 +304,10 @@ impl MesosLite {
         let port = free_port();
         // A task port range of our own, below the ephemeral range, so tests running in
         // parallel do not hand out the same ports.
-        let base = 10_000 + (u32::from(port) * 7919 % 200) * 100;
+        let base = 10_000 + (u32::from(port) * 7919 % 100) * 200;
         let resources = format!(
             "cpus:{cpus};mem:{mem_mb};disk:2000;ports:[{base}-{}]",
-            base + 99
+            base + 199
         );
         let process = spawn_mesos_lite(dir.path(), port, agents, &resources);
         let m = Self {

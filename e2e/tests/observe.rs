@@ -168,6 +168,7 @@ async fn metrics_graph_and_logs_through_the_controller() {
     // --- graph, text: every operator, instance counts, partitioning, live rates. ---
     let (code, out, err) = s.cli(&["graph", "obs"]);
     assert_eq!(code, Some(0), "{err}");
+    eprintln!("concord graph obs:\n{out}");
     for needle in [
         "gen",
         "count",
@@ -197,6 +198,7 @@ async fn metrics_graph_and_logs_through_the_controller() {
     // --- graph, dot. ---
     let (code, dot, err) = s.cli(&["graph", "obs", "--format", "dot"]);
     assert_eq!(code, Some(0), "{err}");
+    eprintln!("concord graph obs --format dot:\n{dot}");
     assert!(dot.starts_with("digraph "), "{dot}");
     assert!(dot.trim_end().ends_with('}'), "{dot}");
     assert!(dot.contains(r#""gen" -> "count" [label="key"];"#), "{dot}");

@@ -101,6 +101,7 @@ pub async fn run(
     config: ReconcilerConfig,
     readiness: Readiness,
     mut commands: mpsc::Receiver<Command>,
+    metrics: crate::metrics::Metrics,
 ) {
     readiness.set("mesos", Err("not subscribed yet".into()));
     let framework_id = load_framework_id(&store).await;
@@ -150,6 +151,7 @@ pub async fn run(
         Outputs {
             status_tx,
             feedback_tx,
+            metrics,
         },
         readiness,
         stored_state(&store).await,

@@ -68,6 +68,7 @@ pub enum Feedback {
 pub struct Outputs {
     pub status_tx: mpsc::UnboundedSender<StatusWrite>,
     pub feedback_tx: mpsc::UnboundedSender<Feedback>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// What a restarted controller recovers from stored status.
@@ -127,6 +128,7 @@ pub struct Reconciler {
     status_tx: mpsc::UnboundedSender<StatusWrite>,
     feedback_tx: mpsc::UnboundedSender<Feedback>,
     readiness: Readiness,
+    metrics: crate::metrics::Metrics,
 
     specs: HashMap<String, SpecEntry>,
     specs_listed: bool,
@@ -161,6 +163,7 @@ impl Reconciler {
         let Outputs {
             status_tx,
             feedback_tx,
+            metrics,
         } = outputs;
         let Restored {
             tasks: known,
@@ -173,6 +176,7 @@ impl Reconciler {
             status_tx,
             feedback_tx,
             readiness,
+            metrics,
             specs: HashMap::new(),
             specs_listed: false,
             tasks: HashMap::new(),
@@ -764,13 +768,21 @@ impl Reconciler {
 
     /// Reconciles every dirty key, if the state is trustworthy enough to act.
     pub fn process_dirty(&mut self) {
+        self.metrics.queue_depth.set(self.dirty.len() as i64);
         if !self.specs_listed || !matches!(self.sync, Sync::Ready) {
             return;
         }
         let keys = std::mem::take(&mut self.dirty);
         for key in keys {
+            let started = std::time::Instant::now();
             self.reconcile(&key);
+            self.metrics
+                .reconcile_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
+        self.metrics.queue_depth.set(0);
+        self.metrics.tasks.set(self.tasks.len() as i64);
+        self.metrics.topologies.set(self.specs.len() as i64);
         let want_offers = !self.pending.is_empty();
         if want_offers && self.suppressed {
             self.suppressed = false;

@@ -1,0 +1,110 @@
+//! The README's quickstart, run verbatim: the docs cannot rot.
+
+use std::process::Command;
+use std::time::Duration;
+
+use concord_e2e::{binary, free_port, repo_path};
+
+/// The commands of the first ```sh block under `## Quickstart`, comments stripped.
+fn quickstart_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_path("README.md")).expect("README.md");
+    let section = readme
+        .split("## Quickstart")
+        .nth(1)
+        .expect("a Quickstart section");
+    let block = section
+        .split("```sh")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block");
+    block
+        .lines()
+        .map(|l| l.split(" #").next().unwrap_or("").trim().to_owned())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+#[test]
+fn the_readme_gives_exactly_two_commands_and_ci_runs_the_test_one() {
+    let commands = quickstart_commands();
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    let ci = std::fs::read_to_string(repo_path(".ci/run")).expect(".ci/run");
+    assert!(
+        ci.lines().any(|l| l.trim() == commands[1]),
+        ".ci/run must call `{}`",
+        commands[1]
+    );
+}
+
+#[test]
+fn the_quickstart_runs_the_click_fraud_job_with_alerts_and_dev_down_leaves_nothing() {
+    let run = quickstart_commands().remove(0);
+    let state = tempfile::tempdir().expect("tmp");
+    let (etcd, mesos, api) = (free_port(), free_port(), free_port());
+    // Ports and state of our own, so this never meets a developer's running stack;
+    // the binaries were built by the test command already.
+    let flags = format!(
+        "--etcd-port {etcd} --mesos-port {mesos} --api-port {api} --state-dir {}",
+        state.path().display()
+    );
+    let guard = DevDown(state.path().to_path_buf());
+    let out = Command::new("timeout")
+        .args(["600", "bash", "-c", &run])
+        .current_dir(repo_path(""))
+        .env("CONCORD_DEV_FLAGS", &flags)
+        .env("CONCORD_SKIP_BUILD", "1")
+        .output()
+        .expect("run the quickstart");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "quickstart failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("topology/clickfraud created"), "{stdout}");
+    assert!(stdout.contains("successfully rolled out"), "{stdout}");
+    assert!(
+        stdout.contains("\"alert\":true"),
+        "the quickstart shows alerts:\n{stdout}"
+    );
+
+    let pids: Vec<String> = ["etcd", "mesos-lite", "concord-controller"]
+        .iter()
+        .filter_map(|n| std::fs::read_to_string(state.path().join(format!("{n}.pid"))).ok())
+        .filter_map(|s| s.split_whitespace().next().map(str::to_owned))
+        .collect();
+    assert_eq!(pids.len(), 3);
+    drop(guard);
+    std::thread::sleep(Duration::from_millis(200));
+    for pid in &pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "pid {pid} survived dev down"
+        );
+    }
+    // No task process of this stack survives either (their sandboxes are in the state dir).
+    for entry in std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(Result::ok)
+    {
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
+            assert!(
+                !cwd.starts_with(state.path()),
+                "a task survived dev down: {}",
+                entry.path().display()
+            );
+        }
+    }
+}
+
+/// Stops the stack even when an assertion fails.
+struct DevDown(std::path::PathBuf);
+
+impl Drop for DevDown {
+    fn drop(&mut self) {
+        let _ = Command::new(binary("concord"))
+            .args(["dev", "down", "--state-dir"])
+            .arg(&self.0)
+            .output();
+    }
+}
