@@ -210,3 +210,38 @@ fn benchmark_map_and_count() {
     assert_eq!(benchmark::timestamp(out), Some(77));
     assert_eq!(&out[8..16], &2u64.to_be_bytes());
 }
+
+#[test]
+fn reads_the_controllers_normalised_operator_spec() {
+    use concord_executor::config::{OperatorSpec, Partitioning, Runtime};
+    let spec: concord_schemas::OperatorSpec = serde_json::from_value(json!({
+        "name": "enrich",
+        "instances": 3,
+        "runtime": {"process": {"command": "python3", "args": ["enrich.py"],
+                                "artifacts": [{"uri": "https://example.com/enrich.py"}]}},
+        "config": {"botPatterns": ["bot"]},
+        "resources": {"ports": ["ingest"]},
+        "inputs": [{"from": "clicks", "partitioning": "key"}],
+    }))
+    .expect("schema spec");
+    let text = serde_json::to_string(&spec).expect("serialise");
+    let ours: OperatorSpec = serde_json::from_str(&text).expect("executor reads it");
+    assert_eq!(ours.name, "enrich");
+    assert_eq!(ours.instances, 3);
+    assert!(matches!(ours.runtime, Runtime::Process { ref command, .. } if command == "python3"));
+    assert_eq!(ours.inputs[0].partitioning, Partitioning::Key);
+    assert_eq!(ours.resources.ports, vec!["ingest".to_owned()]);
+
+    let builtin: concord_schemas::OperatorSpec =
+        serde_json::from_value(json!({"name": "g", "runtime": {"builtin": {"name": "generator"}}}))
+            .expect("schema spec");
+    let ours: OperatorSpec =
+        serde_json::from_str(&serde_json::to_string(&builtin).expect("ser")).expect("de");
+    assert_eq!(
+        ours.runtime,
+        Runtime::Builtin {
+            name: "generator".into()
+        }
+    );
+    assert!(ours.inputs.is_empty());
+}
