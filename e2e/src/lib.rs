@@ -164,8 +164,12 @@ pub struct Etcd {
 impl Etcd {
     /// Starts etcd and waits until it answers `/health`.
     pub async fn start() -> Self {
+        Self::start_on(free_port()).await
+    }
+
+    /// Starts etcd with its client URL on `client` (for tests that start it late).
+    pub async fn start_on(client: u16) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let client = free_port();
         let peer = free_port();
         let bin = std::env::var("CONCORD_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
         let url = format!("http://127.0.0.1:{client}");

@@ -431,3 +431,40 @@ async fn health_readiness_metrics_and_schema() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_controller_started_before_etcd_serves_health_and_becomes_ready_when_etcd_appears() {
+    let port = concord_e2e::free_port();
+    let etcd_url = format!("http://127.0.0.1:{port}");
+    let c = Controller::start(&etcd_url, NO_MESOS, PREFIX).await;
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(format!("{}/readyz", c.url))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await.expect("body").contains("etcd"));
+    let resp = http
+        .put(item_url(&c, "wc"))
+        .json(&spec_json("wc", 1))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status(), 503, "writes fail clearly while etcd is away");
+
+    let _etcd = Etcd::start_on(port).await;
+    let url = format!("{}/readyz", c.url);
+    wait_for(Duration::from_secs(30), "readyz once etcd is up", || {
+        let req = http.get(&url).send();
+        async move { (req.await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
+    let resp = http
+        .put(item_url(&c, "wc"))
+        .json(&spec_json("wc", 1))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status(), 201);
+}
