@@ -183,13 +183,18 @@ pub fn render_text(t: &Topology, m: Option<&MetricsView>) -> String {
     let edges = edges(t);
     let layers = layers(&names, &edges);
     let nodes = nodes(t, m);
-    let name_w = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let name_w = names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("OPERATOR".len());
     let kind_w = nodes
         .values()
         .map(|n| n.kind.chars().count())
         .max()
         .unwrap_or(0)
-        .min(24);
+        .clamp("RUNTIME".len(), 24);
     let mut out = String::new();
     let generation = t.metadata.generation.unwrap_or(0);
     let ready = t
@@ -206,18 +211,21 @@ pub fn render_text(t: &Topology, m: Option<&MetricsView>) -> String {
     if m.is_none() {
         out.push_str("(live metrics unavailable)\n");
     }
-    let _ = writeln!(
-        out,
-        "{:4}  {:name_w$}  {:kind_w$}  {:>9}  {:>10}  {:>10}  EXTRA",
-        "", "OPERATOR", "RUNTIME", "INSTANCES", "IN", "OUT"
+    let header = format!(
+        "  {:name_w$}  {:kind_w$}  {:>9}  {:>10}  {:>10}  EXTRA",
+        "OPERATOR", "RUNTIME", "INSTANCES", "IN", "OUT"
     );
+    out.push_str(header.trim_end());
+    out.push('\n');
     for (depth, layer) in layers.iter().enumerate() {
         let _ = writeln!(out, "── layer {} ──", depth + 1);
         for name in layer {
             let Some(node) = nodes.get(name.as_str()) else {
                 continue;
             };
-            let (rin, rout, mut extra) = match node.metrics {
+            let has_inputs = edges.iter().any(|e| &e.to == name);
+            let has_outputs = edges.iter().any(|e| &e.from == name);
+            let (mut rin, mut rout, extra) = match node.metrics {
                 Some(mv) => {
                     let mut extra = Vec::new();
                     if let Some(p99) = latency(mv.p99_latency_seconds) {
@@ -235,27 +243,33 @@ pub fn render_text(t: &Topology, m: Option<&MetricsView>) -> String {
                         extra,
                     )
                 }
-                None => ("-".into(), "-".into(), Vec::new()),
+                None => ("?".into(), "?".into(), Vec::new()),
             };
+            // A source reads nothing from the topology, a sink feeds nothing into it.
+            if !has_inputs {
+                rin = "-".into();
+            }
+            if !has_outputs && rout == rate(Some(0.0)) {
+                rout = "-".into();
+            }
             let mut kind: String = node.kind.chars().take(kind_w).collect();
             if node.kind.chars().count() > kind_w {
                 kind.pop();
                 kind.push('…');
             }
-            extra.retain(|e| !e.is_empty());
-            let _ = writeln!(
-                out,
-                "{:4}  {:name_w$}  {kind:kind_w$}  {:>9}  {rin:>10}  {rout:>10}  {}",
-                "",
+            let line = format!(
+                "  {:name_w$}  {kind:kind_w$}  {:>9}  {rin:>10}  {rout:>10}  {}",
                 node.name,
                 node.counts,
                 extra.join(", ")
             );
+            out.push_str(line.trim_end());
+            out.push('\n');
             for e in edges.iter().filter(|e| &e.to == name) {
-                let _ = writeln!(out, "{:8}◀── {} ({})", "", e.from, e.partitioning);
+                let _ = writeln!(out, "      ◀── {} ({})", e.from, e.partitioning);
             }
             for e in edges.iter().filter(|e| &e.from == name) {
-                let _ = writeln!(out, "{:8}──▶ {} ({})", "", e.to, e.partitioning);
+                let _ = writeln!(out, "      ──▶ {} ({})", e.to, e.partitioning);
             }
         }
     }
@@ -401,6 +415,67 @@ mod tests {
         let l = layers(&ops, &e);
         assert_eq!(l.len(), 12);
         assert!(l.iter().all(|layer| layer.len() == 1));
+    }
+
+    #[test]
+    fn text_of_a_wide_topology_lines_up() {
+        let mut yaml = String::from(
+            "apiVersion: concord.io/v1alpha1\nkind: Topology\nmetadata: {name: wide}\nspec:\n  operators:\n",
+        );
+        yaml.push_str("    - name: source\n      runtime: {builtin: {name: generator}}\n");
+        for i in 0..11 {
+            let name = format!("enrich-and-aggregate-clicks-by-publisher-{i}");
+            let inputs = if i == 0 {
+                "[{from: source, partitioning: key}]".to_owned()
+            } else {
+                format!(
+                    "[{{from: enrich-and-aggregate-clicks-by-publisher-{}, partitioning: key}}, {{from: source, partitioning: broadcast}}]",
+                    i - 1
+                )
+            };
+            yaml.push_str(&format!(
+                "    - name: {name}\n      instances: {}\n      runtime: {{builtin: {{name: keyed-count}}}}\n      inputs: {inputs}\n",
+                i + 1
+            ));
+        }
+        let t = concord_schemas::parse_yaml(yaml.as_bytes(), "wide.yaml")
+            .expect("valid")
+            .remove(0);
+        let m = MetricsView {
+            operators: vec![OperatorView {
+                name: "source".into(),
+                records_out_per_second: Some(1234.5),
+                ..OperatorView::default()
+            }],
+        };
+        let text = render_text(&t, Some(&m));
+        eprintln!("{text}");
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.starts_with("      "))
+            .collect();
+        assert_eq!(rows.len(), 13, "header + 12 operators:\n{text}");
+        // The INSTANCES column (`?/N` without status) ends where its header ends.
+        let col = |l: &str, pat: &str| l.find(pat).map(|i| l[..i + pat.len()].chars().count());
+        let header_end = col(rows[0], "INSTANCES").expect("header");
+        for (i, row) in rows[1..].iter().enumerate() {
+            let n = if i == 0 { 1 } else { i };
+            assert_eq!(
+                col(row, &format!("?/{n}")),
+                Some(header_end),
+                "{row}\n{text}"
+            );
+        }
+        assert!(text.contains("1234.5/s"), "{text}");
+        assert!(text.contains("──▶ enrich-and-aggregate-clicks-by-publisher-0 (key)"));
+        assert!(text.contains("◀── source (broadcast)"));
+        assert!(text.contains("── layer 12 ──"), "{text}");
+        assert!(
+            text.lines().all(|l| l == l.trim_end()),
+            "no trailing blanks"
+        );
+        let dot = render_dot(&t, Some(&m));
+        assert_eq!(dot.matches(" -> ").count(), 21);
     }
 
     #[test]

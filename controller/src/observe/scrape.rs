@@ -99,8 +99,11 @@ pub fn parse_line(line: &str) -> Result<Sample, String> {
     })
 }
 
+/// Label pairs in order.
+type Labels = Vec<(String, String)>;
+
 /// Parses label pairs after `{` up to the closing `}`; returns them and the rest.
-fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start();
