@@ -35,7 +35,7 @@ spec:
 struct Stack {
     controller: Controller,
     _mesos: MesosLite,
-    _etcd: Etcd,
+    etcd: Etcd,
     dir: tempfile::TempDir,
 }
 
@@ -47,7 +47,7 @@ impl Stack {
         Self {
             controller,
             _mesos: mesos,
-            _etcd: etcd,
+            etcd,
             dir: tempfile::tempdir().expect("tmp"),
         }
     }
@@ -164,6 +164,41 @@ async fn metrics_graph_and_logs_through_the_controller() {
             .as_str()
             .is_some_and(|m| m.contains("not found"))
     );
+
+    // --- an executor that does not answer is reported, not an error of the call. ---
+    // A listener that accepts connections but never answers: the scrape must time out.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("addr").to_string();
+    let key = "/concord/endpoints/default/obs/count/9/default.obs.count.9.0000.silent";
+    let value = serde_json::json!({
+        "taskId": "default.obs.count.9.0000.silent", "instance": 9,
+        "dataAddr": "127.0.0.1:1", "metricsAddr": silent_addr, "ready": true,
+    });
+    let mut etcd = s.etcd.client().await;
+    etcd.put(key, value.to_string(), None).await.expect("put");
+    let started = Instant::now();
+    let (code, m) = s.get("obs/metrics").await;
+    let took = started.elapsed();
+    assert_eq!(code, 200, "{m}");
+    assert!(
+        took < Duration::from_secs(6),
+        "one slow executor bounds the call: {took:?}"
+    );
+    let count = m["operators"]
+        .as_array()
+        .and_then(|ops| ops.iter().find(|o| o["name"] == "count"))
+        .expect("count");
+    assert_eq!(count["instancesUnreachable"], 1, "{count}");
+    assert_eq!(count["instancesReporting"], 2, "{count}");
+    let silent_task = count["tasks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["instance"] == 9))
+        .expect("the silent task");
+    assert_eq!(silent_task["scrape"], "unreachable", "{silent_task}");
+    assert!(silent_task["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(silent_task["recordsInPerSecond"].is_null());
+    etcd.delete(key, None).await.expect("delete");
+    drop(silent);
 
     // --- graph, text: every operator, instance counts, partitioning, live rates. ---
     let (code, out, err) = s.cli(&["graph", "obs"]);
