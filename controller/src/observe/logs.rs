@@ -410,6 +410,33 @@ mod tests {
     }
 
     #[test]
+    fn finds_tasks_in_master_state_active_or_completed() {
+        let state: MasterState = serde_json::from_value(serde_json::json!({
+            "slaves": [{"id": "a1", "hostname": "h", "port": 5051, "pid": "slave(1)@10.0.0.1:5051"}],
+            "frameworks": [{"id": "fw", "tasks": [
+                {"id": "run", "slave_id": "a1", "framework_id": "fw", "executor_id": "", "state": "TASK_RUNNING"}
+            ], "completed_tasks": [
+                {"id": "done", "slave_id": "a1", "framework_id": "fw", "state": "TASK_KILLED"}
+            ]}],
+            "completed_frameworks": [{"id": "old", "completed_tasks": [
+                {"id": "ancient", "slave_id": "a0", "framework_id": "old", "state": "TASK_FINISHED"}
+            ]}]
+        }))
+        .expect("master state");
+        let (fw, t) = find_task(&state, "run").expect("running");
+        assert_eq!((fw.as_str(), t.slave_id.as_str()), ("fw", "a1"));
+        assert_eq!(
+            find_task(&state, "done").map(|(fw, _)| fw),
+            Some("fw".into())
+        );
+        assert_eq!(
+            find_task(&state, "ancient").map(|(fw, _)| fw),
+            Some("old".into())
+        );
+        assert!(find_task(&state, "never").is_none());
+    }
+
+    #[test]
     fn finds_running_and_completed_sandboxes() {
         let state: AgentState = serde_json::from_value(serde_json::json!({
             "id": "a1", "pid": "slave(1)@127.0.0.1:5051", "hostname": "h",
