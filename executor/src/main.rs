@@ -14,7 +14,7 @@ use concord_executor::metrics::Metrics;
 use concord_executor::operators::{self, BuiltinEnv};
 use concord_executor::router::conn::ConnSettings;
 use concord_executor::router::{Router, inbound};
-use concord_executor::runtime::{Ingest, Runtime, RuntimeState};
+use concord_executor::runtime::{Ingest, Runtime, RuntimeError, RuntimeState};
 use concord_executor::trace::{Sampler, Tracer};
 use concord_executor::wire;
 use tokio::signal::unix::{SignalKind, signal};
@@ -86,9 +86,6 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
     });
     tracing::info!(%data_addr, %metrics_addr, "listening");
 
-    let client = discovery::connect(&args.etcd)
-        .await
-        .with_context(|| format!("connecting to etcd at {}", args.etcd))?;
     let paths = Paths::new(&args.etcd_prefix, &args.namespace, &args.topology);
     let endpoint = Endpoint {
         task_id: task_id.clone(),
@@ -99,21 +96,38 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
         inputs: spec.inputs.clone(),
         ready: false,
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let registration = tokio::spawn(discovery::run_registration(
-        client.clone(),
-        paths.endpoint_key(&args.operator, args.instance, &task_id),
-        endpoint,
-        state.clone(),
-        stop_rx,
-    ));
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let (routing_tx, routing_rx) = std::sync::mpsc::channel();
-    tokio::spawn(discovery::run_watch(
-        client,
-        paths,
-        args.operator.clone(),
-        routing_tx,
-    ));
+    // etcd may be unreachable when the task starts: keep retrying (the executor serves
+    // /healthz meanwhile and is not ready), never exit for that.
+    let registration = {
+        let etcd = args.etcd.clone();
+        let key = paths.endpoint_key(&args.operator, args.instance, &task_id);
+        let operator = args.operator.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let client = loop {
+                match discovery::connect(&etcd).await {
+                    Ok(c) => break c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, %etcd, "cannot reach etcd; retrying");
+                        tokio::select! {
+                            _ = stop_rx.changed() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            };
+            let watch = tokio::spawn(discovery::run_watch(
+                client.clone(),
+                paths,
+                operator,
+                routing_tx,
+            ));
+            discovery::run_registration(client, key, endpoint, state, stop_rx).await;
+            watch.abort();
+        })
+    };
 
     let env = BuiltinEnv {
         ingest: Ingest::new(in_tx, metrics.input_queue.clone()),
@@ -186,6 +200,10 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
             })
             .await?;
             tracing::info!("executor stopped");
+            Ok(0)
+        }
+        Ok(Err(RuntimeError::StoppedBeforeInit)) => {
+            tracing::info!("stopped before the operator was initialised");
             Ok(0)
         }
         Ok(Err(e)) => {

@@ -184,3 +184,40 @@ fn pipeline_scales_a_downstream_live_without_loss_on_the_untouched_path() {
             .is_empty()
     );
 }
+
+#[test]
+fn executor_waits_for_etcd_and_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = support::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut sink = Executor::start(ExecutorSpec {
+        etcd: &url,
+        topology: "late",
+        operator: "sink",
+        instance: 0,
+        spec: builtin(
+            "sink",
+            "sink",
+            json!({"target": "discard"}),
+            json!([{"from": "x"}]),
+        ),
+        data_port: 0,
+        env: vec![],
+        dir: dir.path(),
+    });
+    // Up but not ready while etcd is unreachable.
+    wait_for("healthz", Duration::from_secs(20), || {
+        reqwest::blocking::get(format!("http://{}/healthz", sink.metrics))
+            .is_ok_and(|r| r.status().is_success())
+    });
+    assert!(!sink.is_ready());
+    // etcd appears: the executor registers and becomes ready.
+    let etcd = Etcd::start_on(port);
+    sink.wait_ready();
+    wait_for("endpoint registered", Duration::from_secs(10), || {
+        !etcd
+            .get_prefix("/concord/endpoints/default/late/sink/")
+            .is_empty()
+    });
+    assert!(sink.terminate().expect("exit").success());
+}

@@ -45,8 +45,12 @@ pub struct Etcd {
 impl Etcd {
     /// Starts etcd and waits until it serves `/health`.
     pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// Starts etcd with its client URL on `client` (127.0.0.1).
+    pub fn start_on(client: u16) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let client = free_port();
         let peer = free_port();
         let url = format!("http://127.0.0.1:{client}");
         let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log");
