@@ -10,7 +10,8 @@
 //! the newest cached reading that is at least [`MIN_WINDOW`] old. Only when a task has no
 //! such reading (the first request for it, or the previous one was less than
 //! [`MIN_WINDOW`] ago) does the request wait [`MIN_WINDOW`] and scrape that task a second
-//! time. So:
+//! time. A reading younger than [`FRESH`] is shared by concurrent callers instead of
+//! scraping again. So:
 //! - nothing runs when nobody asks (no background scraping: idle topologies cost nothing);
 //! - a client that polls (the dashboard, `concord graph` run repeatedly) gets answers
 //!   from one scrape per call, with rates over the time since its previous call;
@@ -58,6 +59,9 @@ use crate::store::Store;
 
 /// Shortest window a rate is computed over.
 pub const MIN_WINDOW: Duration = Duration::from_secs(1);
+/// A reading younger than this is reused rather than scraping the executor again, so
+/// concurrent callers (several dashboards, a CLI) cost one scrape.
+pub const FRESH: Duration = Duration::from_millis(250);
 /// Readings older than this are dropped from the cache.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 /// Readings kept per task.
@@ -208,6 +212,23 @@ pub struct ScrapeCache {
 }
 
 impl ScrapeCache {
+    /// The newest reading if it is younger than [`FRESH`], with its base (the newest
+    /// reading at least [`MIN_WINDOW`] older than it).
+    fn fresh(&self, task: &str, now: Instant) -> Option<(Reading, Option<Reading>)> {
+        let map = self.inner.lock().ok()?;
+        let readings = map.get(task)?;
+        let newest = readings.back()?;
+        if now.saturating_duration_since(newest.0) >= FRESH {
+            return None;
+        }
+        let base = readings
+            .iter()
+            .rev()
+            .find(|(t, _)| newest.0.saturating_duration_since(*t) >= MIN_WINDOW)
+            .cloned();
+        Some((newest.clone(), base))
+    }
+
     /// Records a reading and returns the newest earlier one at least [`MIN_WINDOW`] old.
     fn record(&self, task: &str, at: Instant, counters: Arc<ExecutorCounters>) -> Option<Reading> {
         let Ok(mut map) = self.inner.lock() else {
@@ -311,26 +332,30 @@ async fn scrape_all(
     cache: &ScrapeCache,
     targets: &[Target],
 ) -> Vec<Result<Scraped, String>> {
-    let results: Vec<(usize, Result<ExecutorCounters, String>, Instant)> = futures::stream::iter(
-        targets
-            .iter()
-            .map(|t| t.metrics_addr.clone())
-            .enumerate()
-            .collect::<Vec<_>>(),
-    )
-    .map(|(i, addr)| {
-        let http = http.clone();
-        async move {
-            let r = scrape_one(&http, &addr).await;
-            (i, r, Instant::now())
-        }
-    })
-    .buffer_unordered(SCRAPE_CONCURRENCY)
-    .collect()
-    .await;
     let mut out: Vec<Result<Scraped, String>> = (0..targets.len())
         .map(|_| Err(String::from("not scraped")))
         .collect();
+    // Concurrent callers share readings younger than FRESH instead of scraping again.
+    let now = Instant::now();
+    let mut wanted = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        match cache.fresh(&t.task_id, now) {
+            Some((reading, base)) => out[i] = Ok(Scraped { now: reading, base }),
+            None => wanted.push((i, t.metrics_addr.clone())),
+        }
+    }
+    let results: Vec<(usize, Result<ExecutorCounters, String>, Instant)> =
+        futures::stream::iter(wanted)
+            .map(|(i, addr)| {
+                let http = http.clone();
+                async move {
+                    let r = scrape_one(&http, &addr).await;
+                    (i, r, Instant::now())
+                }
+            })
+            .buffer_unordered(SCRAPE_CONCURRENCY)
+            .collect()
+            .await;
     for (i, r, at) in results {
         out[i] = r.map(|c| {
             let counters = Arc::new(c);
@@ -581,6 +606,13 @@ mod tests {
             .expect("base");
         assert_eq!(at, t0 + Duration::from_millis(300));
         assert_eq!(base.records_out, 3.0);
+        // A reading younger than FRESH is reused, with its own base.
+        let (reading, base) = cache
+            .fresh("a", t0 + Duration::from_millis(1500))
+            .expect("fresh");
+        assert_eq!(reading.1.records_out, 14.0);
+        assert_eq!(base.map(|b| b.1.records_out), Some(3.0));
+        assert!(cache.fresh("a", t0 + Duration::from_millis(1700)).is_none());
         // Other tasks are independent; stale readings expire.
         assert!(
             cache
