@@ -151,20 +151,25 @@ impl Client {
         self.json(resp).await
     }
 
-    /// Part of a task's stdout (or stderr) from `offset` (`GET .../tasks/<task>/logs`).
+    /// Part of a task's stdout (or stderr) from `offset` (`-1`: only the size), at most
+    /// `length` bytes (`GET .../tasks/<task>/logs`).
     pub async fn logs<T: serde::de::DeserializeOwned>(
         &self,
         ns: &str,
         name: &str,
         task: &str,
         stderr: bool,
-        offset: u64,
+        offset: i64,
+        length: Option<u64>,
     ) -> Result<T, ClientError> {
         let stream = if stderr { "stderr" } else { "stdout" };
-        let url = format!(
+        let mut url = format!(
             "{}/tasks/{task}/logs?stream={stream}&offset={offset}",
             self.item(ns, name)
         );
+        if let Some(length) = length {
+            url.push_str(&format!("&length={length}"));
+        }
         let resp = self.send(self.http.get(url)).await?;
         self.json(resp).await
     }

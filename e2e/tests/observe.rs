@@ -265,6 +265,12 @@ async fn metrics_graph_and_logs_through_the_controller() {
         !sink_out.contains("starting executor"),
         "stdout, not stderr: {sink_out}"
     );
+    let (code, out, err) = s.cli(&["logs", "obs", "sink", "--tail", "3"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let (code, out, err) = s.cli(&["logs", "obs", "gen", "--stderr", "--tail", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
     let (code, out, err) = s.cli(&["logs", "obs", "count", "--instance", "1", "--stderr"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("instance=1"), "{out}");

@@ -36,6 +36,9 @@ pub struct LogsArgs {
     /// Print stderr instead of stdout.
     #[arg(long)]
     pub stderr: bool,
+    /// Start with only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
     /// Keep printing new output until Ctrl-C or the task ends.
     #[arg(short = 'f', long)]
     pub follow: bool,
@@ -118,13 +121,70 @@ async fn drain(
     mut offset: u64,
 ) -> Result<u64, Failure> {
     loop {
-        let chunk: LogChunk = client.logs(ns, name, task, stderr, offset).await?;
+        let at = i64::try_from(offset).unwrap_or(i64::MAX);
+        let chunk: LogChunk = client.logs(ns, name, task, stderr, at, None).await?;
         if chunk.data.is_empty() || chunk.next_offset <= offset {
             return Ok(offset);
         }
         emit(&chunk.data)?;
         offset = chunk.next_offset;
     }
+}
+
+/// Prints the last `lines` lines; returns the offset after them (the size when read).
+async fn tail(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    task: &str,
+    stderr: bool,
+    lines: usize,
+) -> Result<u64, Failure> {
+    const STEP: u64 = 64 * 1024;
+    let size: LogChunk = client.logs(ns, name, task, stderr, -1, None).await?;
+    let size = size.next_offset;
+    let mut start = size;
+    let mut text = String::new();
+    // Read backwards until the text holds more than `lines` line ends (or the file start).
+    while start > 0 && text.matches('\n').count() <= lines {
+        let from = start.saturating_sub(STEP);
+        let mut part = String::new();
+        let mut at = from;
+        while at < start {
+            let chunk: LogChunk = client
+                .logs(ns, name, task, stderr, at as i64, Some(start - at))
+                .await?;
+            if chunk.data.is_empty() || chunk.next_offset <= at {
+                break;
+            }
+            part.push_str(&chunk.data);
+            at = chunk.next_offset;
+        }
+        text.insert_str(0, &part);
+        start = from;
+    }
+    emit(&last_lines(&text, lines, start == 0))?;
+    Ok(size)
+}
+
+/// The last `n` lines of `text`; without `complete`, its first (partial) line never counts.
+pub fn last_lines(text: &str, n: usize, complete: bool) -> String {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let mut parts: Vec<&str> = body.split('\n').collect();
+    if !complete && parts.len() > 1 {
+        parts.remove(0);
+    } else if !complete {
+        return String::new();
+    }
+    if body.is_empty() || n == 0 {
+        return String::new();
+    }
+    let keep = parts.len().saturating_sub(n);
+    let mut out = parts[keep..].join("\n");
+    if text.ends_with('\n') {
+        out.push('\n');
+    }
+    out
 }
 
 /// Runs `concord logs`.
@@ -134,7 +194,11 @@ pub async fn run(client: &Client, ns: &str, args: &LogsArgs) -> Result<u8, Failu
         Some(t) => t.clone(),
         None => pick_task(&topology, &args.operator, args.instance)?,
     };
-    let mut offset = drain(client, ns, &args.name, &task, args.stderr, 0).await?;
+    let mut offset = match args.tail {
+        // Exactly the last N lines, then (with -f) whatever comes after them.
+        Some(lines) => tail(client, ns, &args.name, &task, args.stderr, lines).await?,
+        None => drain(client, ns, &args.name, &task, args.stderr, 0).await?,
+    };
     if !args.follow {
         return Ok(0);
     }
@@ -156,5 +220,22 @@ pub async fn run(client: &Client, ns: &str, args: &LogsArgs) -> Result<u8, Failu
                 return Ok(0);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_lines;
+
+    #[test]
+    fn last_lines_of_a_tail() {
+        assert_eq!(last_lines("a\nb\nc\n", 2, true), "b\nc\n");
+        assert_eq!(last_lines("a\nb\nc", 2, true), "b\nc");
+        assert_eq!(last_lines("a\nb\n", 5, true), "a\nb\n");
+        // Read from the middle of the file: the first line is partial and never shown.
+        assert_eq!(last_lines("rtial\nb\n", 5, false), "b\n");
+        assert_eq!(last_lines("partial", 5, false), "");
+        assert_eq!(last_lines("", 3, true), "");
+        assert_eq!(last_lines("a\n", 0, true), "");
     }
 }
