@@ -267,3 +267,91 @@ async fn write_statuses(store: Store, mut rx: mpsc::UnboundedReceiver<state::Sta
         }
     }
 }
+
+/// Benchmark support: the real reconciler over injected state, with Mesos and etcd
+/// addresses that lead nowhere (calls it issues fail quietly in the background).
+#[doc(hidden)]
+pub mod bench {
+    use super::*;
+
+    /// A reconciler detached from Mesos and etcd.
+    pub struct Detached {
+        inner: Reconciler,
+        _status_rx: mpsc::UnboundedReceiver<state::StatusWrite>,
+        _feedback_rx: mpsc::UnboundedReceiver<state::Feedback>,
+    }
+
+    impl Detached {
+        /// Must be called inside a tokio runtime.
+        pub async fn new() -> Self {
+            let nowhere = "http://127.0.0.1:9".to_owned();
+            let store = Store::connect(std::slice::from_ref(&nowhere), "/bench")
+                .await
+                .expect("lazy etcd client");
+            let (handle, _events) = Scheduler::start(SchedulerConfig::new(
+                nowhere.clone(),
+                FrameworkInfo::new("bench", "bench"),
+            ));
+            let (status_tx, status_rx) = mpsc::unbounded_channel();
+            let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
+            let config = ReconcilerConfig {
+                mesos_master: nowhere.clone(),
+                framework_name: "bench".into(),
+                role: "bench".into(),
+                principal: None,
+                secret: None,
+                failover_timeout: 60.0,
+                resync: Duration::from_secs(600),
+                readiness: ReadinessMode::Running,
+                launch: LaunchSettings {
+                    executor_path: "concord-executor".into(),
+                    executor_uri: None,
+                    etcd_endpoints: vec![nowhere],
+                    etcd_prefix: "/bench".into(),
+                    kill_grace: Duration::from_secs(5),
+                },
+                hostname: "bench".into(),
+                webui_url: None,
+            };
+            let inner = Reconciler::new(
+                store,
+                config,
+                handle,
+                Outputs {
+                    status_tx,
+                    feedback_tx,
+                    metrics: crate::metrics::Metrics::new(),
+                },
+                Readiness::default(),
+                Restored::default(),
+            );
+            Self {
+                inner,
+                _status_rx: status_rx,
+                _feedback_rx: feedback_rx,
+            }
+        }
+
+        /// Adds a topology whose tasks all run and are ready.
+        pub fn insert(&mut self, t: concord_schemas::Topology, revision: i64) {
+            self.inner.bench_insert(t, revision);
+        }
+
+        /// A spec change, as the etcd watch would deliver it.
+        pub fn update(&mut self, t: concord_schemas::Topology, revision: i64) {
+            self.inner.bench_update(t, revision);
+        }
+
+        /// Reconciles everything dirty; returns how long it took.
+        pub fn reconcile(&mut self) -> Duration {
+            let started = std::time::Instant::now();
+            self.inner.process_dirty();
+            started.elapsed()
+        }
+
+        /// Tasks tracked.
+        pub fn tasks(&self) -> usize {
+            self.inner.bench_tasks()
+        }
+    }
+}

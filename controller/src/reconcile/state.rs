@@ -1245,3 +1245,62 @@ fn describe_status(s: &TaskStatus) -> String {
     }
     out
 }
+
+/// Benchmark support: state injected as if etcd had listed it and Mesos had reported
+/// every task RUNNING and ready, so the real reconcile code can be timed at sizes no
+/// test machine can run as processes.
+#[doc(hidden)]
+impl Reconciler {
+    pub fn bench_insert(&mut self, t: Topology, mod_revision: i64) {
+        let key = t.key();
+        let now = Utc::now();
+        for op in &t.spec.operators {
+            let hash = template_hash(op);
+            for i in 0..op.instances {
+                let name =
+                    TaskName::new(&t.metadata.namespace, &t.metadata.name, &op.name, i, &hash);
+                let id = name.to_string();
+                self.ready_tasks.insert(id.clone());
+                self.insert_task(
+                    id,
+                    TaskRecord {
+                        name,
+                        agent_id: Some("S0".into()),
+                        state: TaskState::Running,
+                        since: now,
+                        kill_sent: None,
+                        unconfirmed: false,
+                    },
+                );
+            }
+        }
+        self.specs.insert(
+            key.clone(),
+            SpecEntry {
+                topology: Arc::new(t),
+                mod_revision,
+            },
+        );
+        self.specs_listed = true;
+        self.sync = Sync::Ready;
+        self.dirty.insert(key);
+    }
+
+    /// Replaces a spec as a watch event would, marking it dirty.
+    pub fn bench_update(&mut self, t: Topology, mod_revision: i64) {
+        let key = t.key();
+        self.specs.insert(
+            key.clone(),
+            SpecEntry {
+                topology: Arc::new(t),
+                mod_revision,
+            },
+        );
+        self.dirty.insert(key);
+    }
+
+    /// Number of tasks tracked.
+    pub fn bench_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+}
