@@ -331,6 +331,7 @@ async fn scrape_all(
     http: &reqwest::Client,
     cache: &ScrapeCache,
     targets: &[Target],
+    reuse_fresh: bool,
 ) -> Vec<Result<Scraped, String>> {
     let mut out: Vec<Result<Scraped, String>> = (0..targets.len())
         .map(|_| Err(String::from("not scraped")))
@@ -339,7 +340,7 @@ async fn scrape_all(
     let now = Instant::now();
     let mut wanted = Vec::new();
     for (i, t) in targets.iter().enumerate() {
-        match cache.fresh(&t.task_id, now) {
+        match cache.fresh(&t.task_id, now).filter(|_| reuse_fresh) {
             Some((reading, base)) => out[i] = Ok(Scraped { now: reading, base }),
             None => wanted.push((i, t.metrics_addr.clone())),
         }
@@ -379,7 +380,7 @@ pub async fn topology_metrics(
     let ns = &topology.metadata.namespace;
     let name = &topology.metadata.name;
     let targets = targets(store, ns, name).await?;
-    let mut scraped = scrape_all(http, cache, &targets).await;
+    let mut scraped = scrape_all(http, cache, &targets, true).await;
 
     // Tasks without a usable earlier reading: one more scrape after the minimum window.
     let second: Vec<usize> = scraped
@@ -391,7 +392,8 @@ pub async fn topology_metrics(
     if !second.is_empty() {
         tokio::time::sleep(MIN_WINDOW).await;
         let again: Vec<Target> = second.iter().map(|i| targets[*i].clone()).collect();
-        let results = scrape_all(http, cache, &again).await;
+        // A fresh reading of another caller may have no base yet: scrape for real.
+        let results = scrape_all(http, cache, &again, false).await;
         for (i, r) in second.into_iter().zip(results) {
             // A task that stopped answering keeps its first reading (totals, no rate).
             if r.is_ok() {
