@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use concord_schemas::api::WatchEventType;
 use concord_schemas::{ConditionStatus, Topology, condition_type};
 use futures::StreamExt;
 
@@ -9,7 +10,11 @@ use crate::Failure;
 use crate::client::Client;
 
 /// Waits until the latest generation is observed and Ready, printing progress.
-/// Exit 0 when it is; 1 when the topology is Degraded or the timeout passes.
+/// Exit 0 when it is; 1 when the topology is Degraded, deleted, or the timeout passes.
+///
+/// One watch stays open and its events are taken in order; after a disconnect it
+/// resumes from the last event's revision (status changes do not move the spec's
+/// resourceVersion, so that would replay stale events).
 pub async fn status(
     client: &Client,
     ns: &str,
@@ -18,55 +23,72 @@ pub async fn status(
 ) -> Result<u8, Failure> {
     let deadline = Instant::now() + timeout;
     let mut last_line = String::new();
-    let mut current = client.get(ns, name).await?;
+    // Fail fast with a clear message when the topology does not exist.
+    client.get(ns, name).await?;
+    let mut after: Option<String> = None;
     loop {
-        match verdict(&current) {
-            Verdict::Done => {
-                println!(
-                    "topology/{name} successfully rolled out (generation {})",
-                    current.metadata.generation.unwrap_or(0)
-                );
-                return Ok(0);
-            }
-            Verdict::Failed(why) => {
-                return Err(Failure::invalid(format!("topology/{name}: {why}")));
-            }
-            Verdict::Waiting(line) if line != last_line => {
-                println!("{line}");
-                last_line = line;
-            }
-            Verdict::Waiting(_) => {}
-        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Failure::invalid(format!(
                 "topology/{name}: not rolled out after {timeout:?}: {last_line}"
             )));
         }
-        // Wait for the next change (or re-read after a short while if the watch ends).
-        let next = async {
-            let events = client
-                .watch(
-                    Some(ns),
-                    Some(name),
-                    current.metadata.resource_version.as_deref(),
-                )
-                .await
-                .ok()?;
-            futures::pin_mut!(events);
-            while let Some(ev) = events.next().await {
-                if let Ok(ev) = ev
-                    && let Some(obj) = ev.object
-                {
-                    return Some(obj);
-                }
+        let events = match client.watch(Some(ns), Some(name), after.as_deref()).await {
+            Ok(events) => events,
+            Err(e @ crate::client::ClientError::Unreachable { .. }) => {
+                eprintln!("warning: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1).min(left)).await;
+                continue;
             }
-            None
+            Err(e) => return Err(e.into()),
         };
-        match tokio::time::timeout(left.min(Duration::from_secs(5)), next).await {
-            Ok(Some(obj)) => current = obj,
-            _ => current = client.get(ns, name).await?,
+        futures::pin_mut!(events);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let next = match tokio::time::timeout(left, events.next()).await {
+                Err(_) => {
+                    return Err(Failure::invalid(format!(
+                        "topology/{name}: not rolled out after {timeout:?}: {last_line}"
+                    )));
+                }
+                Ok(next) => next,
+            };
+            let Some(Ok(event)) = next else { break };
+            if event.kind == WatchEventType::Error {
+                // 410: too old, start from the current state; otherwise resume.
+                after = if event.code == Some(410) {
+                    None
+                } else {
+                    Some(event.revision)
+                };
+                break;
+            }
+            after = Some(event.revision.clone());
+            if event.kind == WatchEventType::Deleted {
+                return Err(Failure::invalid(format!("topology/{name} was deleted")));
+            }
+            let Some(current) = event.object else {
+                continue;
+            };
+            match verdict(&current) {
+                Verdict::Done => {
+                    println!(
+                        "topology/{name} successfully rolled out (generation {})",
+                        current.metadata.generation.unwrap_or(0)
+                    );
+                    return Ok(0);
+                }
+                Verdict::Failed(why) => {
+                    return Err(Failure::invalid(format!("topology/{name}: {why}")));
+                }
+                Verdict::Waiting(line) if line != last_line => {
+                    println!("{line}");
+                    last_line = line;
+                }
+                Verdict::Waiting(_) => {}
+            }
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
