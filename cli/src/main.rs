@@ -9,6 +9,7 @@ mod commands;
 mod input;
 mod output;
 
+use concord_schemas::parse_duration;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -157,30 +158,6 @@ struct DeleteArgs {
     /// How long `--wait` waits, e.g. `60s`, `2m`.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     timeout: Duration,
-}
-
-/// Parses `500ms`, `30s`, `2m`, `1h`, or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 2m"))?;
-    let secs = match unit {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit {unit:?} in {s:?}: use ms, s, m or h"
-            ));
-        }
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// An error with the exit code it maps to.

@@ -1,5 +1,6 @@
 //! `concord-controller`: serves the API and keeps topologies running on Mesos.
 
+use concord_schemas::parse_duration;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -148,30 +149,4 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down");
-}
-
-/// Parses `500ms`, `30s`, `10m`, `2h`, `1w`, or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 10m, 1w"))?;
-    let secs = match unit {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86_400.0,
-        "w" => value * 604_800.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit {unit:?} in {s:?}: use ms, s, m, h, d or w"
-            ));
-        }
-    };
-    Ok(Duration::from_secs_f64(secs))
 }

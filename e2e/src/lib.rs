@@ -61,6 +61,21 @@ where
     }
 }
 
+/// Waits up to 20 s for `url` to answer 2xx.
+pub async fn wait_http_ok(url: &str, what: &str) {
+    let http = reqwest::Client::new();
+    wait_for(Duration::from_secs(20), what, || {
+        let req = http.get(url).timeout(Duration::from_secs(1)).send();
+        async move {
+            req.await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        }
+    })
+    .await;
+}
+
 /// A child process killed by PID when dropped.
 pub struct Process {
     name: String,
@@ -327,18 +342,7 @@ impl MesosLite {
     }
 
     async fn wait_healthy(&self) {
-        let health = format!("{}/health", self.url);
-        let http = reqwest::Client::new();
-        wait_for(Duration::from_secs(20), "mesos-lite /health", || {
-            let req = http.get(&health).timeout(Duration::from_secs(1)).send();
-            async move {
-                req.await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        })
-        .await;
+        wait_http_ok(&format!("{}/health", self.url), "mesos-lite /health").await;
     }
 
     /// Stops mesos-lite (its tasks die with it) and starts it again on the same work dir.
@@ -425,17 +429,7 @@ impl Controller {
             _dir: dir,
         };
         let health = format!("{}/healthz", controller.url);
-        let http = reqwest::Client::new();
-        wait_for(Duration::from_secs(20), "controller /healthz", || {
-            let req = http.get(&health).timeout(Duration::from_secs(1)).send();
-            async move {
-                req.await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        })
-        .await;
+        wait_http_ok(&health, "controller /healthz").await;
         controller
     }
 

@@ -37,6 +37,7 @@
 //! ```
 
 pub mod api;
+pub mod duration;
 pub mod error;
 pub mod hash;
 mod locate;
@@ -50,6 +51,7 @@ pub mod topology;
 mod untyped;
 pub mod validate;
 
+pub use duration::parse_duration;
 pub use error::{SpecError, SpecErrors};
 pub use hash::{TEMPLATE_FIELDS, TEMPLATE_HASH_LEN, template_changes, template_hash};
 pub use normalize::normalize;
