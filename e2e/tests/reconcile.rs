@@ -520,3 +520,49 @@ async fn cli_scale_kill_rollout_status_and_undo() {
         "undo restored the builtin runtime"
     );
 }
+
+#[tokio::test]
+async fn a_rollout_without_progress_reports_progress_deadline_exceeded() {
+    let s = Stack::start().await;
+    let yaml = pipeline("stuck", 1, "a", 1, 0)
+        .replace(
+            "runtime: {builtin: {name: keyed-count}}",
+            "runtime: {process: {command: /bin/false}}",
+        )
+        .replace(
+            "      updateStrategy:",
+            "      progressDeadlineSeconds: 3\n      updateStrategy:",
+        );
+    assert!(yaml.contains("progressDeadlineSeconds: 3"));
+    s.apply(&yaml);
+    // The crashing operator relaunches (and briefly runs) again and again; that is not
+    // progress, so the deadline passes.
+    let t = wait_for(
+        Duration::from_secs(60),
+        "ProgressDeadlineExceeded",
+        || async {
+            let t = s.controller.topology("stuck").await?;
+            let c = t
+                .status
+                .as_ref()?
+                .condition(condition_type::PROGRESSING)?
+                .clone();
+            (c.reason == "ProgressDeadlineExceeded").then_some(t)
+        },
+    )
+    .await;
+    let status = t.status.as_ref().expect("status");
+    let progressing = status
+        .condition(condition_type::PROGRESSING)
+        .expect("progressing");
+    assert_eq!(progressing.status, ConditionStatus::False);
+    assert!(
+        progressing.message.contains("count"),
+        "{}",
+        progressing.message
+    );
+    let degraded = status
+        .condition(condition_type::DEGRADED)
+        .expect("degraded");
+    assert_eq!(degraded.status, ConditionStatus::True);
+}

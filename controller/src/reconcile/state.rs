@@ -957,7 +957,9 @@ impl Reconciler {
             let complete = ready == instances
                 && live.len() as u32 == instances
                 && live.iter().all(|l| l.template_hash == hash);
-            let fingerprint = format!("{hash}/{instances}/{ready}/{updated}/{running}");
+            // Progress is more ready instances of the current template (as Kubernetes counts
+            // it): a task that starts and crashes again is not progress.
+            let fingerprint = format!("{hash}/{instances}/{ready}");
             let progress = self
                 .progress
                 .entry((key.to_owned(), op.name.clone()))

@@ -158,3 +158,112 @@ fn cond(type_: &str, status: ConditionStatus, reason: &str, message: String) -> 
         last_transition_time: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(name: &str, complete: bool) -> OperatorView {
+        OperatorView {
+            status: OperatorStatus {
+                name: name.into(),
+                desired: 2,
+                ready: u32::from(complete) * 2,
+                ..Default::default()
+            },
+            complete,
+            deadline_exceeded: false,
+            crash_looping: Vec::new(),
+            rolling: false,
+            backing_off: false,
+        }
+    }
+
+    fn get<'a>(c: &'a [Condition], t: &str) -> &'a Condition {
+        c.iter().find(|c| c.type_ == t).expect("condition present")
+    }
+
+    #[test]
+    fn ready_when_every_operator_is_complete() {
+        let c = build_conditions(
+            &[view("a", true), view("b", true)],
+            None,
+            &TopologyStatus::default(),
+            Utc::now(),
+        );
+        assert_eq!(get(&c, condition_type::READY).status, ConditionStatus::True);
+        assert_eq!(get(&c, condition_type::PROGRESSING).reason, "Complete");
+        assert_eq!(
+            get(&c, condition_type::DEGRADED).status,
+            ConditionStatus::False
+        );
+    }
+
+    #[test]
+    fn deadline_exceeded_stops_progressing_and_degrades() {
+        let mut stuck = view("b", false);
+        stuck.deadline_exceeded = true;
+        let c = build_conditions(
+            &[view("a", true), stuck],
+            Some("no offer fits"),
+            &TopologyStatus::default(),
+            Utc::now(),
+        );
+        let p = get(&c, condition_type::PROGRESSING);
+        assert_eq!(
+            (p.status, p.reason.as_str()),
+            (ConditionStatus::False, "ProgressDeadlineExceeded")
+        );
+        assert!(p.message.contains('b'));
+        assert_eq!(
+            get(&c, condition_type::DEGRADED).reason,
+            "ProgressDeadlineExceeded"
+        );
+        assert_eq!(
+            get(&c, condition_type::READY).status,
+            ConditionStatus::False
+        );
+    }
+
+    #[test]
+    fn crash_loops_and_missing_resources_are_degraded_with_their_reason() {
+        let mut crashing = view("a", false);
+        crashing.crash_looping = vec![0];
+        let c = build_conditions(&[crashing], None, &TopologyStatus::default(), Utc::now());
+        assert_eq!(get(&c, condition_type::DEGRADED).reason, "CrashLoopBackOff");
+        let c = build_conditions(
+            &[view("a", false)],
+            Some("needs cpus=64"),
+            &TopologyStatus::default(),
+            Utc::now(),
+        );
+        assert_eq!(
+            get(&c, condition_type::PROGRESSING).reason,
+            "InsufficientResources"
+        );
+        assert_eq!(
+            get(&c, condition_type::DEGRADED).reason,
+            "InsufficientResources"
+        );
+    }
+
+    #[test]
+    fn transition_time_is_kept_while_a_condition_holds() {
+        let t0 = Utc::now() - chrono::Duration::seconds(60);
+        let first = build_conditions(&[view("a", true)], None, &TopologyStatus::default(), t0);
+        let previous = TopologyStatus {
+            conditions: first,
+            ..Default::default()
+        };
+        let again = build_conditions(&[view("a", true)], None, &previous, Utc::now());
+        assert_eq!(
+            get(&again, condition_type::READY).last_transition_time,
+            Some(t0)
+        );
+        let flipped = build_conditions(&[view("a", false)], None, &previous, Utc::now());
+        assert_ne!(
+            get(&flipped, condition_type::READY).last_transition_time,
+            Some(t0)
+        );
+    }
+}
