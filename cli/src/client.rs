@@ -37,11 +37,13 @@ impl ClientError {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Bearer token sent with every request, when the API requires one.
+    token: Option<String>,
 }
 
 impl Client {
     /// `base` is like `http://127.0.0.1:7070`.
-    pub fn new(base: &str) -> Self {
+    pub fn new(base: &str, token: Option<String>) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -49,6 +51,7 @@ impl Client {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             http,
+            token: token.filter(|t| !t.is_empty()),
         }
     }
 
@@ -77,6 +80,10 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let req = match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        };
         let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         if resp.status().is_success() {
             return Ok(resp);

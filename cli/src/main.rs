@@ -29,6 +29,9 @@ struct Cli {
         default_value = "http://127.0.0.1:7070"
     )]
     api: String,
+    /// Bearer token for a controller that requires one (`--token-file` on the controller).
+    #[arg(long, global = true, env = "CONCORD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Namespace for commands that name a topology.
     #[arg(short = 'n', long, global = true, default_value = "default")]
     namespace: String,
@@ -210,7 +213,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let client = Client::new(&cli.api);
+    let client = Client::new(&cli.api, cli.token.clone());
     let result = runtime.block_on(run(&client, &cli.namespace, cli.command));
     match result {
         Ok(code) => ExitCode::from(code),

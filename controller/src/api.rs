@@ -40,6 +40,8 @@ pub struct ApiState {
     pub commands: Option<tokio::sync::mpsc::Sender<crate::reconcile::Command>>,
     /// Live metrics and task logs (`crate::observe`).
     pub observe: crate::observe::Observer,
+    /// Bearer tokens; `None` leaves the API open (`crate::auth`).
+    pub tokens: Option<std::sync::Arc<crate::auth::Tokens>>,
 }
 
 /// Builds the router.
@@ -66,6 +68,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/schemas/topology.schema.json", get(schema))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.tokens.clone(),
+            crate::auth::require_token,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,

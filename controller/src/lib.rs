@@ -1,6 +1,7 @@
 //! The Concord control plane: etcd store, HTTP API and the loops that act on topologies.
 
 pub mod api;
+pub mod auth;
 pub mod metrics;
 pub mod observe;
 pub mod readiness;
@@ -24,6 +25,8 @@ pub struct ControllerConfig {
     pub listen: SocketAddr,
     /// `None` serves the API only (no scheduling).
     pub reconciler: Option<reconcile::ReconcilerConfig>,
+    /// API bearer tokens; `None` leaves the API open.
+    pub tokens: Option<auth::Tokens>,
 }
 
 /// Errors that stop the controller.
@@ -52,6 +55,7 @@ pub async fn run(
         metrics: metrics::Metrics::new(),
         readiness: readiness::Readiness::default(),
         commands: config.reconciler.is_some().then_some(command_tx),
+        tokens: config.tokens.map(std::sync::Arc::new),
         observe: observe::Observer::new(config.reconciler.as_ref().map(|r| {
             observe::MesosAccess {
                 master: r.mesos_master.clone(),

@@ -61,6 +61,10 @@ struct Args {
     /// Grace period between SIGTERM and SIGKILL when a task is killed.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     kill_grace: Duration,
+    /// File of API bearer tokens, one `<token> <role> [name]` per line (roles: admin,
+    /// readonly). Without it the API is open; keep it on loopback then.
+    #[arg(long, env = "CONCORD_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
     /// Serve the API only; do not connect to Mesos.
     #[arg(long)]
     no_scheduler: bool,
@@ -124,11 +128,21 @@ async fn main() -> anyhow::Result<()> {
         hostname,
         webui_url: Some(format!("http://{}/ui/", args.listen)),
     });
+    let tokens = match &args.token_file {
+        Some(path) => Some(concord_controller::auth::Tokens::load(path)?),
+        None => {
+            if !args.listen.ip().is_loopback() {
+                tracing::warn!(listen = %args.listen, "the API is open to the network without tokens; pass --token-file");
+            }
+            None
+        }
+    };
     let config = ControllerConfig {
         etcd_endpoints: args.etcd,
         etcd_prefix: args.prefix,
         listen: args.listen,
         reconciler,
+        tokens,
     };
     run(config, shutdown_signal())
         .await
