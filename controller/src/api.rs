@@ -417,17 +417,7 @@ async fn apply(
     let current = state.store.get(&ns, &topology.metadata.name).await?;
     let plan = concord_schemas::plan(current.as_ref().map(|s| &s.topology.spec), &topology.spec);
     if query.is_dry_run() {
-        let outcome = match &current {
-            None => ApplyOutcome::Created,
-            Some(stored)
-                if stored.topology.spec == topology.spec
-                    && stored.topology.metadata.labels == topology.metadata.labels
-                    && stored.topology.metadata.annotations == topology.metadata.annotations =>
-            {
-                ApplyOutcome::Unchanged
-            }
-            Some(_) => ApplyOutcome::Configured,
-        };
+        let outcome = crate::store::apply_outcome(current.as_ref().map(|s| &s.topology), &topology);
         return Ok(Json(ApplyResponse {
             outcome,
             dry_run: true,

@@ -279,12 +279,10 @@ impl Store {
                 if old.metadata.deletion_timestamp.is_some() {
                     return Err(StoreError::Terminating(format!("{ns}/{name}")));
                 }
-                let spec_changed = old.spec != input.spec;
-                let meta_changed = old.metadata.labels != input.metadata.labels
-                    || old.metadata.annotations != input.metadata.annotations;
-                if !spec_changed && !meta_changed {
+                if apply_outcome(Some(&old), &input) == ApplyOutcome::Unchanged {
                     return Ok((ApplyOutcome::Unchanged, old));
                 }
+                let spec_changed = old.spec != input.spec;
                 let mut next = old.clone();
                 next.spec = input.spec;
                 next.metadata.labels = input.metadata.labels;
@@ -435,6 +433,22 @@ impl Store {
                 found: found_revision(&resp),
             })
         }
+    }
+}
+
+/// What applying `input` over `stored` does: only `spec`, labels and annotations are
+/// the user's to change, so anything else (server-set metadata, status) is ignored.
+pub fn apply_outcome(stored: Option<&Topology>, input: &Topology) -> ApplyOutcome {
+    match stored {
+        None => ApplyOutcome::Created,
+        Some(old)
+            if old.spec == input.spec
+                && old.metadata.labels == input.metadata.labels
+                && old.metadata.annotations == input.metadata.annotations =>
+        {
+            ApplyOutcome::Unchanged
+        }
+        Some(_) => ApplyOutcome::Configured,
     }
 }
 

@@ -37,22 +37,27 @@ pub struct LaunchRequest {
 }
 
 impl LaunchRequest {
-    /// Ports the task needs: the executor's data and metrics ports plus named ones.
+    /// Ports the task needs (see [`port_count`]).
     pub fn port_count(&self) -> usize {
-        2 + self.operator.resources.ports.len()
+        port_count(&self.operator)
     }
+}
 
-    /// `cpus=…, mem=…MB, disk=…MB, ports=N` for messages.
-    pub fn describe_needs(&self) -> String {
-        let r = &self.operator.resources;
-        format!(
-            "cpus={}, mem={}MB, disk={}MB, ports={}",
-            r.cpus,
-            r.mem,
-            r.disk,
-            self.port_count()
-        )
-    }
+/// Ports a task of `op` needs: the executor's data and metrics ports plus named ones.
+pub fn port_count(op: &OperatorSpec) -> usize {
+    2 + op.resources.ports.len()
+}
+
+/// `cpus=…, mem=…MB, disk=…MB, ports=N` per instance of `op`, for messages.
+pub fn describe_needs(op: &OperatorSpec) -> String {
+    let r = &op.resources;
+    format!(
+        "cpus={}, mem={}MB, disk={}MB, ports={}",
+        r.cpus,
+        r.mem,
+        r.disk,
+        port_count(op)
+    )
 }
 
 /// What is left of an offer while tasks are packed into it.

@@ -66,18 +66,31 @@ fn framework_id_key(store: &Store) -> String {
 }
 
 async fn load_framework_id(store: &Store) -> Option<FrameworkId> {
+    let key = framework_id_key(store);
+    let resp = retry_etcd("read the framework id", || {
+        let mut client = store.client();
+        let key = key.clone();
+        async move { client.get(key, None).await.map_err(crate::StoreError::from) }
+    })
+    .await;
+    resp.kvs()
+        .first()
+        .map(|kv| FrameworkId::new(String::from_utf8_lossy(kv.value()).into_owned()))
+}
+
+/// Retries a start-up read until etcd answers (with back-off up to 10 s): the
+/// controller waits for etcd rather than exiting, and serves the API meanwhile.
+async fn retry_etcd<T, F, Fut>(what: &str, mut read: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::StoreError>>,
+{
     let mut delay = Duration::from_millis(200);
     loop {
-        let mut client = store.client();
-        match client.get(framework_id_key(store), None).await {
-            Ok(resp) => {
-                return resp
-                    .kvs()
-                    .first()
-                    .map(|kv| FrameworkId::new(String::from_utf8_lossy(kv.value()).into_owned()));
-            }
+        match read().await {
+            Ok(v) => return v,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the framework id from etcd; retrying");
+                tracing::warn!(error = %e, "cannot {what} from etcd; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
@@ -192,33 +205,22 @@ async fn sleep_until(when: Option<tokio::time::Instant>) {
 /// Tasks recorded in stored status (reconciled explicitly with Mesos after a restart)
 /// and each topology's event log, so a restart loses neither.
 async fn stored_state(store: &Store) -> Restored {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match store.list(None).await {
-            Ok((items, _)) => {
-                let mut restored = Restored::default();
-                for t in items {
-                    let key = t.key();
-                    let Some(status) = t.status else { continue };
-                    restored.events.insert(key, status.events);
-                    restored.tasks.extend(
-                        status
-                            .operators
-                            .into_iter()
-                            .flat_map(|o| o.tasks)
-                            .filter(|t| !t.task_id.is_empty())
-                            .map(|t| (t.task_id, t.agent_id)),
-                    );
-                }
-                return restored;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list topologies from etcd; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
+    let (items, _) = retry_etcd("list topologies", || store.list(None)).await;
+    let mut restored = Restored::default();
+    for t in items {
+        let key = t.key();
+        let Some(status) = t.status else { continue };
+        restored.events.insert(key, status.events);
+        restored.tasks.extend(
+            status
+                .operators
+                .into_iter()
+                .flat_map(|o| o.tasks)
+                .filter(|t| !t.task_id.is_empty())
+                .map(|t| (t.task_id, t.agent_id)),
+        );
     }
+    restored
 }
 
 /// The single status writer: statuses for one key are written in order.

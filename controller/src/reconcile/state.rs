@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::backoff::{BackoffTable, InstanceKey};
 use super::identity::TaskName;
 use super::informer::{Entry, InformerEvent};
-use super::launch::{LaunchRequest, OfferSpace, attributes_match, task_info};
+use super::launch::{LaunchRequest, OfferSpace, attributes_match, describe_needs, task_info};
 use super::planner::{Desired, LiveTask, Phase, plan_operator};
 use super::status::{OperatorView, build_conditions};
 use super::{ReadinessMode, ReconcilerConfig};
@@ -748,7 +748,7 @@ impl Reconciler {
                 format!(
                     "operator {} needs {} per instance and no offer fits",
                     req.operator.name,
-                    req.describe_needs()
+                    describe_needs(&req.operator)
                 )
             });
         }
@@ -919,7 +919,7 @@ impl Reconciler {
                         format!(
                             "operator {} needs {} per instance; no offer has fit for {}s",
                             op.name,
-                            format_needs(op),
+                            describe_needs(op),
                             UNFIT_AFTER.as_secs()
                         )
                     });
@@ -1223,17 +1223,6 @@ fn reconcile_task(id: &str, agent: Option<&str>) -> ReconcileTask {
         task_id: TaskId::new(id.to_owned()),
         agent_id: agent.map(AgentId::new),
     }
-}
-
-fn format_needs(op: &concord_schemas::OperatorSpec) -> String {
-    let r = &op.resources;
-    format!(
-        "cpus={}, mem={}MB, disk={}MB, ports={}",
-        r.cpus,
-        r.mem,
-        r.disk,
-        2 + r.ports.len()
-    )
 }
 
 /// `TASK_FAILED (REASON_COMMAND_EXECUTOR_FAILED): Command exited with status 1`
