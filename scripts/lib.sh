@@ -1,10 +1,13 @@
 # Shared helpers for the project's scripts. Source it; do not run it.
 
 # Installs the Debian packages Concord needs when their commands are missing:
-# protoc (etcd-client's build) and etcd (tests and the local stack).
+# protoc and the well-known .proto files (etcd-client's build imports
+# google/protobuf/descriptor.proto, which Debian ships in libprotobuf-dev, a mere
+# recommendation of protobuf-compiler) and etcd (tests and the local stack).
 ensure_system_packages() {
   local missing=()
   command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+  [ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
   command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   command -v curl >/dev/null 2>&1 || missing+=(curl)

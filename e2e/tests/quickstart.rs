@@ -40,11 +40,11 @@ fn the_readme_gives_exactly_two_commands_and_ci_runs_the_test_one() {
 fn the_quickstart_runs_the_click_fraud_job_with_alerts_and_dev_down_leaves_nothing() {
     let run = quickstart_commands().remove(0);
     let state = tempfile::tempdir().expect("tmp");
-    let (etcd, mesos, api) = (free_port(), free_port(), free_port());
+    let (etcd, peer, mesos, api) = (free_port(), free_port(), free_port(), free_port());
     // Ports and state of our own, so this never meets a developer's running stack;
     // the binaries were built by the test command already.
     let flags = format!(
-        "--etcd-port {etcd} --mesos-port {mesos} --api-port {api} --state-dir {}",
+        "--etcd-port {etcd} --etcd-peer-port {peer} --mesos-port {mesos} --api-port {api} --state-dir {}",
         state.path().display()
     );
     let guard = DevDown(state.path().to_path_buf());

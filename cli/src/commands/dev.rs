@@ -27,6 +27,9 @@ pub struct UpArgs {
     pub resources: String,
     #[arg(long, default_value_t = 2379)]
     pub etcd_port: u16,
+    /// etcd's peer port (default: the client port + 1, so 2380).
+    #[arg(long)]
+    pub etcd_peer_port: Option<u16>,
     #[arg(long, default_value_t = 5050)]
     pub mesos_port: u16,
     #[arg(long, default_value_t = 7070)]
@@ -108,9 +111,12 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
     let etcd_bin = find_etcd()?;
     let mesos_bin = sibling("mesos-lite")?;
     let controller_bin = sibling("concord-controller")?;
+    let peer_port = args
+        .etcd_peer_port
+        .unwrap_or_else(|| args.etcd_port.wrapping_add(1));
     for (port, what, flag) in [
         (args.etcd_port, "etcd", "--etcd-port"),
-        (args.etcd_port.wrapping_add(1), "etcd (peer)", "--etcd-port"),
+        (peer_port, "etcd (peer)", "--etcd-peer-port"),
         (args.mesos_port, "mesos-lite", "--mesos-port"),
         (args.api_port, "the controller", "--api-port"),
     ] {
@@ -124,7 +130,7 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
     let etcd_url = format!("http://127.0.0.1:{}", args.etcd_port);
     let mesos_url = format!("http://127.0.0.1:{}", args.mesos_port);
     let api_url = format!("http://127.0.0.1:{}", args.api_port);
-    let peer_url = format!("http://127.0.0.1:{}", args.etcd_port.wrapping_add(1));
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
     let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
 
     let mut etcd = Command::new(&etcd_bin);
