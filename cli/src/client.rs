@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use concord_schemas::Topology;
-use concord_schemas::api::{API_BASE, ApiStatus, ApplyResponse, TopologyList, WatchEvent};
+use concord_schemas::api::{
+    API_BASE, ApiStatus, ApplyOutcome, ApplyResponse, TopologyList, WatchEvent,
+};
+use concord_schemas::gitops::{GitRepository, GitRepositoryList, SyncRequested};
 use futures::{Stream, StreamExt};
 use reqwest::StatusCode;
 use thiserror::Error;
@@ -185,6 +188,63 @@ impl Client {
     pub async fn delete(&self, ns: &str, name: &str) -> Result<Topology, ClientError> {
         let resp = self.send(self.http.delete(self.item(ns, name))).await?;
         self.json(resp).await
+    }
+
+    fn repo_url(&self, ns: Option<&str>, name: Option<&str>) -> String {
+        match (ns, name) {
+            (Some(ns), Some(name)) => {
+                format!(
+                    "{}{API_BASE}/namespaces/{ns}/gitrepositories/{name}",
+                    self.base
+                )
+            }
+            (Some(ns), None) => format!("{}{API_BASE}/namespaces/{ns}/gitrepositories", self.base),
+            (None, _) => format!("{}{API_BASE}/gitrepositories", self.base),
+        }
+    }
+
+    /// Creates or updates a GitRepository; returns the outcome and the stored object.
+    pub async fn apply_repo(
+        &self,
+        repo: &GitRepository,
+    ) -> Result<(ApplyOutcome, GitRepository), ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            outcome: ApplyOutcome,
+            object: GitRepository,
+        }
+        let url = self.repo_url(Some(&repo.metadata.namespace), Some(&repo.metadata.name));
+        let resp = self.send(self.http.put(url).json(repo)).await?;
+        let answer: Answer = self.json(resp).await?;
+        Ok((answer.outcome, answer.object))
+    }
+
+    /// One GitRepository with its status.
+    pub async fn get_repo(&self, ns: &str, name: &str) -> Result<GitRepository, ClientError> {
+        let resp = self
+            .send(self.http.get(self.repo_url(Some(ns), Some(name))))
+            .await?;
+        self.json(resp).await
+    }
+
+    /// GitRepositories in a namespace, or all.
+    pub async fn list_repos(&self, ns: Option<&str>) -> Result<GitRepositoryList, ClientError> {
+        let resp = self.send(self.http.get(self.repo_url(ns, None))).await?;
+        self.json(resp).await
+    }
+
+    /// Deletes a GitRepository (its topologies stay).
+    pub async fn delete_repo(&self, ns: &str, name: &str) -> Result<(), ClientError> {
+        let url = self.repo_url(Some(ns), Some(name));
+        self.send(self.http.delete(url)).await.map(|_| ())
+    }
+
+    /// Asks for a sync now; returns the request id to wait for.
+    pub async fn sync_repo(&self, ns: &str, name: &str) -> Result<i64, ClientError> {
+        let url = format!("{}/sync", self.repo_url(Some(ns), Some(name)));
+        let resp = self.send(self.http.post(url)).await?;
+        let answer: SyncRequested = self.json(resp).await?;
+        Ok(answer.request)
     }
 
     /// Opens a watch; `name` narrows it to one topology, `after` resumes after a revision.

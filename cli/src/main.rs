@@ -62,6 +62,9 @@ enum Command {
     /// Run a local stack (etcd, mesos-lite, controller) on loopback.
     #[command(subcommand)]
     Dev(DevCommand),
+    /// Keep topologies in step with a Git branch.
+    #[command(subcommand)]
+    Gitops(GitopsCommand),
     /// Watch or undo a rollout.
     #[command(subcommand)]
     Rollout(RolloutCommand),
@@ -96,6 +99,26 @@ enum DevCommand {
     },
     /// Show which components are running (exit 1 unless all are).
     Status(commands::dev::StateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum GitopsCommand {
+    /// Create (or update) a GitRepository: its branch's topologies are applied and kept.
+    Add(commands::gitops::AddArgs),
+    /// Last synced revision, errors and per-topology sync and health.
+    Status {
+        name: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: commands::gitops::StatusFormat,
+    },
+    /// Sync now and wait for the result (exit 1 if it reports errors).
+    Sync {
+        name: String,
+        #[arg(long, default_value = "2m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Delete a GitRepository; the topologies it applied keep running.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,6 +274,18 @@ async fn run(client: &Client, namespace: &str, command: Command) -> Result<u8, F
         Command::Dev(DevCommand::Up(args)) => commands::dev::up(args).await,
         Command::Dev(DevCommand::Down { state, purge }) => commands::dev::down(state, purge).await,
         Command::Dev(DevCommand::Status(state)) => commands::dev::status(state).await,
+        Command::Gitops(GitopsCommand::Add(args)) => {
+            commands::gitops::add(client, namespace, &args).await
+        }
+        Command::Gitops(GitopsCommand::Status { name, output }) => {
+            commands::gitops::status(client, namespace, name.as_deref(), output).await
+        }
+        Command::Gitops(GitopsCommand::Sync { name, timeout }) => {
+            commands::gitops::sync(client, namespace, &name, timeout).await
+        }
+        Command::Gitops(GitopsCommand::Delete { name }) => {
+            commands::gitops::delete(client, namespace, &name).await
+        }
         Command::Graph(args) => commands::graph::run(client, namespace, &args).await,
         Command::Logs(args) => commands::logs::run(client, namespace, &args).await,
         Command::Kill { task_id } => commands::kill::run(client, &task_id).await,

@@ -63,6 +63,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::post(kill_task),
         )
         .merge(crate::observe::routes())
+        .merge(crate::gitops::api::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -109,7 +110,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             reason,
@@ -118,7 +119,7 @@ impl ApiError {
         }
     }
 
-    fn invalid(errors: SpecErrors) -> Self {
+    pub(crate) fn invalid(errors: SpecErrors) -> Self {
         Self {
             code: StatusCode::UNPROCESSABLE_ENTITY,
             reason: "Invalid",
@@ -175,7 +176,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -334,8 +335,9 @@ async fn apply_named(
     apply(state, ns, Some(name), query, topology).await
 }
 
-fn decode_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Topology> {
-    let body = body.map_err(|rejection| {
+/// The request body, or 413 / 400 with a clear message.
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -345,13 +347,21 @@ fn decode_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiR
         } else {
             ApiError::new(rejection.status(), "BadRequest", rejection.body_text())
         }
-    })?;
+    })
+}
+
+/// The media type of the request body (`application/json` when absent).
+pub(crate) fn body_mime(headers: &HeaderMap) -> &str {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    let mime = content_type.split(';').next().unwrap_or("").trim();
-    match mime {
+    content_type.split(';').next().unwrap_or("").trim()
+}
+
+fn decode_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Topology> {
+    let body = body_bytes(body)?;
+    match body_mime(headers) {
         "application/json" | "" => {
             concord_schemas::parse_json(&body, "request body").map_err(ApiError::invalid)
         }
@@ -594,6 +604,19 @@ async fn kill_task(
 /// Relative artifact paths only mean something next to the manifest; clients resolve
 /// them (as `concord apply` does) before sending.
 fn reject_relative_artifacts(t: &Topology) -> ApiResult<()> {
+    let errors = relative_artifact_errors(
+        t,
+        "cannot be resolved by the server; use an absolute URI (concord apply resolves paths relative to the manifest)",
+    );
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(SpecErrors(errors)))
+    }
+}
+
+/// One error per relative artifact path of `t`, each ending in `hint`.
+pub fn relative_artifact_errors(t: &Topology, hint: &str) -> Vec<SpecError> {
     let mut errors = Vec::new();
     for (i, op) in t.spec.operators.iter().enumerate() {
         if let concord_schemas::Runtime::Process(p) = &op.runtime {
@@ -601,15 +624,11 @@ fn reject_relative_artifacts(t: &Topology) -> ApiResult<()> {
                 if concord_schemas::is_relative_artifact(&a.uri) {
                     errors.push(SpecError::at_path(
                         format!("spec.operators[{i}].runtime.process.artifacts[{j}].uri"),
-                        format!("relative artifact path {:?} cannot be resolved by the server; use an absolute URI (concord apply resolves paths relative to the manifest)", a.uri),
+                        format!("relative artifact path {:?} {hint}", a.uri),
                     ));
                 }
             }
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(SpecErrors(errors)))
-    }
+    errors
 }

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod gitops;
 pub mod metrics;
 pub mod observe;
 pub mod readiness;
@@ -27,6 +28,8 @@ pub struct ControllerConfig {
     pub reconciler: Option<reconcile::ReconcilerConfig>,
     /// API bearer tokens; `None` leaves the API open.
     pub tokens: Option<auth::Tokens>,
+    /// The GitOps syncer; `None` leaves GitRepository objects unsynced.
+    pub gitops: Option<gitops::GitOpsConfig>,
 }
 
 /// Errors that stop the controller.
@@ -76,6 +79,9 @@ pub async fn run(
             command_rx,
             state.metrics.clone(),
         ));
+    }
+    if let Some(gitops) = config.gitops.clone() {
+        tokio::spawn(gitops::run(store.clone(), gitops));
     }
     let listener =
         TcpListener::bind(config.listen)

@@ -68,6 +68,13 @@ struct Args {
     /// Serve the API only; do not connect to Mesos.
     #[arg(long)]
     no_scheduler: bool,
+    /// Where the GitOps syncer keeps bare mirrors of repositories (default: a folder
+    /// under the system's temporary directory, per API port).
+    #[arg(long, env = "CONCORD_GITOPS_CACHE")]
+    gitops_cache_dir: Option<std::path::PathBuf>,
+    /// Do not sync GitRepository objects (another controller does, or GitOps is unused).
+    #[arg(long)]
+    no_gitops: bool,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CONCORD_LOG_JSON")]
     log_json: bool,
@@ -137,12 +144,18 @@ async fn main() -> anyhow::Result<()> {
             None
         }
     };
+    let gitops = (!args.no_gitops).then(|| concord_controller::gitops::GitOpsConfig {
+        cache_dir: args.gitops_cache_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("concord-gitops-{}", args.listen.port()))
+        }),
+    });
     let config = ControllerConfig {
         etcd_endpoints: args.etcd,
         etcd_prefix: args.prefix,
         listen: args.listen,
         reconciler,
         tokens,
+        gitops,
     };
     run(config, shutdown_signal())
         .await

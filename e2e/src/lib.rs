@@ -420,6 +420,8 @@ impl Controller {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--prefix")
             .arg(prefix)
+            .arg("--gitops-cache-dir")
+            .arg(dir.path().join("gitops"))
             .args(extra)
             .env("RUST_LOG", "info");
         let process = Process::spawn("concord-controller", cmd, dir.path().join("controller.log"));
@@ -474,4 +476,22 @@ pub fn relocatable(source: &str) -> String {
             "uri: ../../sdk/",
             &format!("uri: file://{}/", sdk.display()),
         )
+}
+
+/// IDs of the running tasks of operator `op`, from the topology's status.
+pub fn running_task_ids(
+    t: &concord_schemas::Topology,
+    op: &str,
+) -> std::collections::BTreeSet<String> {
+    t.status
+        .as_ref()
+        .and_then(|s| s.operators.iter().find(|o| o.name == op))
+        .map(|o| {
+            o.tasks
+                .iter()
+                .filter(|t| t.state == "TASK_RUNNING")
+                .map(|t| t.task_id.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -76,17 +76,7 @@ impl Stack {
 
 /// Running task IDs of one operator, from the controller's status.
 fn operator_tasks(t: &Topology, op: &str) -> BTreeSet<String> {
-    t.status
-        .as_ref()
-        .and_then(|s| s.operators.iter().find(|o| o.name == op))
-        .map(|o| {
-            o.tasks
-                .iter()
-                .filter(|t| t.state == "TASK_RUNNING")
-                .map(|t| t.task_id.clone())
-                .collect()
-        })
-        .unwrap_or_default()
+    concord_e2e::running_task_ids(t, op)
 }
 
 /// Task ID -> PID for every running task of `op`, from Mesos.

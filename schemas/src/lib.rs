@@ -39,6 +39,7 @@
 pub mod api;
 pub mod duration;
 pub mod error;
+pub mod gitops;
 pub mod hash;
 mod locate;
 pub mod names;

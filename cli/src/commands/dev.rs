@@ -190,7 +190,9 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
             &mesos_url,
             "--listen",
             &format!("127.0.0.1:{}", args.api_port),
+            "--gitops-cache-dir",
         ])
+        .arg(abs.join("gitops"))
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

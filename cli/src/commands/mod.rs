@@ -6,6 +6,7 @@ pub mod describe;
 pub mod dev;
 pub mod diff;
 pub mod get;
+pub mod gitops;
 pub mod graph;
 pub mod kill;
 pub mod logs;
