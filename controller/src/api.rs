@@ -42,6 +42,8 @@ pub struct ApiState {
     pub observe: crate::observe::Observer,
     /// Bearer tokens; `None` leaves the API open (`crate::auth`).
     pub tokens: Option<std::sync::Arc<crate::auth::Tokens>>,
+    /// Whether this replica leads (only the leader acts on Mesos).
+    pub leadership: crate::leader::Leadership,
 }
 
 /// Builds the router.
@@ -142,6 +144,11 @@ impl From<StoreError> for ApiError {
             StoreError::BadResourceVersion(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "BadRequest", e.to_string())
             }
+            StoreError::Fenced { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                e.to_string(),
+            ),
             StoreError::Etcd(_) => {
                 tracing::warn!(error = %e, "etcd request failed");
                 Self::new(
@@ -576,6 +583,13 @@ async fn kill_task(
             "this controller does not schedule tasks (started with --no-scheduler)",
         ));
     };
+    if let Err(standby) = state.leadership.describe() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NotLeader",
+            format!("this replica cannot kill tasks: {standby}; send the request there"),
+        ));
+    }
     let (reply, answer) = tokio::sync::oneshot::channel();
     let unavailable = || {
         ApiError::new(

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod gitops;
+pub mod leader;
 pub mod metrics;
 pub mod observe;
 pub mod readiness;
@@ -30,6 +31,8 @@ pub struct ControllerConfig {
     pub tokens: Option<auth::Tokens>,
     /// The GitOps syncer; `None` leaves GitRepository objects unsynced.
     pub gitops: Option<gitops::GitOpsConfig>,
+    /// Leader election among replicas sharing this etcd.
+    pub leader: leader::LeaderConfig,
 }
 
 /// Errors that stop the controller.
@@ -53,6 +56,7 @@ pub async fn run(
 ) -> Result<(), ControllerError> {
     let store = Store::connect(&config.etcd_endpoints, &config.etcd_prefix).await?;
     let (command_tx, command_rx) = tokio::sync::mpsc::channel(64);
+    let (role_tx, leadership) = leader::channel();
     let state = ApiState {
         store: store.clone(),
         metrics: metrics::Metrics::new(),
@@ -70,19 +74,33 @@ pub async fn run(
                 }),
             }
         })),
+        leadership: leadership.clone(),
     };
-    if let Some(reconciler) = config.reconciler.clone() {
-        tokio::spawn(reconcile::run(
-            store.clone(),
-            reconciler,
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let election = if config.reconciler.is_some() || config.gitops.is_some() {
+        let start_term = term_starter(
+            config.reconciler.clone(),
+            config.gitops.clone(),
             state.readiness.clone(),
-            command_rx,
             state.metrics.clone(),
+            std::sync::Arc::new(tokio::sync::Mutex::new(command_rx)),
+        );
+        tokio::spawn(follow_role(
+            leadership.clone(),
+            state.readiness.clone(),
+            state.metrics.clone(),
+            config.reconciler.is_some(),
         ));
-    }
-    if let Some(gitops) = config.gitops.clone() {
-        tokio::spawn(gitops::run(store.clone(), gitops));
-    }
+        Some(tokio::spawn(leader::run(
+            store.clone(),
+            config.leader.clone(),
+            role_tx,
+            start_term,
+            stop_rx.clone(),
+        )))
+    } else {
+        None
+    };
     let listener =
         TcpListener::bind(config.listen)
             .await
@@ -91,9 +109,82 @@ pub async fn run(
                 source,
             })?;
     let local = listener.local_addr().map_err(ControllerError::Serve)?;
-    tracing::info!(listen = %local, etcd = ?config.etcd_endpoints, prefix = %config.etcd_prefix, "controller API listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    tracing::info!(listen = %local, etcd = ?config.etcd_endpoints, prefix = %config.etcd_prefix, identity = %config.leader.identity, "controller API listening");
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stopped = stop_rx;
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
         .await
-        .map_err(ControllerError::Serve)
+        .map_err(ControllerError::Serve);
+    // Hand leadership over at once instead of letting the lease run out.
+    if let Some(election) = election {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), election).await;
+    }
+    served
+}
+
+/// What each leadership term runs: the reconciler (with the API's kill commands
+/// forwarded to it) and the GitOps syncer, on the term's fenced store.
+fn term_starter(
+    reconciler: Option<reconcile::ReconcilerConfig>,
+    gitops: Option<gitops::GitOpsConfig>,
+    readiness: readiness::Readiness,
+    metrics: metrics::Metrics,
+    commands: std::sync::Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<reconcile::Command>>>,
+) -> leader::StartTerm {
+    Box::new(move |fenced: Store| {
+        let mut tasks = Vec::new();
+        if let Some(config) = reconciler.clone() {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            let shared = commands.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut commands = shared.lock().await;
+                while let Some(command) = commands.recv().await {
+                    if tx.send(command).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+            tasks.push(tokio::spawn(reconcile::run(
+                fenced.clone(),
+                config,
+                readiness.clone(),
+                rx,
+                metrics.clone(),
+            )));
+        }
+        if let Some(config) = gitops.clone() {
+            tasks.push(tokio::spawn(gitops::run(fenced, config)));
+        }
+        tasks
+    })
+}
+
+/// Mirrors the role into `/readyz` and `/metrics`.
+async fn follow_role(
+    leadership: leader::Leadership,
+    readiness: readiness::Readiness,
+    metrics: metrics::Metrics,
+    schedules: bool,
+) {
+    let mut rx = leadership.subscribe();
+    loop {
+        let leads = leadership.is_leader();
+        readiness.set("leader", leadership.describe().map(|_| ()));
+        metrics.leader.set(i64::from(leads));
+        if !leads && schedules {
+            readiness.set(
+                "mesos",
+                Err("not the leader; the leader talks to Mesos".into()),
+            );
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }

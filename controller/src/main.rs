@@ -75,6 +75,15 @@ struct Args {
     /// Do not sync GitRepository objects (another controller does, or GitOps is unused).
     #[arg(long)]
     no_gitops: bool,
+    /// TTL of the leader's etcd lease: a dead leader is replaced within about this long.
+    #[arg(long, env = "CONCORD_LEADER_LEASE_TTL", default_value = "10s", value_parser = parse_duration)]
+    leader_lease_ttl: Duration,
+    /// This replica's identity in leader election (default: host, port and a random suffix).
+    #[arg(long, env = "CONCORD_ID")]
+    id: Option<String>,
+    /// URL of this replica's API as others reach it (default: http://<--listen>).
+    #[arg(long, env = "CONCORD_ADVERTISE_URL")]
+    advertise_url: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CONCORD_LOG_JSON")]
     log_json: bool,
@@ -132,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
             etcd_prefix: args.prefix.clone(),
             kill_grace: args.kill_grace,
         },
-        hostname,
+        hostname: hostname.clone(),
         webui_url: Some(format!("http://{}/ui/", args.listen)),
     });
     let tokens = match &args.token_file {
@@ -149,7 +158,27 @@ async fn main() -> anyhow::Result<()> {
             std::env::temp_dir().join(format!("concord-gitops-{}", args.listen.port()))
         }),
     });
+    if args.leader_lease_ttl < Duration::from_secs(2) {
+        anyhow::bail!(
+            "--leader-lease-ttl must be at least 2s (etcd grants leases in whole seconds)"
+        );
+    }
+    let leader = concord_controller::leader::LeaderConfig {
+        ttl: args.leader_lease_ttl,
+        identity: args.id.clone().unwrap_or_else(|| {
+            format!(
+                "{hostname}:{}-{}",
+                args.listen.port(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            )
+        }),
+        api_url: args
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", args.listen)),
+    };
     let config = ControllerConfig {
+        leader,
         etcd_endpoints: args.etcd,
         etcd_prefix: args.prefix,
         listen: args.listen,

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub tasks: Gauge,
     /// Topologies known to the reconciler.
     pub topologies: Gauge,
+    /// 1 while this replica is the leader.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -81,6 +83,12 @@ impl Metrics {
             "Topologies known to the reconciler",
             topologies.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica is the leader",
+            leader.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             http_requests,
@@ -90,6 +98,7 @@ impl Metrics {
             queue_depth,
             tasks,
             topologies,
+            leader,
         }
     }
 

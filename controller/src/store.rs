@@ -43,6 +43,17 @@ pub enum StoreError {
     },
     #[error("invalid resourceVersion {0:?}: expected a decimal etcd revision")]
     BadResourceVersion(String),
+    #[error("write to {key} refused: this controller is no longer the leader")]
+    Fenced { key: String },
+}
+
+/// The leader key at the revision this controller created it: a fenced [`Store`] adds
+/// "the leader key still has this create revision" to every transaction, so a leader
+/// that lost its lease can never write again, even if it does not know yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub key: String,
+    pub revision: i64,
 }
 
 pub use concord_schemas::api::ApplyOutcome;
@@ -60,12 +71,14 @@ pub struct Stored {
 pub struct Store {
     client: Client,
     prefix: String,
+    fence: Option<Fence>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("prefix", &self.prefix)
+            .field("fence", &self.fence)
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +101,82 @@ impl Store {
         Self {
             client,
             prefix: prefix.trim_end_matches('/').to_owned(),
+            fence: None,
+        }
+    }
+
+    /// This store with every write fenced on `fence` (see [`Fence`]).
+    pub fn fenced(&self, fence: Fence) -> Self {
+        Self {
+            fence: Some(fence),
+            ..self.clone()
+        }
+    }
+
+    /// `<prefix>/leader`
+    pub fn leader_key(&self) -> String {
+        format!("{}/leader", self.prefix)
+    }
+
+    /// `compares` plus the fence, when this store is fenced.
+    pub(crate) fn guard(&self, mut compares: Vec<Compare>) -> Vec<Compare> {
+        if let Some(f) = &self.fence {
+            compares.push(Compare::create_revision(
+                f.key.as_str(),
+                CompareOp::Equal,
+                f.revision,
+            ));
+        }
+        compares
+    }
+
+    /// After a failed transaction: `Fenced` if the fence no longer holds (so the
+    /// failure was not a plain conflict).
+    pub(crate) async fn check_fence(&self, key: &str) -> Result<(), StoreError> {
+        let Some(f) = &self.fence else {
+            return Ok(());
+        };
+        let resp = self.client.clone().get(f.key.as_str(), None).await?;
+        let holds = resp
+            .kvs()
+            .first()
+            .is_some_and(|kv| kv.create_revision() == f.revision);
+        if holds {
+            Ok(())
+        } else {
+            Err(StoreError::Fenced {
+                key: key.to_owned(),
+            })
+        }
+    }
+
+    /// Puts `value` at `key` (fenced, when this store is).
+    pub async fn put_raw(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let txn = Txn::new()
+            .when(self.guard(Vec::new()))
+            .and_then([TxnOp::put(key, value, None)]);
+        let resp = self.client.clone().txn(txn).await?;
+        if resp.succeeded() {
+            Ok(())
+        } else {
+            Err(StoreError::Fenced {
+                key: key.to_owned(),
+            })
+        }
+    }
+
+    /// Deletes `key` (fenced, when this store is).
+    pub async fn delete_raw(&self, key: &str) -> Result<(), StoreError> {
+        let txn = Txn::new()
+            .when(self.guard(Vec::new()))
+            .and_then([TxnOp::delete(key, None)]);
+        let resp = self.client.clone().txn(txn).await?;
+        if resp.succeeded() {
+            Ok(())
+        } else {
+            Err(StoreError::Fenced {
+                key: key.to_owned(),
+            })
         }
     }
 
@@ -252,10 +341,15 @@ impl Store {
                 meta.resource_version = None;
                 let value = encode(&key, &input)?;
                 let txn = Txn::new()
-                    .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                    .when(self.guard(vec![Compare::create_revision(
+                        key.as_str(),
+                        CompareOp::Equal,
+                        0,
+                    )]))
                     .and_then([TxnOp::put(key.as_str(), value, None)]);
                 let resp = client.txn(txn).await?;
                 if !resp.succeeded() {
+                    self.check_fence(&key).await?;
                     return Err(StoreError::Conflict {
                         key,
                         expected: "none".into(),
@@ -309,7 +403,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let bytes = encode(key, value)?;
         let txn = Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .when(self.guard(vec![Compare::mod_revision(key, CompareOp::Equal, expected)]))
             .and_then([TxnOp::put(key, bytes, None)])
             .or_else([TxnOp::get(key, None)]);
         let mut client = self.client.clone();
@@ -317,6 +411,7 @@ impl Store {
         if resp.succeeded() {
             return Ok(txn_revision(&resp));
         }
+        self.check_fence(key).await?;
         Err(StoreError::Conflict {
             key: key.to_owned(),
             expected: expected.to_string(),
@@ -369,11 +464,11 @@ impl Store {
         let key = self.spec_key(ns, name);
         let status_key = self.status_key(ns, name);
         let txn = Txn::new()
-            .when([Compare::mod_revision(
+            .when(self.guard(vec![Compare::mod_revision(
                 key.as_str(),
                 CompareOp::Equal,
                 mod_revision,
-            )])
+            )]))
             .and_then([
                 TxnOp::delete(key.as_str(), None),
                 TxnOp::delete(status_key, None),
@@ -384,6 +479,7 @@ impl Store {
         if resp.succeeded() {
             Ok(())
         } else {
+            self.check_fence(&key).await?;
             Err(StoreError::Conflict {
                 key,
                 expected: mod_revision.to_string(),
@@ -416,17 +512,18 @@ impl Store {
             source,
         })?;
         let txn = Txn::new()
-            .when([Compare::mod_revision(
+            .when(self.guard(vec![Compare::mod_revision(
                 key.as_str(),
                 CompareOp::Equal,
                 revision,
-            )])
+            )]))
             .and_then([TxnOp::put(key.as_str(), bytes, None)])
             .or_else([TxnOp::get(key.as_str(), None)]);
         let resp = client.txn(txn).await?;
         if resp.succeeded() {
             Ok(true)
         } else {
+            self.check_fence(&key).await?;
             Err(StoreError::Conflict {
                 key,
                 expected: revision.to_string(),

@@ -174,6 +174,35 @@ pub struct Etcd {
     pub url: String,
     process: Process,
     _dir: TempDir,
+    peer: u16,
+}
+
+fn spawn_etcd(dir: &Path, client: u16, peer: u16) -> Process {
+    let bin = std::env::var("CONCORD_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
+    let url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--name")
+        .arg("test")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--listen-client-urls")
+        .arg(&url)
+        .arg("--advertise-client-urls")
+        .arg(&url)
+        .arg("--listen-peer-urls")
+        .arg(&peer_url)
+        .arg("--initial-advertise-peer-urls")
+        .arg(&peer_url)
+        .arg("--initial-cluster")
+        .arg(format!("test={peer_url}"))
+        .arg("--logger")
+        .arg("zap")
+        .arg("--log-level")
+        .arg("warn");
+    // A new log per start, so a restart keeps the earlier one for post-mortems.
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    Process::spawn("etcd", cmd, dir.join(format!("etcd-{n}.log")))
 }
 
 impl Etcd {
@@ -186,35 +215,20 @@ impl Etcd {
     pub async fn start_on(client: u16) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let peer = free_port();
-        let bin = std::env::var("CONCORD_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
         let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--name")
-            .arg("test")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--listen-client-urls")
-            .arg(&url)
-            .arg("--advertise-client-urls")
-            .arg(&url)
-            .arg("--listen-peer-urls")
-            .arg(&peer_url)
-            .arg("--initial-advertise-peer-urls")
-            .arg(&peer_url)
-            .arg("--initial-cluster")
-            .arg(format!("test={peer_url}"))
-            .arg("--logger")
-            .arg("zap")
-            .arg("--log-level")
-            .arg("warn");
-        let process = Process::spawn("etcd", cmd, dir.path().join("etcd.log"));
+        let process = spawn_etcd(dir.path(), client, peer);
         let etcd = Self {
             url,
             process,
             _dir: dir,
+            peer,
         };
-        let health = format!("{}/health", etcd.url);
+        etcd.wait_healthy().await;
+        etcd
+    }
+
+    async fn wait_healthy(&self) {
+        let health = format!("{}/health", self.url);
         let http = reqwest::Client::new();
         wait_for(Duration::from_secs(20), "etcd /health", || {
             let req = http.get(&health).timeout(Duration::from_secs(1)).send();
@@ -224,7 +238,23 @@ impl Etcd {
             }
         })
         .await;
-        etcd
+    }
+
+    /// Stops etcd (SIGTERM); its data stays for [`Etcd::start_again`].
+    pub fn stop(&mut self) {
+        self.process.terminate(Duration::from_secs(10));
+    }
+
+    /// Starts etcd again on the same ports and data.
+    pub async fn start_again(&mut self) {
+        let client: u16 = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in url");
+        self.process = spawn_etcd(self._dir.path(), client, self.peer);
+        self.wait_healthy().await;
     }
 
     /// An etcd client for assertions on what is stored.
@@ -422,6 +452,9 @@ impl Controller {
             .arg(prefix)
             .arg("--gitops-cache-dir")
             .arg(dir.path().join("gitops"))
+            // A killed leader's lease holds the key this long: keep restarts quick.
+            .arg("--leader-lease-ttl")
+            .arg("3s")
             .args(extra)
             .env("RUST_LOG", "info");
         let process = Process::spawn("concord-controller", cmd, dir.path().join("controller.log"));

@@ -99,7 +99,7 @@ async fn tokens_gate_reads_and_writes_by_role() {
         401
     );
     assert!(
-        etcd.dump("/concord/").await.is_empty(),
+        etcd.dump("/concord/topologies/").await.is_empty(),
         "refused writes stored nothing"
     );
 

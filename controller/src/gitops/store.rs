@@ -178,11 +178,11 @@ impl RepoStore {
             .ok_or_else(|| StoreError::NotFound(format!("gitrepository {ns}/{name}")))?;
         let key = self.key("gitrepositories", ns, name);
         let txn = Txn::new()
-            .when([Compare::mod_revision(
+            .when(self.store.guard(vec![Compare::mod_revision(
                 key.as_str(),
                 CompareOp::Equal,
                 stored.mod_revision,
-            )])
+            )]))
             .and_then([
                 TxnOp::delete(key.as_str(), None),
                 TxnOp::delete(self.key("gitstatus", ns, name), None),
@@ -251,13 +251,17 @@ impl RepoStore {
             source,
         })?;
         let txn = Txn::new()
-            .when([Compare::create_revision(
+            .when(self.store.guard(vec![Compare::create_revision(
                 repo_key.as_str(),
                 CompareOp::Greater,
                 0,
-            )])
+            )]))
             .and_then([TxnOp::put(key.as_str(), bytes, None)]);
-        self.store.client().txn(txn).await?;
+        let resp = self.store.client().txn(txn).await?;
+        if !resp.succeeded() {
+            // Deleted meanwhile (nothing to record), unless we were fenced.
+            self.store.check_fence(&key).await?;
+        }
         Ok(())
     }
 
@@ -277,10 +281,11 @@ impl RepoStore {
             Compare::mod_revision(key, CompareOp::Equal, expected)
         };
         let txn = Txn::new()
-            .when([compare])
+            .when(self.store.guard(vec![compare]))
             .and_then([TxnOp::put(key, bytes, None)]);
         let resp = self.store.client().txn(txn).await?;
         if !resp.succeeded() {
+            self.store.check_fence(key).await?;
             return Err(StoreError::Conflict {
                 key: key.to_owned(),
                 expected: expected.to_string(),

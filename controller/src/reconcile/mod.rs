@@ -238,22 +238,21 @@ async fn write_statuses(store: Store, mut rx: mpsc::UnboundedReceiver<state::Sta
                     mod_revision,
                 } => store.finalize_delete(ns, name, *mod_revision).await,
                 state::StatusWrite::FrameworkId(id) => {
-                    let mut c = store.client();
-                    c.put(framework_id_key(&store), id.clone(), None)
+                    store
+                        .put_raw(&framework_id_key(&store), id.clone().into_bytes())
                         .await
-                        .map(|_| ())
-                        .map_err(Into::into)
                 }
                 state::StatusWrite::ClearFrameworkId => {
-                    let mut c = store.client();
-                    c.delete(framework_id_key(&store), None)
-                        .await
-                        .map(|_| ())
-                        .map_err(Into::into)
+                    store.delete_raw(&framework_id_key(&store)).await
                 }
             };
             match result {
                 Ok(()) => break,
+                Err(e @ crate::StoreError::Fenced { .. }) => {
+                    // No longer the leader: this term is ending; the next leader rebuilds.
+                    tracing::warn!(error = %e, "status write fenced off");
+                    break;
+                }
                 Err(crate::StoreError::Conflict { .. })
                     if matches!(write, state::StatusWrite::Finalize { .. }) =>
                 {

@@ -318,7 +318,9 @@ impl Reconciler {
             SchedulerEvent::Subscribed { framework_id, .. } => {
                 tracing::info!(framework_id = framework_id.as_str(), "subscribed to Mesos");
                 self.subscribed = true;
-                self.suppressed = false;
+                // The client re-subscribes with the roles it had suppressed (as Mesos
+                // wants), so a pending launch after a master failover must REVIVE.
+                self.suppressed = !self.handle.suppressed_roles().is_empty();
                 self.readiness.set("mesos", Ok(()));
                 let _ = self
                     .status_tx
@@ -1141,9 +1143,9 @@ impl Reconciler {
         let Ok(value) = serde_json::to_vec(t) else {
             return;
         };
-        let mut client = self.store.client();
+        let store = self.store.clone();
         tokio::spawn(async move {
-            if let Err(e) = client.put(key, value, None).await {
+            if let Err(e) = store.put_raw(&key, value).await {
                 tracing::warn!(error = %e, "cannot record the last stable spec");
             }
         });

@@ -38,6 +38,9 @@ pub(crate) async fn run(shared: Arc<Shared>, tx: mpsc::Sender<SchedulerEvent>) {
         let end = tokio::select! {
             biased;
             _ = shared.cancel.cancelled() => End::Stop,
+            // Nobody listens any more (the events were dropped): close the subscription
+            // now rather than at the next event, so a deposed scheduler lets go at once.
+            _ = tx.closed() => End::Stop,
             end = session(&shared, &tx, &mut backoff, &mut outage_reported) => end,
         };
         shared.session().stream_id = None;
