@@ -54,8 +54,9 @@ fn documents(file: &Path) -> Vec<Value> {
 #[test]
 fn every_shipped_manifest_validates_against_the_json_schema() {
     let validator = validator();
-    let files = manifests_under(&repo("manifests/examples"));
-    assert!(files.len() >= 2, "found only {files:?}");
+    let mut files = manifests_under(&repo("manifests/examples"));
+    files.extend(manifests_under(&repo("manifests/tour")));
+    assert!(files.len() >= 3, "found only {files:?}");
     let mut failures = Vec::new();
     for file in &files {
         let docs = documents(file);
