@@ -335,6 +335,39 @@ pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
 }
 
+/// The invalid-topology corpus (`manifests/testdata/invalid/`, see its README): every
+/// `*.yaml` case, sorted, with the substring its rejection message must contain (the
+/// first line's `# expect: ...`, or the sidecar `<name>.yaml.expect`).
+pub fn invalid_corpus() -> Vec<(PathBuf, String)> {
+    let dir = repo_path("manifests/testdata/invalid");
+    let mut cases: Vec<(PathBuf, String)> = std::fs::read_dir(&dir)
+        .expect("corpus dir")
+        .map(|entry| entry.expect("corpus entry").path())
+        .filter(|path| path.extension().and_then(|e| e.to_str()) == Some("yaml"))
+        .map(|path| {
+            let sidecar = path.with_extension("yaml.expect");
+            let expect = if sidecar.exists() {
+                std::fs::read_to_string(&sidecar)
+                    .expect("sidecar")
+                    .trim()
+                    .to_owned()
+            } else {
+                let text =
+                    String::from_utf8_lossy(&std::fs::read(&path).expect("read case")).into_owned();
+                text.lines()
+                    .next()
+                    .and_then(|l| l.strip_prefix("# expect:"))
+                    .unwrap_or_else(|| panic!("{} lacks `# expect:`", path.display()))
+                    .trim()
+                    .to_owned()
+            };
+            (path, expect)
+        })
+        .collect();
+    cases.sort();
+    cases
+}
+
 /// A `mesos-lite` master with agents, on a free port, with its own port range for tasks.
 pub struct MesosLite {
     /// `http://127.0.0.1:<port>`

@@ -5,7 +5,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use concord_e2e::{Controller, Etcd, binary, concord, concord_with_stdin, relocatable, repo_path};
+use concord_e2e::{
+    Controller, Etcd, binary, concord, concord_with_stdin, invalid_corpus, relocatable, repo_path,
+};
 
 const PREFIX: &str = "/concord";
 const NO_MESOS: &str = "http://127.0.0.1:1";
@@ -138,30 +140,7 @@ async fn every_invalid_file_is_rejected_with_a_located_message_and_nothing_store
 
     let dir = repo_path("manifests/testdata/invalid");
     let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).expect("corpus dir") {
-        let path = entry.expect("entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
-            continue;
-        }
-        let sidecar = path.with_extension("yaml.expect");
-        let expect = if sidecar.exists() {
-            std::fs::read_to_string(&sidecar)
-                .expect("sidecar")
-                .trim()
-                .to_owned()
-        } else {
-            let first = std::fs::read_to_string(&path)
-                .expect("read")
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            first
-                .strip_prefix("# expect:")
-                .unwrap_or_else(|| panic!("{} lacks `# expect:`", path.display()))
-                .trim()
-                .to_owned()
-        };
+    for (path, expect) in invalid_corpus() {
         let out = concord(&c.url, &["apply", "-f", path.to_str().expect("utf-8")]);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{}: {stderr}", path.display());

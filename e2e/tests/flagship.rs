@@ -85,7 +85,7 @@ fn manifest(tap_port: u16, per_ip_instances: u32, publisher_min: u32) -> String 
     let source =
         std::fs::read_to_string(repo_path("manifests/examples/clickfraud.yaml")).expect("example");
     let mut text = relocatable(&source).replace(
-        "config: {field: count, min: 2000}",
+        "config: {field: count, min: 10000}",
         &format!("config: {{field: count, min: {publisher_min}}}"),
     );
     // Scale per-ip-counts: its `instances: 2` is the first one after its name.
@@ -135,7 +135,7 @@ async fn scaling_and_reconfiguring_restart_nothing_else_and_never_stall_the_unto
         );
     };
 
-    apply(manifest(tap_port, 2, 2000));
+    apply(manifest(tap_port, 2, 10000));
     controller.wait_ready("clickfraud", READY_TIMEOUT).await;
     wait_for(Duration::from_secs(60), "records at the tap", || async {
         (arrivals.count() > 200).then_some(())
@@ -166,7 +166,7 @@ async fn scaling_and_reconfiguring_restart_nothing_else_and_never_stall_the_unto
         String::from_utf8_lossy(&out.stderr)
     );
     let t_apply = start.elapsed();
-    apply(manifest(tap_port, 3, 2500));
+    apply(manifest(tap_port, 3, 12000));
     let out = concord(
         &controller.url,
         &["rollout", "status", "clickfraud", "--timeout", "120s"],

@@ -67,6 +67,22 @@ fn the_quickstart_runs_the_click_fraud_job_with_alerts_and_dev_down_leaves_nothi
         stdout.contains("\"alert\":true"),
         "the quickstart shows alerts:\n{stdout}"
     );
+    // The alerts sink logs `key<TAB>value`: counts per publisher carry the
+    // publisher as their key.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("pub-") && l.contains("\"key\":\"pub-")),
+        "the quickstart shows per-publisher alerts:\n{stdout}"
+    );
+    // Messages name the state directory in use, not the default one.
+    assert!(
+        stdout.contains(&format!(
+            "Stop it with `concord dev down --state-dir {}`",
+            state.path().display()
+        )),
+        "{stdout}"
+    );
 
     let pids: Vec<String> = ["etcd", "mesos-lite", "concord-controller"]
         .iter()
@@ -74,11 +90,40 @@ fn the_quickstart_runs_the_click_fraud_job_with_alerts_and_dev_down_leaves_nothi
         .filter_map(|s| s.split_whitespace().next().map(str::to_owned))
         .collect();
     assert_eq!(pids.len(), 3);
+
+    // `dev status`: exit 0 and every component running, with the PIDs `up` recorded.
+    let status = dev_status(state.path());
+    let status_out = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert_eq!(status.status.code(), Some(0), "{status_out}");
+    for (name, pid) in ["etcd", "mesos-lite", "concord-controller"]
+        .iter()
+        .zip(&pids)
+    {
+        assert!(
+            status_out
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains(&format!("running (pid {pid})"))),
+            "{name} running in:\n{status_out}"
+        );
+    }
+
     drop(guard);
     std::thread::sleep(Duration::from_millis(200));
     for pid in &pids {
         assert!(!alive(pid), "pid {pid} survived dev down");
     }
+    // ... and exit 1 once stopped.
+    let status = dev_status(state.path());
+    let status_out = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert_eq!(status.status.code(), Some(1), "{status_out}");
+    assert_eq!(
+        status_out
+            .lines()
+            .filter(|l| l.trim_end().ends_with("stopped"))
+            .count(),
+        3,
+        "{status_out}"
+    );
     // No task process of this stack survives either (their sandboxes are in the state dir).
     for entry in std::fs::read_dir("/proc")
         .expect("/proc")
@@ -106,6 +151,14 @@ fn alive(pid: &str) -> bool {
                 .map(|(_, rest)| rest.trim_start().starts_with('Z'))
         })
         .is_some_and(|zombie| !zombie)
+}
+
+fn dev_status(state: &std::path::Path) -> std::process::Output {
+    Command::new(binary("concord"))
+        .args(["dev", "status", "--state-dir"])
+        .arg(state)
+        .output()
+        .expect("run concord dev status")
 }
 
 /// Stops the stack even when an assertion fails.

@@ -488,6 +488,26 @@ async fn cli_scale_kill_rollout_status_and_undo() {
         pids_of(&s.mesos, "count").await.len() >= 3,
         "old tasks keep running during a failed rollout"
     );
+    // The failing replacement waits out its back-off (1 s, 2 s, 4 s, ...) instead of
+    // being relaunched at once: over the next 3 s an instance restarts at most once or
+    // twice, where a hot loop would restart it dozens of times. (A fixed window: this
+    // asserts that something does not happen.)
+    let restarts = |t: &Topology| {
+        t.status
+            .as_ref()
+            .and_then(|st| st.operators.iter().find(|o| o.name == "count"))
+            .map(|o| o.tasks.iter().map(|t| t.restarts).max().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    let before = restarts(&s.controller.topology("ops").await.expect("ops"));
+    assert!(before >= 3, "a crash loop counts restarts: {before}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = restarts(&s.controller.topology("ops").await.expect("ops"));
+    assert!(
+        after <= before + 2,
+        "restarted {} times in 3 s despite back-off",
+        after - before
+    );
     let out = concord(&s.controller.url, &["rollout", "undo", "ops"]);
     assert!(
         out.status.success(),

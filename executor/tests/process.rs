@@ -43,7 +43,7 @@ fn python_enrich_speaks_the_protocol() {
     assert!(reply.iter().any(|m| matches!(m, Message::Log { .. })));
 
     let clicks = [
-        json!({"ip": "10.1.2.3", "url": "/ad/7", "userAgent": "Mozilla"}),
+        json!({"ip": "10.1.2.3", "url": "/ad/7", "publisher": "pub-1", "userAgent": "Mozilla"}),
         json!({"ip": "10.9.9.9", "url": "/ad/8", "userAgent": "GoogleBot/2"}),
     ];
     let mut msgs: Vec<Message> = clicks
@@ -82,6 +82,9 @@ fn python_enrich_speaks_the_protocol() {
             v["adId"],
             format!("ad-{}", &c["url"].as_str().expect("url")[4..])
         );
+        // The publisher passes through; a click without one is counted as "unknown".
+        let publisher = c["publisher"].as_str().unwrap_or("unknown");
+        assert_eq!(v["publisher"], publisher);
     }
 
     write_frame(&mut stdin, &[Message::Destroy]).expect("destroy");
@@ -142,12 +145,26 @@ fn executor_hosts_the_python_operator_in_a_pipeline() {
     wait_for("1000 enriched clicks", Duration::from_secs(30), || {
         lines().lines().count() == 1000
     });
+    let mut publishers = std::collections::BTreeSet::new();
     for l in lines().lines() {
         let (key, value) = l.split_once('\t').expect("key\\tvalue");
         let v: serde_json::Value = serde_json::from_str(value).expect("json");
         assert_eq!(v["ip"], key);
         assert_eq!(v["enrichedBy"], "enrich.py");
+        // The generator's publisher (the owner of the ad) survives enrichment.
+        let ad: u64 = v["adId"]
+            .as_str()
+            .and_then(|a| a.strip_prefix("ad-"))
+            .and_then(|n| n.parse().ok())
+            .expect("adId");
+        let publisher = format!(
+            "pub-{}",
+            concord_executor::operators::generator::publisher_of(ad)
+        );
+        assert_eq!(v["publisher"], publisher.as_str(), "{l}");
+        publishers.insert(publisher);
     }
+    assert!(publishers.len() > 1, "{publishers:?}");
     let status = enrich.terminate().expect("exit");
     assert!(status.success());
     let log = enrich.log_text();

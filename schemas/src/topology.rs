@@ -287,8 +287,10 @@ pub struct ProcessRuntime {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Artifact {
-    /// `http(s)://`, `file://` or an absolute path.
-    #[schemars(regex(pattern = "^([Hh][Tt][Tt][Pp][Ss]?://|[Ff][Ii][Ll][Ee]://|/)"))]
+    /// `http(s)://`, `file://`, an absolute path, or a path relative to the manifest
+    /// (`./x`, `../x`), which `concord apply` resolves to a `file://` URI before sending
+    /// (the API itself accepts only absolute URIs).
+    #[schemars(regex(pattern = crate::validate::ARTIFACT_URI_PATTERN))]
     pub uri: String,
     /// Unpack archives (`.tar.gz`, `.tgz`, `.zip`, ...).
     #[serde(default = "default_true")]

@@ -37,6 +37,13 @@ pub const RESERVED_ENV_PREFIXES: &[&str] = &["CONCORD_", "MESOS_"];
 /// Artifact URI schemes the fetcher supports (besides absolute paths).
 pub const ARTIFACT_SCHEMES: &[&str] = &["http://", "https://", "file://"];
 
+/// The JSON Schema `pattern` of an artifact `uri`: exactly what validation accepts (an
+/// [`ARTIFACT_SCHEMES`] scheme, case-insensitive, followed by at least one character and
+/// no whitespace; or an absolute path, `./x` or `../x` without NUL bytes). A test in
+/// `tests/json_schema.rs` checks the two agree.
+pub const ARTIFACT_URI_PATTERN: &str =
+    r"^(([Hh][Tt][Tt][Pp][Ss]?|[Ff][Ii][Ll][Ee])://\S+|(/|\.\.?/)[^\x00]*)$";
+
 /// Upper bound on the total size of `metadata.annotations` (keys plus values), as in
 /// Kubernetes.
 pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;

@@ -133,3 +133,50 @@ fn ten_megabyte_document_is_rejected_before_parsing() {
         "{text}"
     );
 }
+
+/// The README tour's broken change (`manifests/tour/clickfraud-typo.yaml`) is the
+/// click-fraud example with one typo in one operator's config: applying it replaces
+/// that operator only, so the tour's `rollout undo` story stays true as the example
+/// evolves.
+#[test]
+fn the_tour_typo_variant_differs_from_the_example_in_one_operator_config() {
+    let load = |rel: &str| {
+        let file = manifests().join(rel);
+        let source = std::fs::read(&file).expect("read manifest");
+        let mut docs = parse_yaml(&source, rel).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        assert_eq!(docs.len(), 1, "{rel}");
+        docs.remove(0)
+    };
+    let example = load("examples/clickfraud.yaml");
+    let typo = load("tour/clickfraud-typo.yaml");
+    assert_eq!(typo.metadata.name, example.metadata.name);
+    let plan = concord_schemas::plan(Some(&example.spec), &typo.spec);
+    assert!(plan.topology_fields.is_empty(), "{plan:?}");
+    let changed: Vec<_> = plan
+        .operators
+        .iter()
+        .filter(|o| o.change != concord_schemas::OperatorChange::Unchanged)
+        .collect();
+    assert_eq!(
+        changed,
+        vec![&concord_schemas::OperatorPlan {
+            name: "publisher-alerts".into(),
+            change: concord_schemas::OperatorChange::Replaced {
+                fields: vec!["config".into()],
+                from: 1,
+                to: 1,
+            },
+        }],
+        "{plan:?}"
+    );
+    let config = |t: &concord_schemas::Topology| {
+        t.spec
+            .operators
+            .iter()
+            .find(|o| o.name == "publisher-alerts")
+            .map(|o| serde_json::to_value(&o.config).expect("config as JSON"))
+            .expect("publisher-alerts")
+    };
+    assert_eq!(config(&example)["min"], 10000);
+    assert_eq!(config(&typo)["min"], "10k", "the typo is not a number");
+}

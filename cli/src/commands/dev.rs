@@ -1,8 +1,9 @@
 //! `concord dev up|down|status`: a local stack (etcd, mesos-lite, controller) on loopback.
 //!
-//! State, logs and PID files live under `.concord/dev/`. Each PID file records the
-//! process start time too, so `down` stops exactly the processes `up` started and never
-//! a process that merely reused a PID.
+//! State, logs and PID files live under the state directory (`--state-dir`, default
+//! `.concord/dev/`); every message names the directory actually used. Each PID file
+//! records the process start time too, so `down` stops exactly the processes `up`
+//! started and never a process that merely reused a PID.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,15 +36,28 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 7070)]
     pub api_port: u16,
     /// Where state and logs go.
-    #[arg(long, default_value = ".concord/dev")]
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 }
 
 /// Options of `concord dev down` and `status`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StateArgs {
-    #[arg(long, default_value = ".concord/dev")]
+    /// The state directory `dev up` used.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+}
+
+/// Where `dev up` keeps state and logs unless told otherwise.
+pub const DEFAULT_STATE_DIR: &str = ".concord/dev";
+
+/// The `concord dev down` command line that stops the stack in `dir`.
+fn down_command(dir: &Path) -> String {
+    if dir == Path::new(DEFAULT_STATE_DIR) {
+        "concord dev down".to_owned()
+    } else {
+        format!("concord dev down --state-dir {}", dir.display())
+    }
 }
 
 /// The components, in start order (stopped in reverse).
@@ -55,8 +69,9 @@ pub async fn up(args: UpArgs) -> Result<u8, Failure> {
     for name in COMPONENTS {
         if let Some(pid) = running_pid(dir, name) {
             return Err(Failure::invalid(format!(
-                "{name} of a dev stack is already running (pid {pid}) from {}; stop it with `concord dev down`",
-                dir.display()
+                "{name} of a dev stack is already running (pid {pid}) from {}; stop it with `{}`",
+                dir.display(),
+                down_command(dir)
             )));
         }
     }
@@ -74,7 +89,7 @@ pub async fn up(args: UpArgs) -> Result<u8, Failure> {
         }
     }
     if args.detach {
-        println!("Stop it with `concord dev down`.");
+        println!("Stop it with `{}`.", down_command(&args.state_dir));
         return Ok(0);
     }
     println!("Press Ctrl-C to stop.");
@@ -106,11 +121,11 @@ async fn wait_for_stop_signal() {
 
 async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
     let dir = &args.state_dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
     let etcd_bin = find_etcd()?;
     let mesos_bin = sibling("mesos-lite")?;
     let controller_bin = sibling("concord-controller")?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
     let peer_port = args
         .etcd_peer_port
         .unwrap_or_else(|| args.etcd_port.wrapping_add(1));
@@ -157,7 +172,7 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
             "warn",
         ]);
     start(dir, "etcd", etcd)?;
-    wait_healthy("etcd", &format!("{etcd_url}/health"), |b| {
+    wait_healthy(dir, "etcd", "etcd", &format!("{etcd_url}/health"), |b| {
         b.contains("true")
     })
     .await?;
@@ -179,7 +194,14 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
             &args.resources,
         ]);
     start(dir, "mesos-lite", mesos)?;
-    wait_healthy("mesos-lite", &format!("{mesos_url}/health"), |_| true).await?;
+    wait_healthy(
+        dir,
+        "mesos-lite",
+        "mesos-lite",
+        &format!("{mesos_url}/health"),
+        |_| true,
+    )
+    .await?;
 
     let mut controller = Command::new(&controller_bin);
     controller
@@ -199,6 +221,8 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
         );
     start(dir, "concord-controller", controller)?;
     wait_healthy(
+        dir,
+        "concord-controller",
         "controller (subscribed to Mesos)",
         &format!("{api_url}/readyz"),
         |b| b.contains("[+] mesos ok"),
@@ -319,7 +343,17 @@ fn start(dir: &Path, name: &str, mut cmd: Command) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn wait_healthy(what: &str, url: &str, ok: impl Fn(&str) -> bool) -> Result<(), Failure> {
+/// Waits until `url` answers 2xx with a body `ok` accepts. Fails at once when the
+/// component `name` (started from `dir`) has exited, and after 60 s otherwise; both
+/// messages name the component's log file. `up` stops whatever was started on failure.
+async fn wait_healthy(
+    dir: &Path,
+    name: &str,
+    what: &str,
+    url: &str,
+    ok: impl Fn(&str) -> bool,
+) -> Result<(), Failure> {
+    let log = dir.join(format!("{name}.log"));
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let started = Instant::now();
@@ -336,9 +370,17 @@ async fn wait_healthy(what: &str, url: &str, ok: impl Fn(&str) -> bool) -> Resul
                 return Ok(());
             }
         }
+        if running_pid(dir, name).is_none() {
+            return Err(fail(format!(
+                "{name} exited during start-up; see its log {}; the rest of the stack was stopped",
+                log.display()
+            )));
+        }
         if Instant::now() >= deadline {
             return Err(fail(format!(
-                "{what} did not become healthy within 60s ({url}); see the logs under .concord/dev/ and stop the rest with `concord dev down`"
+                "{what} did not become healthy within 60s ({url}); see its log {} and the others in {}; the rest of the stack was stopped",
+                log.display(),
+                dir.display()
             )));
         }
         if last_note.elapsed() >= Duration::from_secs(5) {
@@ -352,13 +394,26 @@ async fn wait_healthy(what: &str, url: &str, ok: impl Fn(&str) -> bool) -> Resul
     }
 }
 
+/// Install advice shown when etcd cannot be found.
+const ETCD_INSTALL_HINT: &str =
+    "on Debian/Ubuntu install it with `sudo apt-get install etcd-server`";
+
 /// `etcd` from `CONCORD_ETCD_BIN` or `PATH`, with install advice when missing.
 fn find_etcd() -> Result<PathBuf, Failure> {
-    if let Ok(bin) = std::env::var("CONCORD_ETCD_BIN") {
-        return Ok(PathBuf::from(bin));
+    if let Some(bin) = std::env::var_os("CONCORD_ETCD_BIN").filter(|b| !b.is_empty()) {
+        let path = PathBuf::from(bin);
+        if !path.is_file() {
+            return Err(fail(format!(
+                "etcd not found: CONCORD_ETCD_BIN is {}, which is not a file; point it at the etcd binary or unset it to use etcd from PATH ({ETCD_INSTALL_HINT})",
+                path.display()
+            )));
+        }
+        return Ok(path);
     }
     which("etcd").ok_or_else(|| {
-        fail("etcd not found on PATH: install it with `sudo apt-get install etcd-server` (Debian/Ubuntu) or set CONCORD_ETCD_BIN".into())
+        fail(format!(
+            "etcd not found on PATH: {ETCD_INSTALL_HINT}, or set CONCORD_ETCD_BIN to the etcd binary"
+        ))
     })
 }
 

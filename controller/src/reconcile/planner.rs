@@ -154,9 +154,16 @@ pub fn plan_operator(
         }
     }
 
-    // 4. Rolling replacement of outdated indices, lowest first, within the bounds.
+    // 4. Rolling replacement of outdated indices, lowest first, within the bounds. An
+    //    index whose replacement failed waits out its back-off like any relaunch (its
+    //    old task keeps serving meanwhile), or a crashing template would be relaunched
+    //    in a hot loop.
     let min_available = n.saturating_sub(desired.max_unavailable);
     for old in outdated {
+        if in_backoff(old.instance) {
+            actions.backing_off.push(old.instance);
+            continue;
+        }
         if total < n + desired.max_surge {
             actions.launch.push(old.instance);
             total += 1;
@@ -280,6 +287,28 @@ mod tests {
         let a = plan_operator(&desired(2, "h1", 1, 0), &tasks, |i| i == 1);
         assert!(a.launch.is_empty());
         assert_eq!(a.backing_off, vec![1]);
+    }
+
+    #[test]
+    fn a_failed_replacement_waits_for_its_back_off_and_the_old_task_keeps_serving() {
+        // The new template's task for index 0 failed: only the old ones are left.
+        let tasks = running(2, "h1");
+        for unavailable in [0, 1] {
+            let a = plan_operator(&desired(2, "h2", 1, unavailable), &tasks, |i| i == 0);
+            assert_eq!(a.backing_off, vec![0], "{a:?}");
+            assert!(!a.launch.contains(&0), "no relaunch during back-off: {a:?}");
+            assert!(
+                !a.kill.contains(&"h1-0".to_owned()),
+                "the old task of a backing-off index keeps serving: {a:?}"
+            );
+        }
+        // Other indices go on with the rollout.
+        let a = plan_operator(&desired(2, "h2", 1, 0), &tasks, |i| i == 0);
+        assert_eq!(a.launch, vec![1], "{a:?}");
+        // Once the back-off is over, index 0 is replaced again.
+        let a = plan_operator(&desired(2, "h2", 1, 0), &tasks, |_| false);
+        assert_eq!(a.launch, vec![0], "{a:?}");
+        assert!(a.backing_off.is_empty());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! Modes: `benchmark` (the keyed-count benchmark stream), `random` (keys `key-N` of a
 //! given cardinality with a payload of a given size) and `clicks` (JSON ad clicks for
-//! the click-fraud example). Output is driven by timers, so callbacks stay single-threaded.
+//! the click-fraud example: each click is on one of [`ADS`] ads, and each ad belongs to
+//! one of [`PUBLISHERS`] publishers). Output is driven by timers, so callbacks stay
+//! single-threaded.
 
 use std::time::Instant;
 
@@ -15,6 +17,42 @@ use crate::clock;
 use crate::router::partition::splitmix64;
 
 const TIMER: &[u8] = b"generate";
+
+/// Ads the `clicks` mode spreads clicks over (`ad-0` .. `ad-49`).
+pub const ADS: u64 = 50;
+
+/// Publishers owning those ads (`pub-0` .. `pub-9`).
+pub const PUBLISHERS: u64 = 10;
+
+/// The publisher owning ad `ad`: `ad-N` belongs to `pub-(N / 5)`, so every publisher
+/// owns [`ADS`] / [`PUBLISHERS`] consecutive ads. Fixed, so counts per publisher are
+/// reproducible across runs and instances.
+pub fn publisher_of(ad: u64) -> u64 {
+    (ad % ADS) / (ADS / PUBLISHERS)
+}
+
+/// Click number `i` of the `clicks` mode over `ips` source IPs: the IP (also the
+/// record key) and the click as JSON. Deterministic in `i`.
+pub fn click(i: u64, ips: u64, now_ms: u64) -> (String, serde_json::Value) {
+    let r = splitmix64(i);
+    let ip_n = r % ips.max(1);
+    let ip = format!(
+        "10.{}.{}.{}",
+        (ip_n >> 16) & 255,
+        (ip_n >> 8) & 255,
+        ip_n & 255
+    );
+    let ad = (r >> 20) % ADS;
+    let click = serde_json::json!({
+        "ip": ip,
+        "adId": format!("ad-{ad}"),
+        "publisher": format!("pub-{}", publisher_of(ad)),
+        "url": format!("/ad/{ad}"),
+        "userAgent": if (r >> 40) % 7 == 0 { "bot/1.0" } else { "Mozilla/5.0" },
+        "ts": now_ms,
+    });
+    (ip, click)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -82,21 +120,7 @@ impl Generator {
                 ctx.produce_at(OUT, key.as_bytes(), &self.buf, now_ms);
             }
             Mode::Clicks => {
-                let r = splitmix64(i);
-                let ip_n = r % self.keys.max(1);
-                let ip = format!(
-                    "10.{}.{}.{}",
-                    (ip_n >> 16) & 255,
-                    (ip_n >> 8) & 255,
-                    ip_n & 255
-                );
-                let click = serde_json::json!({
-                    "ip": ip,
-                    "adId": format!("ad-{}", (r >> 20) % 50),
-                    "url": format!("/ad/{}", (r >> 20) % 50),
-                    "userAgent": if (r >> 40) % 7 == 0 { "bot/1.0" } else { "Mozilla/5.0" },
-                    "ts": now_ms,
-                });
+                let (ip, click) = click(i, self.keys, now_ms);
                 ctx.produce_at(OUT, ip.as_bytes(), click.to_string().as_bytes(), now_ms);
             }
         }
@@ -185,5 +209,47 @@ impl Operator for Generator {
         let at = if behind { now_ms } else { now_ms + 1 };
         ctx.set_timer(TIMER, at);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_publisher_owns_several_ads_and_every_ad_one_publisher() {
+        let mut owned = std::collections::BTreeMap::<u64, Vec<u64>>::new();
+        for ad in 0..ADS {
+            owned.entry(publisher_of(ad)).or_default().push(ad);
+        }
+        assert_eq!(owned.len() as u64, PUBLISHERS);
+        for ads in owned.values() {
+            assert_eq!(ads.len() as u64, ADS / PUBLISHERS, "{owned:?}");
+        }
+        assert_eq!(owned[&0], vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn clicks_carry_the_publisher_of_their_ad_deterministically() {
+        let mut publishers = std::collections::BTreeSet::new();
+        for i in 0..2000 {
+            let (ip, c) = click(i, 5000, 7);
+            assert_eq!(click(i, 5000, 7), (ip.clone(), c.clone()), "deterministic");
+            assert_eq!(c["ip"], ip.as_str());
+            let ad: u64 = c["adId"]
+                .as_str()
+                .and_then(|a| a.strip_prefix("ad-"))
+                .and_then(|n| n.parse().ok())
+                .expect("adId ad-N");
+            assert_eq!(c["url"], format!("/ad/{ad}"));
+            assert_eq!(c["publisher"], format!("pub-{}", publisher_of(ad)));
+            assert_eq!(c["ts"], 7);
+            publishers.insert(c["publisher"].as_str().map(str::to_owned));
+        }
+        assert_eq!(
+            publishers.len() as u64,
+            PUBLISHERS,
+            "every publisher gets clicks"
+        );
     }
 }
