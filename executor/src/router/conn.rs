@@ -48,6 +48,11 @@ pub struct Conn {
     shared: Arc<ConnShared>,
     handle: Option<JoinHandle<()>>,
     pending_since: Option<Instant>,
+    /// The current batch holds a traced record (its span is finished once it is sent).
+    traced: bool,
+    /// Wall-clock ns the last batch holding a traced record was handed on (0: none since
+    /// [`Conn::take_traced_sent_ns`]).
+    traced_sent_ns: u64,
 }
 
 impl Conn {
@@ -74,6 +79,8 @@ impl Conn {
             shared,
             handle,
             pending_since: None,
+            traced: false,
+            traced_sent_ns: 0,
         }
     }
 
@@ -85,6 +92,7 @@ impl Conn {
             self.pending_since = Some(Instant::now());
         }
         self.builder.push(key, value, event_time, trace);
+        self.traced |= trace.is_some();
         if self.builder.len() >= self.batch_bytes {
             self.flush();
         }
@@ -97,6 +105,11 @@ impl Conn {
         }
         let frame = self.builder.finish(self.batch_bytes);
         self.pending_since = None;
+        if self.traced {
+            // Taken before the hand-off, which may wake the writer thread in our place.
+            self.traced = false;
+            self.traced_sent_ns = crate::clock::wall_ns();
+        }
         if let Some(tx) = &self.tx {
             self.shared.queued.fetch_add(1, Ordering::Relaxed);
             match tx.try_send(frame) {
@@ -121,6 +134,17 @@ impl Conn {
         {
             self.flush();
         }
+    }
+
+    /// True while the current (unsent) batch holds a traced record.
+    pub fn holds_traced(&self) -> bool {
+        self.traced
+    }
+
+    /// When the last batch holding a traced record was handed on, once.
+    pub fn take_traced_sent_ns(&mut self) -> Option<u64> {
+        let t = std::mem::take(&mut self.traced_sent_ns);
+        (t != 0).then_some(t)
     }
 
     /// True while connected.

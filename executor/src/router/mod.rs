@@ -252,6 +252,21 @@ impl Router {
         }
     }
 
+    /// True while a traced record waits in a batch that has not been handed on yet.
+    pub fn holds_traced(&self) -> bool {
+        self.conns.iter().flatten().any(Conn::holds_traced)
+    }
+
+    /// The latest time a batch holding a traced record was handed on since the previous
+    /// call, if any.
+    pub fn take_traced_sent_ns(&mut self) -> Option<u64> {
+        self.conns
+            .iter_mut()
+            .flatten()
+            .filter_map(Conn::take_traced_sent_ns)
+            .max()
+    }
+
     /// True when every downstream connection is established.
     pub fn all_connected(&self) -> bool {
         self.conns.iter().flatten().all(Conn::connected)
