@@ -428,6 +428,7 @@ impl Runtime {
             metrics.errors.inc_by(errors);
         }
         let now_ns = clock::wall_ns();
+        metrics.input_batches.inc();
         metrics
             .processing_latency
             .observe(now_ns.saturating_sub(received_ns) as f64 / 1e9);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use concord_sdk::TraceContext;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
 use crate::wire::BatchBuilder;
 
@@ -21,6 +22,20 @@ pub struct ConnShared {
     pub connected: AtomicBool,
     /// Batches waiting in the queue.
     pub queued: AtomicUsize,
+    /// The executor's `concord_output_queue_batches` (all connections), kept live.
+    pub gauge: Gauge,
+}
+
+impl ConnShared {
+    fn enqueued(&self) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.gauge.inc();
+    }
+
+    fn dequeued(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+    }
 }
 
 /// Settings for outbound connections.
@@ -56,10 +71,19 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Starts the writer thread, which connects right away.
-    pub fn spawn(task_id: String, addr: String, settings: &ConnSettings) -> Self {
+    /// Starts the writer thread, which connects right away. `queue_gauge` counts the
+    /// batches queued on every connection of the executor.
+    pub fn spawn(
+        task_id: String,
+        addr: String,
+        settings: &ConnSettings,
+        queue_gauge: Gauge,
+    ) -> Self {
         let (tx, rx) = sync_channel(settings.queue_batches.max(1));
-        let shared = Arc::new(ConnShared::default());
+        let shared = Arc::new(ConnShared {
+            gauge: queue_gauge,
+            ..ConnShared::default()
+        });
         let handle = {
             let shared = shared.clone();
             let addr = addr.clone();
@@ -111,16 +135,16 @@ impl Conn {
             self.traced_sent_ns = crate::clock::wall_ns();
         }
         if let Some(tx) = &self.tx {
-            self.shared.queued.fetch_add(1, Ordering::Relaxed);
+            self.shared.enqueued();
             match tx.try_send(frame) {
                 Ok(()) => {}
                 Err(TrySendError::Full(frame)) => {
                     if tx.send(frame).is_err() {
-                        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                        self.shared.dequeued();
                     }
                 }
                 Err(TrySendError::Disconnected(_)) => {
-                    self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                    self.shared.dequeued();
                 }
             }
         }
@@ -204,7 +228,7 @@ fn writer_loop(
         }
     };
     while let Ok(frame) = rx.recv() {
-        shared.queued.fetch_sub(1, Ordering::Relaxed);
+        shared.dequeued();
         let mut attempts = 0;
         loop {
             if stream.is_none() {

@@ -131,7 +131,12 @@ impl Router {
                     Some(s) => *s,
                     None => {
                         tracing::info!(operator = %e.operator, instance = t.instance, task = %t.task_id, addr = %t.addr, "downstream added");
-                        let conn = Conn::spawn(t.task_id.clone(), t.addr.clone(), &self.settings);
+                        let conn = Conn::spawn(
+                            t.task_id.clone(),
+                            t.addr.clone(),
+                            &self.settings,
+                            self.metrics.output_queue.clone(),
+                        );
                         let slot = match self.conns.iter().position(Option::is_none) {
                             Some(free) => {
                                 self.conns[free] = Some(conn);
@@ -298,8 +303,6 @@ impl Router {
             self.metrics.dropped_no_route().inc_by(self.no_route);
             self.no_route = 0;
         }
-        let queued: usize = self.conns.iter().flatten().map(Conn::queued).sum();
-        self.metrics.output_queue.set(queued as i64);
     }
 
     /// Flushes everything, closes all connections and waits (up to `deadline`) for the
