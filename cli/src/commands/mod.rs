@@ -11,3 +11,4 @@ pub mod kill;
 pub mod logs;
 pub mod rollout;
 pub mod scale;
+pub mod trace;
