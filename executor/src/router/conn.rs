@@ -63,8 +63,6 @@ pub struct Conn {
     shared: Arc<ConnShared>,
     handle: Option<JoinHandle<()>>,
     pending_since: Option<Instant>,
-    /// The current batch holds a traced record (its span is finished once it is sent).
-    traced: bool,
     /// Wall-clock ns the last batch holding a traced record was handed on (0: none since
     /// [`Conn::take_traced_sent_ns`]).
     traced_sent_ns: u64,
@@ -103,7 +101,6 @@ impl Conn {
             shared,
             handle,
             pending_since: None,
-            traced: false,
             traced_sent_ns: 0,
         }
     }
@@ -116,7 +113,6 @@ impl Conn {
             self.pending_since = Some(Instant::now());
         }
         self.builder.push(key, value, event_time, trace);
-        self.traced |= trace.is_some();
         if self.builder.len() >= self.batch_bytes {
             self.flush();
         }
@@ -127,13 +123,12 @@ impl Conn {
         if self.builder.is_empty() {
             return;
         }
-        let frame = self.builder.finish(self.batch_bytes);
-        self.pending_since = None;
-        if self.traced {
+        if self.builder.holds_traced() {
             // Taken before the hand-off, which may wake the writer thread in our place.
-            self.traced = false;
             self.traced_sent_ns = crate::clock::wall_ns();
         }
+        let frame = self.builder.finish(self.batch_bytes);
+        self.pending_since = None;
         if let Some(tx) = &self.tx {
             self.shared.enqueued();
             match tx.try_send(frame) {
@@ -162,7 +157,7 @@ impl Conn {
 
     /// True while the current (unsent) batch holds a traced record.
     pub fn holds_traced(&self) -> bool {
-        self.traced
+        self.builder.holds_traced()
     }
 
     /// When the last batch holding a traced record was handed on, once.
