@@ -161,6 +161,23 @@ impl Client {
         self.json(resp).await
     }
 
+    /// Recent sampled records' paths (`GET .../topologies/<name>/traces`).
+    pub async fn traces<T: serde::de::DeserializeOwned>(
+        &self,
+        ns: &str,
+        name: &str,
+        trace_id: Option<&str>,
+        limit: usize,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}/traces", self.item(ns, name));
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(id) = trace_id {
+            query.push(("traceId", id.to_owned()));
+        }
+        let resp = self.send(self.http.get(url).query(&query)).await?;
+        self.json(resp).await
+    }
+
     /// Part of a task's stdout (or stderr) from `offset` (`-1`: only the size), at most
     /// `length` bytes (`GET .../tasks/<task>/logs`).
     pub async fn logs<T: serde::de::DeserializeOwned>(

@@ -59,6 +59,8 @@ enum Command {
     Graph(commands::graph::GraphArgs),
     /// Print an operator instance's stdout or stderr (`-f` to follow).
     Logs(commands::logs::LogsArgs),
+    /// Show recently sampled records' paths through a topology with per-hop latency.
+    Trace(commands::trace::TraceArgs),
     /// Run a local stack (etcd, mesos-lite, controller) on loopback.
     #[command(subcommand)]
     Dev(DevCommand),
@@ -288,6 +290,7 @@ async fn run(client: &Client, namespace: &str, command: Command) -> Result<u8, F
         }
         Command::Graph(args) => commands::graph::run(client, namespace, &args).await,
         Command::Logs(args) => commands::logs::run(client, namespace, &args).await,
+        Command::Trace(args) => commands::trace::run(client, namespace, &args).await,
         Command::Kill { task_id } => commands::kill::run(client, &task_id).await,
         Command::Scale {
             name,

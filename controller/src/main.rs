@@ -65,6 +65,10 @@ struct Args {
     /// readonly). Without it the API is open; keep it on loopback then.
     #[arg(long, env = "CONCORD_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
+    /// Fraction (0..=1) of source records every executor samples for tracing
+    /// (`concord trace`, `GET …/topologies/NAME/traces`); default: the executor's 0.001.
+    #[arg(long, env = "CONCORD_TRACE_SAMPLE_RATE", value_parser = parse_fraction)]
+    trace_sample_rate: Option<f64>,
     /// Serve the API only; do not connect to Mesos.
     #[arg(long)]
     no_scheduler: bool,
@@ -87,6 +91,14 @@ struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CONCORD_LOG_JSON")]
     log_json: bool,
+}
+
+/// A number between 0 and 1.
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number between 0 and 1")),
+    }
 }
 
 #[tokio::main]
@@ -140,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
             etcd_endpoints: args.etcd.clone(),
             etcd_prefix: args.prefix.clone(),
             kill_grace: args.kill_grace,
+            trace_sample_rate: args.trace_sample_rate,
         },
         hostname: hostname.clone(),
         webui_url: Some(format!("http://{}/ui/", args.listen)),

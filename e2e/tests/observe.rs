@@ -1,11 +1,12 @@
 //! Observability end to end: live metrics aggregated by the controller, `concord graph`
-//! and `concord logs` (task sandboxes through the Mesos files API), over real etcd,
-//! mesos-lite, the controller and `concord-executor` tasks.
+//! and `concord logs` (task sandboxes through the Mesos files API), and sampled records'
+//! paths (`concord trace`, through a Python operator), over real etcd, mesos-lite, the
+//! controller and `concord-executor` tasks.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use concord_e2e::{Controller, Etcd, MesosLite, binary, concord, wait_for};
+use concord_e2e::{Controller, Etcd, MesosLite, binary, concord, relocatable, wait_for};
 use serde_json::Value;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -41,9 +42,14 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Self {
+        Self::start_with(&["--kill-grace", "2s"]).await
+    }
+
+    async fn start_with(controller_flags: &[&str]) -> Self {
         let etcd = Etcd::start().await;
         let mesos = MesosLite::start(2, 4.0, 4096).await;
-        let controller = Controller::start_scheduling(&etcd.url, &mesos.url).await;
+        let controller =
+            Controller::start_with(&etcd.url, &mesos.url, "/concord", controller_flags).await;
         Self {
             controller,
             _mesos: mesos,
@@ -351,4 +357,175 @@ async fn metrics_graph_and_logs_through_the_controller() {
         text.contains("Sending SIGTERM") || text.contains("Command terminated"),
         "{text}"
     );
+}
+
+/// Clicks through the Python example operator into a sink; artifact paths are made
+/// absolute by [`relocatable`].
+const TRACED: &str = r#"apiVersion: concord.io/v1alpha1
+kind: Topology
+metadata: {name: traced}
+spec:
+  operators:
+    - name: clicks
+      runtime: {builtin: {name: generator}}
+      config: {mode: clicks, rate: 100, keys: 50}
+      resources: {cpus: 0.1, mem: 32}
+    - name: enrich
+      runtime:
+        process:
+          command: python3
+          args: [enrich.py]
+          artifacts:
+            - {uri: ../../sdk/python/examples/enrich.py, extract: false}
+            - {uri: ../../sdk/python/concord_sdk.py, extract: false}
+      inputs: [{from: clicks, partitioning: shuffle}]
+      resources: {cpus: 0.1, mem: 64}
+    - name: alerts
+      runtime: {builtin: {name: sink}}
+      config: {target: discard}
+      inputs: [{from: enrich, partitioning: key}]
+      resources: {cpus: 0.1, mem: 32}
+"#;
+
+fn hop_names(trace: &Value) -> Vec<(String, u64)> {
+    trace["hops"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            (
+                h["operator"].as_str().unwrap_or_default().to_owned(),
+                h["depth"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect()
+}
+
+fn full_path(trace: &Value) -> bool {
+    trace["complete"] == true
+        && hop_names(trace)
+            == [
+                ("clicks".to_owned(), 0),
+                ("enrich".to_owned(), 1),
+                ("alerts".to_owned(), 2),
+            ]
+}
+
+#[tokio::test]
+async fn traces_list_a_records_path_through_a_python_operator() {
+    // Executors sample 20% of source records (100 clicks/s): traces every few ms.
+    let s = Stack::start_with(&["--kill-grace", "2s", "--trace-sample-rate", "0.2"]).await;
+    let path = s.dir.path().join("traced.yaml");
+    std::fs::write(&path, relocatable(TRACED)).expect("write");
+    let (code, _, err) = s.cli(&["apply", "-f", path.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(0), "{err}");
+    s.controller.wait_ready("traced", READY_TIMEOUT).await;
+
+    // --- the API: recent traces, each the path clicks -> enrich.py -> alerts. ---
+    let answer = wait_for(
+        Duration::from_secs(30),
+        "complete traces through the Python operator",
+        || async {
+            let (code, v) = s.get("traced/traces?limit=50").await;
+            assert_eq!(code, 200, "{v}");
+            v["traces"].as_array()?.iter().any(full_path).then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(answer["kind"], "TopologyTraces");
+    assert_eq!(answer["metadata"]["name"], "traced");
+    let tasks = answer["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 3, "{tasks:?}");
+    assert!(tasks.iter().all(|t| t["scrape"] == "ok"), "{tasks:?}");
+    let traces = answer["traces"].as_array().expect("traces");
+    assert!(traces.len() <= 50);
+    let starts: Vec<u64> = traces
+        .iter()
+        .map(|t| t["startNs"].as_u64().expect("startNs"))
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] >= w[1]), "most recent first");
+    let trace = traces.iter().find(|t| full_path(t)).expect("a full path");
+    let hops = trace["hops"].as_array().expect("hops");
+    for pair in hops.windows(2) {
+        let (parent, child) = (&pair[0], &pair[1]);
+        assert_eq!(child["parentId"], parent["spanId"], "{trace}");
+        // Same host, one clock: the child's batch arrived after the parent sent it.
+        let sent = parent["sendNs"].as_u64().expect("sendNs");
+        let arrived = child["enqueueNs"].as_u64().expect("enqueueNs");
+        assert!(sent <= arrived, "{trace}");
+        assert!(child["networkSeconds"].as_f64().is_some_and(|n| n >= 0.0));
+    }
+    for h in hops {
+        for key in [
+            "queueSeconds",
+            "processSeconds",
+            "outputSeconds",
+            "sinceStartSeconds",
+        ] {
+            assert!(h[key].as_f64().is_some_and(|v| v >= 0.0), "{key} in {h}");
+        }
+        let task = h["taskId"].as_str().expect("taskId");
+        assert!(
+            task.starts_with(&format!(
+                "default.traced.{}.",
+                h["operator"].as_str().unwrap_or_default()
+            )),
+            "{h}"
+        );
+    }
+    assert!(trace["durationSeconds"].as_f64().is_some_and(|d| d > 0.0));
+    let id = trace["traceId"].as_str().expect("traceId").to_owned();
+
+    // One trace by id; bad and unknown ids; unknown topology.
+    let (code, one) = s.get(&format!("traced/traces?traceId={id}")).await;
+    assert_eq!(code, 200, "{one}");
+    assert_eq!(one["traces"].as_array().map(Vec::len), Some(1), "{one}");
+    assert_eq!(one["traces"][0]["traceId"], id.as_str());
+    let (code, body) = s.get("traced/traces?traceId=not-hex").await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = s.get("traced/traces?traceId=0000000000000001").await;
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not found")),
+        "{body}"
+    );
+    let (code, body) = s.get("nope/traces").await;
+    assert_eq!(code, 404, "{body}");
+
+    // --- the CLI: paths with per-hop latency, indented by depth. ---
+    let (code, out, err) = s.cli(&["trace", "traced", "--limit", "20"]);
+    assert_eq!(code, Some(0), "{err}");
+    eprintln!("concord trace traced:\n{out}");
+    assert!(
+        out.contains("OPERATOR") && out.contains("NETWORK") && out.contains("PROCESS"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("trace ") && l.contains("3 hops") && l.contains("complete")),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("  clicks ")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("    enrich ")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("      alerts ")), "{out}");
+    let (code, out, err) = s.cli(&["trace", "traced", &id]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("trace ")).count(),
+        1,
+        "{out}"
+    );
+    assert!(out.starts_with(&format!("trace {id}  3 hops")), "{out}");
+    let (code, out, err) = s.cli(&["trace", "traced", &id, "-o", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["traces"][0]["traceId"], id.as_str());
+    let (code, _, err) = s.cli(&["trace", "traced", "0000000000000001"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not found"), "{err}");
+    let (code, _, err) = s.cli(&["trace", "nope"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not found"), "{err}");
 }

@@ -23,3 +23,11 @@ pub fn wall_ns() -> u64 {
 pub fn wall_ms() -> u64 {
     wall_ns() / 1_000_000
 }
+
+/// CPU seconds (user + system, every thread) this process has used, with nanosecond
+/// resolution (the kernel's process CPU clock; `/proc/self/stat` counts 10 ms ticks).
+pub fn process_cpu_seconds() -> Option<f64> {
+    clock_gettime(ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .ok()
+        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+}

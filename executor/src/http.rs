@@ -1,10 +1,10 @@
-//! The metrics port: `GET /metrics`, `/healthz`, `/readyz` and `/traces`.
+//! The metrics port: `GET /metrics`, `/healthz`, `/readyz` and `/traces[?traceId=ID]`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -54,6 +54,17 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
     }
 }
 
-async fn traces(State(s): State<HttpState>) -> impl IntoResponse {
-    axum::Json(s.tracer.recent())
+/// `GET /traces[?traceId=ID]`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TraceQuery {
+    trace_id: Option<String>,
+}
+
+async fn traces(State(s): State<HttpState>, Query(q): Query<TraceQuery>) -> impl IntoResponse {
+    let mut spans = s.tracer.recent();
+    if let Some(id) = q.trace_id.as_deref().map(str::to_ascii_lowercase) {
+        spans.retain(|span| span.trace_id == id);
+    }
+    axum::Json(spans)
 }

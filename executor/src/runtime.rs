@@ -81,8 +81,6 @@ struct Host<'a> {
     spans: &'a mut Vec<Span>,
     tracer: &'a Tracer,
     is_source: bool,
-    /// Trace context for output of the current callback (this hop's span).
-    current: Option<TraceContext>,
 }
 
 impl Emitter for Host<'_> {
@@ -93,9 +91,10 @@ impl Emitter for Host<'_> {
         key: &[u8],
         value: &[u8],
         event_time: u64,
-        _incoming: Option<TraceContext>,
+        trace: Option<TraceContext>,
     ) {
-        let trace = match self.current {
+        // `trace` is this hop's span (set by `call_record`), or one a bridge reports.
+        let trace = match trace {
             Some(t) => Some(t),
             None if self.is_source && self.sampler.sample() => {
                 let now = clock::wall_ns();
@@ -124,6 +123,16 @@ impl Emitter for Host<'_> {
 
     fn set_timer(&mut self, key: &[u8], time: u64) {
         self.timers.insert((time, Bytes::copy_from_slice(key)));
+    }
+
+    fn span_timing(&mut self, span: TraceContext, start_ns: u64, end_ns: u64) {
+        // Only traced records get here, and their spans are still pending (spans are
+        // finished between batches), so a short search from the newest is enough.
+        let span_id = hex_id(span.span_id);
+        if let Some(s) = self.spans.iter_mut().rev().find(|s| s.span_id == span_id) {
+            s.process_start_ns = start_ns;
+            s.process_end_ns = end_ns.max(start_ns);
+        }
     }
 }
 
@@ -176,7 +185,6 @@ impl Runtime {
                 spans: &mut spans,
                 tracer: &self.tracer,
                 is_source: self.is_source,
-                current: None,
             };
             let mut ctx = Context::new(&mut host, &self.config, self.instance);
             ctx.set_current(clock::wall_ms(), None);
@@ -217,19 +225,21 @@ impl Runtime {
                         .min(20);
                     if wait == 0 {
                         self.router.flush_lingering();
-                        continue;
-                    }
-                    self.router.flush_all();
-                    self.finish_spans(&mut spans);
-                    match self.input.recv_timeout(Duration::from_millis(wait)) {
-                        Ok(msg) => self.process(msg, &mut timers, &mut spans, &mut in_stats),
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => break,
+                    } else {
+                        self.router.flush_all();
+                        self.finish_spans(&mut spans);
+                        match self.input.recv_timeout(Duration::from_millis(wait)) {
+                            Ok(msg) => self.process(msg, &mut timers, &mut spans, &mut in_stats),
+                            Err(RecvTimeoutError::Timeout) => {}
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        }
                     }
                 }
                 Err(TryRecvError::Disconnected) => break,
             }
-            if !spans.is_empty() && spans.len() > 64 {
+            // A span is finished (its send time taken) once the output it led to has been
+            // handed to the network; only traced records get here.
+            if !spans.is_empty() && (spans.len() > 64 || !self.router.holds_traced()) {
                 self.finish_spans(&mut spans);
             }
         }
@@ -244,13 +254,19 @@ impl Runtime {
         Ok(self.router)
     }
 
-    fn finish_spans(&self, spans: &mut Vec<Span>) {
+    /// Stores finished spans, with the time their output was handed to the network (the
+    /// latest traced batch sent since the last call; now for spans without output).
+    fn finish_spans(&mut self, spans: &mut Vec<Span>) {
         if spans.is_empty() {
             return;
         }
         let now = clock::wall_ns();
+        let sent = self.router.take_traced_sent_ns();
         self.tracer.record(spans.drain(..).map(|mut s| {
-            s.send_ns = Some(now);
+            s.send_ns = Some(match sent {
+                Some(t) if t >= s.process_end_ns => t,
+                _ => now,
+            });
             s
         }));
     }
@@ -290,7 +306,6 @@ impl Runtime {
             spans,
             tracer: &self.tracer,
             is_source: self.is_source,
-            current: None,
         };
         let mut errors = 0;
         for (time, key) in due {
@@ -327,7 +342,6 @@ impl Runtime {
             spans,
             tracer: &self.tracer,
             is_source: self.is_source,
-            current: None,
         };
         let mut errors = 0u64;
         let mut first_event_time = None;
@@ -414,6 +428,7 @@ impl Runtime {
             metrics.errors.inc_by(errors);
         }
         let now_ns = clock::wall_ns();
+        metrics.input_batches.inc();
         metrics
             .processing_latency
             .observe(now_ns.saturating_sub(received_ns) as f64 / 1e9);
@@ -437,22 +452,20 @@ fn call_record(
     rec: Record,
     received_ns: u64,
 ) -> Result<(), ()> {
-    let incoming = rec.trace;
     let mut span = None;
-    if let Some(t) = incoming {
+    let mut hop = None;
+    if let Some(t) = rec.trace {
         let id = host.sampler.next_id();
-        host.current = Some(TraceContext {
+        hop = Some(TraceContext {
             trace_id: t.trace_id,
             span_id: id,
         });
         span = Some((t, id, clock::wall_ns()));
-    } else {
-        host.current = None;
     }
     let event_time = rec.event_time;
     let result = {
         let mut ctx = Context::new(host, config, instance);
-        ctx.set_current(event_time, incoming);
+        ctx.set_current(event_time, hop);
         operator.process_record(&mut ctx, rec)
     };
     if let Some((parent, id, start)) = span {
@@ -468,7 +481,6 @@ fn call_record(
             process_end_ns: clock::wall_ns(),
             send_ns: None,
         });
-        host.current = None;
     }
     result.map_err(|e| {
         tracing::debug!(error = %e, "process_record failed");

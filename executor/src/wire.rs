@@ -31,6 +31,7 @@ pub struct WireError(pub &'static str);
 pub struct BatchBuilder {
     buf: Vec<u8>,
     count: u32,
+    traced: bool,
 }
 
 impl BatchBuilder {
@@ -38,7 +39,11 @@ impl BatchBuilder {
     pub fn with_capacity(capacity: usize) -> Self {
         let mut buf = Vec::with_capacity(capacity + 256);
         buf.resize(BATCH_HEADER, 0);
-        Self { buf, count: 0 }
+        Self {
+            buf,
+            count: 0,
+            traced: false,
+        }
     }
 
     /// Appends a record.
@@ -50,6 +55,7 @@ impl BatchBuilder {
         b.extend_from_slice(&(key.len() as u32).to_be_bytes());
         b.extend_from_slice(&(value.len() as u32).to_be_bytes());
         if let Some(t) = trace {
+            self.traced = true;
             b.extend_from_slice(&t.trace_id.to_be_bytes());
             b.extend_from_slice(&t.span_id.to_be_bytes());
         }
@@ -73,6 +79,11 @@ impl BatchBuilder {
         self.count == 0
     }
 
+    /// True when the batch holds a traced record.
+    pub fn holds_traced(&self) -> bool {
+        self.traced
+    }
+
     /// Completes the frame and returns it; the builder starts a new batch.
     pub fn finish(&mut self, capacity: usize) -> Vec<u8> {
         let mut next = Vec::with_capacity(capacity + 256);
@@ -83,6 +94,7 @@ impl BatchBuilder {
         buf[4] = FRAME_BATCH;
         buf[5..9].copy_from_slice(&self.count.to_be_bytes());
         self.count = 0;
+        self.traced = false;
         buf
     }
 }

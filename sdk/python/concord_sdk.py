@@ -13,28 +13,37 @@ it as a process operator::
 
 Callbacks run one at a time. Keys and values are ``bytes``; times are milliseconds since
 the Unix epoch.
+
+Tracing needs nothing from the operator: when the executor hands over a record that is
+sampled for tracing (``record.trace`` is set), everything ``ctx.produce`` emits while
+processing it carries that trace on, so the record's path continues downstream.
 """
 
 import json
 import struct
 import sys
 
-T_INIT, T_RECORD, T_TIMER, T_DESTROY = 1, 2, 3, 4
+T_INIT, T_RECORD, T_TIMER, T_DESTROY, T_TRACED_RECORD = 1, 2, 3, 4, 5
 T_METADATA, T_PRODUCE, T_SET_TIMER, T_LOG, T_ERROR = 16, 17, 18, 19, 20
+T_TRACED_PRODUCE = 21
+
+# Optional protocol features this SDK implements, announced in the metadata reply.
+FEATURES = ["trace"]
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
 
 class Record:
-    """An input record."""
+    """An input record. ``trace`` is ``(trace_id, span_id)`` when it is sampled."""
 
-    __slots__ = ("key", "value", "event_time")
+    __slots__ = ("key", "value", "event_time", "trace")
 
-    def __init__(self, key, value, event_time):
+    def __init__(self, key, value, event_time, trace=None):
         self.key = key
         self.value = value
         self.event_time = event_time
+        self.trace = trace
 
 
 class Metadata:
@@ -54,11 +63,16 @@ class Context:
         self.instance = instance
         self._out = out
         self.event_time = 0
+        # (trace_id, span_id) of the traced record being processed, else None.
+        self.trace = None
 
     def produce(self, stream, key, value, event_time=None):
         """Emit a record on ``stream`` (key/value: bytes or str)."""
         t = self.event_time if event_time is None else event_time
-        self._out.append((T_PRODUCE, stream, _b(key), _b(value), t))
+        if self.trace is None:
+            self._out.append((T_PRODUCE, stream, _b(key), _b(value), t))
+        else:
+            self._out.append((T_TRACED_PRODUCE, stream, _b(key), _b(value), t, self.trace))
 
     def set_timer(self, key, time):
         """Ask for ``process_timer(key, time)`` once the clock reaches ``time`` (ms)."""
@@ -156,6 +170,11 @@ def decode_body(body):
             k = blob()
             v = blob()
             msgs.append((T_RECORD, k, v, u64()))
+        elif tag == T_TRACED_RECORD:
+            k = blob()
+            v = blob()
+            t = u64()
+            msgs.append((T_TRACED_RECORD, k, v, t, (u64(), u64())))
         elif tag == T_TIMER:
             k = blob()
             msgs.append((T_TIMER, k, u64()))
@@ -177,6 +196,12 @@ def encode_frame(msgs):
             s = stream.encode("utf-8")
             parts += [_U32.pack(len(s)), s, _U32.pack(len(key)), key,
                       _U32.pack(len(value)), value, _U64.pack(t)]
+        elif tag == T_TRACED_PRODUCE:
+            _, stream, key, value, t, (trace_id, span_id) = m
+            s = stream.encode("utf-8")
+            parts += [_U32.pack(len(s)), s, _U32.pack(len(key)), key,
+                      _U32.pack(len(value)), value, _U64.pack(t),
+                      _U64.pack(trace_id), _U64.pack(span_id)]
         elif tag == T_SET_TIMER:
             _, key, t = m
             parts += [_U32.pack(len(key)), key, _U64.pack(t)]
@@ -215,11 +240,19 @@ def run(op, stdin=None, stdout=None):
                     ctx = Context(config, instance, out)
                     md = op.metadata()
                     out.append((T_METADATA, json.dumps(
-                        {"name": md.name, "inputs": md.inputs, "outputs": md.outputs})))
+                        {"name": md.name, "inputs": md.inputs, "outputs": md.outputs,
+                         "features": FEATURES})))
                     op.init(ctx)
                 elif tag == T_RECORD:
                     ctx.event_time = m[3]
                     op.process_record(ctx, Record(m[1], m[2], m[3]))
+                elif tag == T_TRACED_RECORD:
+                    ctx.event_time = m[3]
+                    ctx.trace = m[4]
+                    try:
+                        op.process_record(ctx, Record(m[1], m[2], m[3], m[4]))
+                    finally:
+                        ctx.trace = None
                 elif tag == T_TIMER:
                     ctx.event_time = m[2]
                     op.process_timer(ctx, m[1], m[2])

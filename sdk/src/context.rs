@@ -6,8 +6,10 @@ use crate::record::TraceContext;
 /// Where a [`Context`] sends output; implemented by the host (the executor's router,
 /// or the out-of-process protocol writer).
 pub trait Emitter {
-    /// Emits one record on `stream`. `trace` is the context of the record being
-    /// processed (if sampled); the host derives the child span from it.
+    /// Emits one record on `stream`. `trace` is the trace context the record belongs to:
+    /// the host's span for the hop being processed (what the host passed to
+    /// [`Context::set_current`]) or the one given to [`Context::produce_traced`]; `None`
+    /// for an untraced record.
     fn emit(
         &mut self,
         stream: &str,
@@ -19,6 +21,13 @@ pub trait Emitter {
 
     /// Requests a call to `process_timer(key, time)` once the clock reaches `time` (ms).
     fn set_timer(&mut self, key: &[u8], time: u64);
+
+    /// Reports when the work on the traced hop `span` really ran (wall-clock ns since the
+    /// Unix epoch), for operators that hand records on and process them later (the
+    /// process-operator bridge). Hosts without spans ignore it.
+    fn span_timing(&mut self, span: TraceContext, start_ns: u64, end_ns: u64) {
+        let _ = (span, start_ns, end_ns);
+    }
 }
 
 /// What an operator callback may do besides returning.
@@ -42,8 +51,9 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// Sets the event time and trace inherited by records produced next (hosts call this
-    /// before each callback).
+    /// Sets the event time and trace context inherited by records produced next (hosts
+    /// call this before each callback; `trace` is the host's span for this hop when the
+    /// record being processed is sampled).
     pub fn set_current(&mut self, event_time: u64, trace: Option<TraceContext>) {
         self.event_time = event_time;
         self.trace = trace;
@@ -73,6 +83,32 @@ impl<'a> Context<'a> {
             .emit(stream, key.as_ref(), value.as_ref(), event_time, self.trace);
     }
 
+    /// Emits a record that belongs to the traced hop `trace` rather than to the current
+    /// callback's (used by hosts' bridges, e.g. for records a child process produced
+    /// while it processed a traced record).
+    pub fn produce_traced(
+        &mut self,
+        stream: &str,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        event_time: u64,
+        trace: TraceContext,
+    ) {
+        self.emitter.emit(
+            stream,
+            key.as_ref(),
+            value.as_ref(),
+            event_time,
+            Some(trace),
+        );
+    }
+
+    /// Tells the host when the work for the traced hop `span` really ran (wall-clock ns);
+    /// see [`Emitter::span_timing`].
+    pub fn report_span_timing(&mut self, span: TraceContext, start_ns: u64, end_ns: u64) {
+        self.emitter.span_timing(span, start_ns, end_ns);
+    }
+
     /// Asks for `process_timer(key, time)` once wall-clock time reaches `time` (ms since the
     /// Unix epoch). Setting the same `(key, time)` twice fires once.
     pub fn set_timer(&mut self, key: impl AsRef<[u8]>, time: u64) {
@@ -92,5 +128,11 @@ impl<'a> Context<'a> {
     /// Event time of the record being processed (or the timer's time).
     pub fn event_time(&self) -> u64 {
         self.event_time
+    }
+
+    /// Trace context that produced records inherit: the current hop's span when the
+    /// record being processed is sampled, else `None`.
+    pub fn trace(&self) -> Option<TraceContext> {
+        self.trace
     }
 }

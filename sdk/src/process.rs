@@ -12,10 +12,11 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::context::{Context, Emitter};
 use crate::operator::Operator;
-use crate::protocol::{FrameWriter, Message, ProtocolError, read_frame};
+use crate::protocol::{FEATURES, FrameWriter, Message, ProtocolError, read_frame};
 use crate::record::{Record, TraceContext};
 
-/// Emitter that appends `Produce` / `SetTimer` messages to the reply frame.
+/// Emitter that appends `Produce` / `SetTimer` messages to the reply frame; records
+/// produced while a `TracedRecord` is processed become `TracedProduce` with its context.
 struct ReplyEmitter<'a> {
     frame: &'a mut FrameWriter,
 }
@@ -27,15 +28,45 @@ impl Emitter for ReplyEmitter<'_> {
         key: &[u8],
         value: &[u8],
         event_time: u64,
-        _trace: Option<TraceContext>,
+        trace: Option<TraceContext>,
     ) {
-        self.frame.push_produce(stream, key, value, event_time);
+        match trace {
+            Some(t) => self
+                .frame
+                .push_traced_produce(stream, key, value, event_time, t),
+            None => self.frame.push_produce(stream, key, value, event_time),
+        }
     }
 
     fn set_timer(&mut self, key: &[u8], time: u64) {
         self.frame.push(&Message::SetTimer {
             key: key.to_vec(),
             time,
+        });
+    }
+}
+
+/// Calls `process_record` for one input record, output going to the reply frame.
+#[allow(clippy::too_many_arguments)]
+fn process_one<O: Operator>(
+    op: &mut O,
+    reply: &mut FrameWriter,
+    config: &Config,
+    instance: u32,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    event_time: u64,
+    trace: Option<TraceContext>,
+) {
+    let mut em = ReplyEmitter { frame: reply };
+    let mut ctx = Context::new(&mut em, config, instance);
+    ctx.set_current(event_time, trace);
+    let mut rec = Record::new(Bytes::from(key), Bytes::from(value), event_time);
+    rec.trace = trace;
+    let result = op.process_record(&mut ctx, rec);
+    if let Err(e) = result {
+        reply.push(&Message::Error {
+            message: e.to_string(),
         });
     }
 }
@@ -75,7 +106,8 @@ pub fn serve<O: Operator>(
                     let md = op.metadata();
                     reply.push(&Message::Metadata {
                         json: serde_json::json!({
-                            "name": md.name, "inputs": md.inputs, "outputs": md.outputs
+                            "name": md.name, "inputs": md.inputs, "outputs": md.outputs,
+                            "features": FEATURES,
                         })
                         .to_string(),
                     });
@@ -91,17 +123,24 @@ pub fn serve<O: Operator>(
                     key,
                     value,
                     event_time,
-                } => {
-                    let mut em = ReplyEmitter { frame: &mut reply };
-                    let mut ctx = Context::new(&mut em, &config, instance);
-                    ctx.set_current(event_time, None);
-                    let rec = Record::new(Bytes::from(key), Bytes::from(value), event_time);
-                    if let Err(e) = op.process_record(&mut ctx, rec) {
-                        reply.push(&Message::Error {
-                            message: e.to_string(),
-                        });
-                    }
-                }
+                } => process_one(
+                    &mut op, &mut reply, &config, instance, key, value, event_time, None,
+                ),
+                Message::TracedRecord {
+                    key,
+                    value,
+                    event_time,
+                    trace,
+                } => process_one(
+                    &mut op,
+                    &mut reply,
+                    &config,
+                    instance,
+                    key,
+                    value,
+                    event_time,
+                    Some(trace),
+                ),
                 Message::Timer { key, time } => {
                     let mut em = ReplyEmitter { frame: &mut reply };
                     let mut ctx = Context::new(&mut em, &config, instance);
@@ -186,6 +225,27 @@ mod tests {
             }],
         )
         .expect("w");
+        let trace = TraceContext {
+            trace_id: 0xabc,
+            span_id: 0xdef,
+        };
+        write_frame(
+            &mut input,
+            &[
+                Message::TracedRecord {
+                    key: b"t".to_vec(),
+                    value: b"x".to_vec(),
+                    event_time: 6,
+                    trace,
+                },
+                Message::Record {
+                    key: b"u".to_vec(),
+                    value: b"y".to_vec(),
+                    event_time: 7,
+                },
+            ],
+        )
+        .expect("w");
         write_frame(&mut input, &[Message::Destroy]).expect("w");
         let mut out = Vec::new();
         serve(Upper, &input[..], &mut out).expect("serve");
@@ -194,8 +254,12 @@ mod tests {
         while let Some(f) = read_frame(&mut r).expect("read") {
             frames.push(f);
         }
-        assert_eq!(frames.len(), 3);
-        assert!(matches!(frames[0][0], Message::Metadata { .. }));
+        assert_eq!(frames.len(), 4);
+        let Message::Metadata { json } = &frames[0][0] else {
+            panic!("metadata first: {:?}", frames[0]);
+        };
+        let md: serde_json::Value = serde_json::from_str(json).expect("json");
+        assert_eq!(md["features"], serde_json::json!(["trace"]));
         assert_eq!(
             frames[1],
             vec![
@@ -211,7 +275,34 @@ mod tests {
                 }
             ]
         );
-        assert!(frames[2].is_empty());
+        // Output of the traced record carries its context; the next record's does not.
+        assert_eq!(
+            frames[2],
+            vec![
+                Message::TracedProduce {
+                    stream: "out".into(),
+                    key: b"t".to_vec(),
+                    value: b"X".to_vec(),
+                    event_time: 6,
+                    trace,
+                },
+                Message::SetTimer {
+                    key: b"t".to_vec(),
+                    time: 16
+                },
+                Message::Produce {
+                    stream: "out".into(),
+                    key: b"u".to_vec(),
+                    value: b"Y".to_vec(),
+                    event_time: 7
+                },
+                Message::SetTimer {
+                    key: b"u".to_vec(),
+                    time: 17
+                },
+            ]
+        );
+        assert!(frames[3].is_empty());
         assert!(decode_body(&[0, 0, 0, 0]).expect("empty").is_empty());
     }
 }

@@ -8,8 +8,18 @@
 
 use std::io::{self, Read, Write};
 
+use crate::record::TraceContext;
+
 /// Largest frame accepted (64 MiB), to bound memory on a corrupt stream.
 pub const MAX_FRAME: usize = 64 << 20;
+
+/// Feature an operator announces in its `Metadata` JSON (`"features": ["trace"]`) when it
+/// understands `TracedRecord` and answers with `TracedProduce`. The executor sends
+/// `TracedRecord` only to operators that announce it, so older SDKs keep working.
+pub const FEATURE_TRACE: &str = "trace";
+
+/// Every optional feature this SDK implements (announced by [`crate::process::serve`]).
+pub const FEATURES: &[&str] = &[FEATURE_TRACE];
 
 /// A protocol message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +37,19 @@ pub enum Message {
         value: Vec<u8>,
         /// Event time (ms since the Unix epoch).
         event_time: u64,
+    },
+    /// Executor -> operator: an input record that is sampled for tracing. Sent instead of
+    /// `Record` only to operators announcing [`FEATURE_TRACE`]; everything the operator
+    /// produces while processing it is sent back as `TracedProduce` with this `trace`.
+    TracedRecord {
+        /// Record key.
+        key: Vec<u8>,
+        /// Record value.
+        value: Vec<u8>,
+        /// Event time (ms since the Unix epoch).
+        event_time: u64,
+        /// The executor's span for processing this record (trace id and span id).
+        trace: TraceContext,
     },
     /// Executor -> operator: a timer set earlier is due.
     Timer {
@@ -53,6 +76,20 @@ pub enum Message {
         /// Event time (ms).
         event_time: u64,
     },
+    /// Operator -> executor: a record produced while processing a `TracedRecord`; `trace`
+    /// is that record's `trace`, unchanged.
+    TracedProduce {
+        /// Output stream name.
+        stream: String,
+        /// Record key.
+        key: Vec<u8>,
+        /// Record value.
+        value: Vec<u8>,
+        /// Event time (ms).
+        event_time: u64,
+        /// The trace context of the `TracedRecord` being processed.
+        trace: TraceContext,
+    },
     /// Operator -> executor: set a timer.
     SetTimer {
         /// Timer key.
@@ -78,11 +115,13 @@ const T_INIT: u8 = 1;
 const T_RECORD: u8 = 2;
 const T_TIMER: u8 = 3;
 const T_DESTROY: u8 = 4;
+const T_TRACED_RECORD: u8 = 5;
 const T_METADATA: u8 = 16;
 const T_PRODUCE: u8 = 17;
 const T_SET_TIMER: u8 = 18;
 const T_LOG: u8 = 19;
 const T_ERROR: u8 = 20;
+const T_TRACED_PRODUCE: u8 = 21;
 
 /// A malformed frame or an I/O failure.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +177,15 @@ impl FrameWriter {
                 self.count -= 1;
                 self.push_record(key, value, *event_time);
             }
+            Message::TracedRecord {
+                key,
+                value,
+                event_time,
+                trace,
+            } => {
+                self.count -= 1;
+                self.push_traced_record(key, value, *event_time, *trace);
+            }
             Message::Timer { key, time } => {
                 b.push(T_TIMER);
                 put_bytes(b, key);
@@ -156,6 +204,16 @@ impl FrameWriter {
             } => {
                 self.count -= 1;
                 self.push_produce(stream, key, value, *event_time);
+            }
+            Message::TracedProduce {
+                stream,
+                key,
+                value,
+                event_time,
+                trace,
+            } => {
+                self.count -= 1;
+                self.push_traced_produce(stream, key, value, *event_time, *trace);
             }
             Message::SetTimer { key, time } => {
                 b.push(T_SET_TIMER);
@@ -193,6 +251,40 @@ impl FrameWriter {
         self.buf.extend_from_slice(&event_time.to_be_bytes());
     }
 
+    /// Appends a `TracedRecord` message without building a [`Message`].
+    pub fn push_traced_record(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        event_time: u64,
+        trace: TraceContext,
+    ) {
+        self.count += 1;
+        self.buf.push(T_TRACED_RECORD);
+        put_bytes(&mut self.buf, key);
+        put_bytes(&mut self.buf, value);
+        self.buf.extend_from_slice(&event_time.to_be_bytes());
+        put_trace(&mut self.buf, trace);
+    }
+
+    /// Appends a `TracedProduce` message without building a [`Message`].
+    pub fn push_traced_produce(
+        &mut self,
+        stream: &str,
+        key: &[u8],
+        value: &[u8],
+        event_time: u64,
+        trace: TraceContext,
+    ) {
+        self.count += 1;
+        self.buf.push(T_TRACED_PRODUCE);
+        put_bytes(&mut self.buf, stream.as_bytes());
+        put_bytes(&mut self.buf, key);
+        put_bytes(&mut self.buf, value);
+        self.buf.extend_from_slice(&event_time.to_be_bytes());
+        put_trace(&mut self.buf, trace);
+    }
+
     /// Finishes the frame: the returned bytes are ready to write. The writer is reset.
     pub fn finish(&mut self) -> Vec<u8> {
         let mut buf = std::mem::replace(&mut self.buf, vec![0; 8]);
@@ -207,6 +299,11 @@ impl FrameWriter {
 fn put_bytes(b: &mut Vec<u8>, data: &[u8]) {
     b.extend_from_slice(&(data.len() as u32).to_be_bytes());
     b.extend_from_slice(data);
+}
+
+fn put_trace(b: &mut Vec<u8>, trace: TraceContext) {
+    b.extend_from_slice(&trace.trace_id.to_be_bytes());
+    b.extend_from_slice(&trace.span_id.to_be_bytes());
 }
 
 /// Writes one frame holding `msgs` and flushes.
@@ -251,6 +348,12 @@ pub fn decode_body(body: &[u8]) -> Result<Vec<Message>, ProtocolError> {
                 value: c.bytes()?.to_vec(),
                 event_time: c.u64()?,
             },
+            T_TRACED_RECORD => Message::TracedRecord {
+                key: c.bytes()?.to_vec(),
+                value: c.bytes()?.to_vec(),
+                event_time: c.u64()?,
+                trace: c.trace()?,
+            },
             T_TIMER => Message::Timer {
                 key: c.bytes()?.to_vec(),
                 time: c.u64()?,
@@ -262,6 +365,13 @@ pub fn decode_body(body: &[u8]) -> Result<Vec<Message>, ProtocolError> {
                 key: c.bytes()?.to_vec(),
                 value: c.bytes()?.to_vec(),
                 event_time: c.u64()?,
+            },
+            T_TRACED_PRODUCE => Message::TracedProduce {
+                stream: c.string()?,
+                key: c.bytes()?.to_vec(),
+                value: c.bytes()?.to_vec(),
+                event_time: c.u64()?,
+                trace: c.trace()?,
             },
             T_SET_TIMER => Message::SetTimer {
                 key: c.bytes()?.to_vec(),
@@ -313,6 +423,12 @@ impl<'a> Cursor<'a> {
         a.copy_from_slice(self.take(8)?);
         Ok(u64::from_be_bytes(a))
     }
+    fn trace(&mut self) -> Result<TraceContext, ProtocolError> {
+        Ok(TraceContext {
+            trace_id: self.u64()?,
+            span_id: self.u64()?,
+        })
+    }
     fn bytes(&mut self) -> Result<&'a [u8], ProtocolError> {
         let n = self.u32()? as usize;
         self.take(n)
@@ -336,6 +452,15 @@ mod tests {
                 value: b"v".to_vec(),
                 event_time: 7,
             },
+            Message::TracedRecord {
+                key: b"tk".to_vec(),
+                value: b"tv".to_vec(),
+                event_time: 8,
+                trace: TraceContext {
+                    trace_id: u64::MAX,
+                    span_id: 0x0102_0304_0506_0708,
+                },
+            },
             Message::Timer {
                 key: b"t".to_vec(),
                 time: 9,
@@ -349,6 +474,16 @@ mod tests {
                 key: vec![],
                 value: vec![1, 2, 3],
                 event_time: 1,
+            },
+            Message::TracedProduce {
+                stream: "out".into(),
+                key: b"k".to_vec(),
+                value: vec![4],
+                event_time: 3,
+                trace: TraceContext {
+                    trace_id: 1,
+                    span_id: 2,
+                },
             },
             Message::SetTimer {
                 key: b"a".to_vec(),
@@ -368,6 +503,47 @@ mod tests {
         let back = read_frame(&mut r).expect("read").expect("frame");
         assert_eq!(back, msgs);
         assert!(read_frame(&mut r).expect("eof").is_none());
+    }
+
+    #[test]
+    fn traced_messages_have_the_documented_layout() {
+        let mut fw = FrameWriter::new();
+        fw.push_traced_produce(
+            "o",
+            b"k",
+            b"v",
+            7,
+            TraceContext {
+                trace_id: 0x11,
+                span_id: 0x22,
+            },
+        );
+        let frame = fw.finish();
+        let mut want = vec![0, 0, 0, 0, 0, 0, 0, 1, T_TRACED_PRODUCE];
+        for field in [&b"o"[..], b"k", b"v"] {
+            want.extend_from_slice(&1u32.to_be_bytes());
+            want.extend_from_slice(field);
+        }
+        want.extend_from_slice(&7u64.to_be_bytes());
+        want.extend_from_slice(&0x11u64.to_be_bytes());
+        want.extend_from_slice(&0x22u64.to_be_bytes());
+        let body_len = (want.len() - 4) as u32;
+        want[0..4].copy_from_slice(&body_len.to_be_bytes());
+        assert_eq!(frame, want);
+        assert_eq!(body_len, 44, "the example in docs/operator-protocol.md");
+        // A traced record cut short inside its trace context is malformed.
+        let mut fw = FrameWriter::new();
+        fw.push_traced_record(
+            b"",
+            b"",
+            0,
+            TraceContext {
+                trace_id: 1,
+                span_id: 2,
+            },
+        );
+        let frame = fw.finish();
+        assert!(decode_body(&frame[4..frame.len() - 1]).is_err());
     }
 
     #[test]

@@ -12,3 +12,4 @@ pub mod kill;
 pub mod logs;
 pub mod rollout;
 pub mod scale;
+pub mod trace;

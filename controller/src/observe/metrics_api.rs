@@ -69,7 +69,7 @@ pub const MAX_READINGS: usize = 16;
 /// Time allowed for one executor's `/metrics`.
 pub const SCRAPE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Executors scraped at the same time.
-const SCRAPE_CONCURRENCY: usize = 64;
+pub(crate) const SCRAPE_CONCURRENCY: usize = 64;
 
 /// The answer of the metrics endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -193,14 +193,14 @@ struct EndpointValue {
     ready: bool,
 }
 
-/// A registered executor.
+/// A registered executor (also read by the traces endpoint).
 #[derive(Debug, Clone)]
-struct Target {
-    operator: String,
-    instance: u32,
-    task_id: String,
-    metrics_addr: String,
-    ready: bool,
+pub(crate) struct Target {
+    pub(crate) operator: String,
+    pub(crate) instance: u32,
+    pub(crate) task_id: String,
+    pub(crate) metrics_addr: String,
+    pub(crate) ready: bool,
 }
 
 type Reading = (Instant, Arc<ExecutorCounters>);
@@ -260,7 +260,11 @@ impl ScrapeCache {
 }
 
 /// Reads the registered executors of a topology from etcd.
-async fn targets(store: &Store, ns: &str, name: &str) -> Result<Vec<Target>, ObserveError> {
+pub(crate) async fn targets(
+    store: &Store,
+    ns: &str,
+    name: &str,
+) -> Result<Vec<Target>, ObserveError> {
     let dir = format!("{}/endpoints/{ns}/{name}/", store.prefix());
     let mut client = store.client();
     let resp = client

@@ -4,13 +4,16 @@
 //! Endpoints (stable; the CLI's `concord graph` / `concord logs` and the dashboard use them):
 //! - `GET {API_BASE}/namespaces/{ns}/topologies/{name}/metrics`: see [`metrics_api`];
 //! - `GET {API_BASE}/namespaces/{ns}/topologies/{name}/tasks/{task}/logs
-//!   ?stream=stdout|stderr&offset=N&length=M`: see [`logs`].
+//!   ?stream=stdout|stderr&offset=N&length=M`: see [`logs`];
+//! - `GET {API_BASE}/namespaces/{ns}/topologies/{name}/traces[?traceId=ID&limit=N]`:
+//!   sampled records' paths with per-hop latency, see [`traces_api`].
 //!
-//! Both do their work only when asked: no background scraping or polling.
+//! All do their work only when asked: no background scraping or polling.
 
 pub mod logs;
 pub mod metrics_api;
 pub mod scrape;
+pub mod traces_api;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -24,6 +27,7 @@ use crate::api::ApiState;
 use crate::reconcile::identity::TaskName;
 pub use logs::{LogChunk, LogQuery, MesosAccess};
 pub use metrics_api::TopologyMetrics;
+pub use traces_api::{TopologyTraces, TraceQuery};
 
 /// Errors of the observability endpoints, each with its HTTP status.
 #[derive(Debug, Error)]
@@ -107,6 +111,7 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route(&format!("{topology}/metrics"), get(topology_metrics))
         .route(&format!("{topology}/tasks/{{task}}/logs"), get(task_logs))
+        .route(&format!("{topology}/traces"), get(topology_traces))
 }
 
 async fn topology_metrics(
@@ -121,6 +126,22 @@ async fn topology_metrics(
         .ok_or_else(|| ObserveError::NotFound(format!("topology {ns}/{name} not found")))?;
     let obs = &state.observe;
     metrics_api::topology_metrics(&state.store, &obs.http, &obs.cache, &topology)
+        .await
+        .map(Json)
+}
+
+async fn topology_traces(
+    State(state): State<ApiState>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(query): Query<TraceQuery>,
+) -> Result<Json<TopologyTraces>, ObserveError> {
+    let topology = state
+        .store
+        .get_with_status(&ns, &name)
+        .await
+        .map_err(|e| ObserveError::Unavailable(e.to_string()))?
+        .ok_or_else(|| ObserveError::NotFound(format!("topology {ns}/{name} not found")))?;
+    traces_api::topology_traces(&state.store, &state.observe.http, &topology, &query)
         .await
         .map(Json)
 }

@@ -23,6 +23,9 @@ pub struct LaunchSettings {
     pub etcd_prefix: String,
     /// Grace period between SIGTERM and SIGKILL.
     pub kill_grace: std::time::Duration,
+    /// Fraction of source records every executor samples for tracing
+    /// (`CONCORD_TRACE_SAMPLE_RATE`); `None` leaves the executor's default.
+    pub trace_sample_rate: Option<f64>,
 }
 
 /// An instance waiting for an offer.
@@ -167,6 +170,9 @@ pub fn task_info(
         ("CONCORD_DATA_PORT".into(), ports[0].to_string()),
         ("CONCORD_METRICS_PORT".into(), ports[1].to_string()),
     ]);
+    if let Some(rate) = settings.trace_sample_rate {
+        env.push(("CONCORD_TRACE_SAMPLE_RATE".into(), rate.to_string()));
+    }
     for (port_name, port) in op.resources.ports.iter().zip(&ports[2..]) {
         env.push((
             format!(

@@ -310,6 +310,7 @@ pub mod bench {
                     etcd_endpoints: vec![nowhere],
                     etcd_prefix: "/bench".into(),
                     kill_grace: Duration::from_secs(5),
+                    trace_sample_rate: None,
                 },
                 hostname: "bench".into(),
                 webui_url: None,

@@ -137,8 +137,12 @@ impl Operator for KeyedCount {
                 return Ok(());
             }
             // Traced (or long-keyed) records are counted in place, after what is pending,
-            // so that they keep their trace context and per-key order holds.
+            // so that they keep their trace context and per-key order holds. The pending
+            // records are not part of this record's trace.
+            let (event_time, trace) = (ctx.event_time(), ctx.trace());
+            ctx.set_current(event_time, None);
             self.flush_pending(ctx);
+            ctx.set_current(event_time, trace);
             let n = self.bump(&record.key);
             ctx.produce(OUT, &record.key, benchmark_value(&record.value, n));
             return Ok(());

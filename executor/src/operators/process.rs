@@ -4,6 +4,11 @@
 //! Records handed to `process_record` and due timers are collected into one frame;
 //! at the end of each batch the frame is sent and the child's single reply frame
 //! (produced records, timers, logs, errors) is applied. Lock-step and batched.
+//!
+//! Tracing: a sampled record goes to a child that announced the `trace` feature as a
+//! `TracedRecord` carrying this hop's span; the child answers what it produced for it as
+//! `TracedProduce` with that span, which is routed with it, so the trace continues
+//! downstream. The hop's processing time is the exchange of the frame that held it.
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter, Write};
@@ -11,10 +16,11 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use bytes::Bytes;
-use concord_sdk::protocol::{FrameWriter, Message, read_frame};
-use concord_sdk::{Context, Metadata, Operator, OperatorError, Record};
+use concord_sdk::protocol::{FEATURE_TRACE, FrameWriter, Message, read_frame};
+use concord_sdk::{Context, Metadata, Operator, OperatorError, Record, TraceContext};
 
 use super::BuiltinEnv;
+use crate::clock;
 
 /// Hosts a child process speaking the operator protocol.
 pub struct ProcessOperator {
@@ -28,6 +34,10 @@ pub struct ProcessOperator {
     stdout: Option<BufReader<ChildStdout>>,
     frame: FrameWriter,
     metadata: Metadata,
+    /// The child announced the `trace` feature (understands `TracedRecord`).
+    trace_capable: bool,
+    /// Spans of the traced records in the pending frame.
+    traced: Vec<TraceContext>,
 }
 
 impl ProcessOperator {
@@ -54,6 +64,8 @@ impl ProcessOperator {
             stdin: None,
             stdout: None,
             frame: FrameWriter::new(),
+            trace_capable: false,
+            traced: Vec::new(),
         }
     }
 
@@ -63,6 +75,12 @@ impl ProcessOperator {
             return Err(OperatorError::msg("operator process is not running"));
         };
         let frame = self.frame.finish();
+        let traced = std::mem::take(&mut self.traced);
+        let sent_ns = if traced.is_empty() {
+            0
+        } else {
+            clock::wall_ns()
+        };
         stdin
             .write_all(&frame)
             .and_then(|()| stdin.flush())
@@ -70,6 +88,12 @@ impl ProcessOperator {
         let reply = read_frame(stdout)
             .map_err(|e| OperatorError::msg(format!("read from operator process: {e}")))?
             .ok_or_else(|| OperatorError::msg("operator process exited"))?;
+        if !traced.is_empty() {
+            let replied_ns = clock::wall_ns();
+            for span in traced {
+                ctx.report_span_timing(span, sent_ns, replied_ns);
+            }
+        }
         let mut first_error = None;
         for msg in reply {
             match msg {
@@ -79,6 +103,13 @@ impl ProcessOperator {
                     value,
                     event_time,
                 } => ctx.produce_at(&stream, key, value, event_time),
+                Message::TracedProduce {
+                    stream,
+                    key,
+                    value,
+                    event_time,
+                    trace,
+                } => ctx.produce_traced(&stream, key, value, event_time, trace),
                 Message::SetTimer { key, time } => ctx.set_timer(key, time),
                 Message::Log { level, message } => match level {
                     0 => tracing::error!(target: "operator", "{message}"),
@@ -98,6 +129,10 @@ impl ProcessOperator {
                                 })
                                 .unwrap_or_default()
                         };
+                        self.trace_capable = v
+                            .get("features")
+                            .and_then(|f| f.as_array())
+                            .is_some_and(|f| f.iter().any(|x| x.as_str() == Some(FEATURE_TRACE)));
                         self.metadata = Metadata {
                             name: v
                                 .get("name")
@@ -194,11 +229,29 @@ impl Operator for ProcessOperator {
 
     fn process_record(
         &mut self,
-        _ctx: &mut Context<'_>,
+        ctx: &mut Context<'_>,
         record: Record,
     ) -> Result<(), OperatorError> {
-        self.frame
-            .push_record(&record.key, &record.value, record.event_time);
+        match ctx.trace() {
+            None => self
+                .frame
+                .push_record(&record.key, &record.value, record.event_time),
+            Some(span) => {
+                self.traced.push(span);
+                if self.trace_capable {
+                    self.frame.push_traced_record(
+                        &record.key,
+                        &record.value,
+                        record.event_time,
+                        span,
+                    );
+                } else {
+                    // An older SDK: its output for this record starts untraced.
+                    self.frame
+                        .push_record(&record.key, &record.value, record.event_time);
+                }
+            }
+        }
         Ok(())
     }
 

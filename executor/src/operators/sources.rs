@@ -223,7 +223,11 @@ impl Operator for HttpSource {
     }
 }
 
-/// `file-source`: the lines of `path`, optionally paced at `rate` lines/s.
+/// `file-source`: the lines of `path`, optionally paced at `rate` lines/s. With
+/// `follow: true` it keeps reading what is appended (like `tail -F`: a truncated file is
+/// read again from its start, a replaced one from the new file's start), polling every
+/// `pollMs` (default 200) at the end of the file; a last line without its newline waits
+/// for it. Without `follow` it stops at the end of the file.
 pub struct FileSource {
     env: BuiltinEnv,
 }
@@ -235,6 +239,102 @@ impl FileSource {
     }
 }
 
+/// Identity of the file at a path (device, inode), to notice it being replaced.
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    (meta.dev(), meta.ino())
+}
+
+/// Reads the lines of a file and hands them to the operator (see [`FileSource`]).
+struct FileReader {
+    path: String,
+    rate: f64,
+    follow: bool,
+    poll: std::time::Duration,
+    parser: LineParser,
+    ingest: crate::runtime::Ingest,
+}
+
+impl FileReader {
+    fn run(self, file: std::fs::File) {
+        let start = std::time::Instant::now();
+        let mut sent = 0u64;
+        let mut batch = Vec::new();
+        let mut id = file.metadata().ok().map(|m| file_id(&m));
+        let mut offset = 0u64;
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            let n = match reader.read_until(b'\n', &mut line) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %self.path, "file-source read failed");
+                    break;
+                }
+            };
+            offset += n as u64;
+            if n > 0 && line.ends_with(b"\n") {
+                if let Some(r) = self.parser.record(&line[..line.len() - 1]) {
+                    batch.push(r);
+                    sent += 1;
+                }
+                line.clear();
+                if self.rate > 0.0 {
+                    let due = std::time::Duration::from_secs_f64(sent as f64 / self.rate);
+                    let elapsed = start.elapsed();
+                    if due > elapsed {
+                        if !self.ingest.send(std::mem::take(&mut batch)) {
+                            return;
+                        }
+                        // Pacing a file replay, not synchronisation.
+                        std::thread::sleep(due - elapsed);
+                    }
+                }
+                if batch.len() >= 512 && !self.ingest.send(std::mem::take(&mut batch)) {
+                    return;
+                }
+                continue;
+            }
+            if n > 0 {
+                continue; // a last line without newline: keep reading (EOF comes next)
+            }
+            // End of the file.
+            if !self.follow {
+                if let Some(r) = self.parser.record(&line) {
+                    batch.push(r);
+                    sent += 1;
+                }
+                break;
+            }
+            if !self.ingest.send(std::mem::take(&mut batch)) {
+                return;
+            }
+            // Polling the file for appended data, not synchronisation.
+            std::thread::sleep(self.poll);
+            let Ok(meta) = std::fs::metadata(&self.path) else {
+                continue; // being replaced: keep the old file until a new one appears
+            };
+            let replaced = id.is_some_and(|old| old != file_id(&meta));
+            if replaced || meta.len() < offset {
+                match std::fs::File::open(&self.path) {
+                    Ok(f) => {
+                        tracing::info!(path = %self.path, replaced, "file-source reading the file from its start");
+                        id = f.metadata().ok().map(|m| file_id(&m));
+                        reader = BufReader::new(f);
+                        offset = 0;
+                        line.clear();
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, path = %self.path, "file-source reopen failed")
+                    }
+                }
+            }
+        }
+        self.ingest.send(batch);
+        tracing::info!(records = sent, path = %self.path, "file-source reached end of file");
+    }
+}
+
 impl Operator for FileSource {
     fn metadata(&self) -> Metadata {
         meta("file-source", false)
@@ -243,43 +343,21 @@ impl Operator for FileSource {
     fn init(&mut self, ctx: &mut Context<'_>) -> Result<(), OperatorError> {
         let c = ctx.config();
         let path = c.required_str("path")?;
-        let rate = c.f64("rate")?.unwrap_or(0.0);
-        let parser = LineParser {
-            key_field: c.str("keyField")?,
+        let reader = FileReader {
+            rate: c.f64("rate")?.unwrap_or(0.0),
+            follow: c.bool("follow")?.unwrap_or(false),
+            poll: std::time::Duration::from_millis(c.u64("pollMs")?.unwrap_or(200).max(1)),
+            parser: LineParser {
+                key_field: c.str("keyField")?,
+            },
+            ingest: self.env.ingest.clone(),
+            path: path.clone(),
         };
         let file = std::fs::File::open(&path)
             .map_err(|e| OperatorError::msg(format!("open {path}: {e}")))?;
-        let ingest = self.env.ingest.clone();
         std::thread::Builder::new()
             .name("file-source".into())
-            .spawn(move || {
-                let start = std::time::Instant::now();
-                let mut sent = 0u64;
-                let mut batch = Vec::new();
-                for line in BufReader::new(file).split(b'\n') {
-                    let Ok(line) = line else { break };
-                    if let Some(r) = parser.record(&line) {
-                        batch.push(r);
-                        sent += 1;
-                    }
-                    if rate > 0.0 {
-                        let due = std::time::Duration::from_secs_f64(sent as f64 / rate);
-                        let elapsed = start.elapsed();
-                        if due > elapsed {
-                            if !ingest.send(std::mem::take(&mut batch)) {
-                                return;
-                            }
-                            // Pacing a file replay, not synchronisation.
-                            std::thread::sleep(due - elapsed);
-                        }
-                    }
-                    if batch.len() >= 512 && !ingest.send(std::mem::take(&mut batch)) {
-                        return;
-                    }
-                }
-                ingest.send(batch);
-                tracing::info!(records = sent, %path, "file-source reached end of file");
-            })
+            .spawn(move || reader.run(file))
             .map_err(|e| OperatorError::msg(format!("spawn: {e}")))?;
         Ok(())
     }

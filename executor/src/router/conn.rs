@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use concord_sdk::TraceContext;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
 use crate::wire::BatchBuilder;
 
@@ -21,6 +22,20 @@ pub struct ConnShared {
     pub connected: AtomicBool,
     /// Batches waiting in the queue.
     pub queued: AtomicUsize,
+    /// The executor's `concord_output_queue_batches` (all connections), kept live.
+    pub gauge: Gauge,
+}
+
+impl ConnShared {
+    fn enqueued(&self) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.gauge.inc();
+    }
+
+    fn dequeued(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+    }
 }
 
 /// Settings for outbound connections.
@@ -48,13 +63,25 @@ pub struct Conn {
     shared: Arc<ConnShared>,
     handle: Option<JoinHandle<()>>,
     pending_since: Option<Instant>,
+    /// Wall-clock ns the last batch holding a traced record was handed on (0: none since
+    /// [`Conn::take_traced_sent_ns`]).
+    traced_sent_ns: u64,
 }
 
 impl Conn {
-    /// Starts the writer thread, which connects right away.
-    pub fn spawn(task_id: String, addr: String, settings: &ConnSettings) -> Self {
+    /// Starts the writer thread, which connects right away. `queue_gauge` counts the
+    /// batches queued on every connection of the executor.
+    pub fn spawn(
+        task_id: String,
+        addr: String,
+        settings: &ConnSettings,
+        queue_gauge: Gauge,
+    ) -> Self {
         let (tx, rx) = sync_channel(settings.queue_batches.max(1));
-        let shared = Arc::new(ConnShared::default());
+        let shared = Arc::new(ConnShared {
+            gauge: queue_gauge,
+            ..ConnShared::default()
+        });
         let handle = {
             let shared = shared.clone();
             let addr = addr.clone();
@@ -74,6 +101,7 @@ impl Conn {
             shared,
             handle,
             pending_since: None,
+            traced_sent_ns: 0,
         }
     }
 
@@ -95,19 +123,23 @@ impl Conn {
         if self.builder.is_empty() {
             return;
         }
+        if self.builder.holds_traced() {
+            // Taken before the hand-off, which may wake the writer thread in our place.
+            self.traced_sent_ns = crate::clock::wall_ns();
+        }
         let frame = self.builder.finish(self.batch_bytes);
         self.pending_since = None;
         if let Some(tx) = &self.tx {
-            self.shared.queued.fetch_add(1, Ordering::Relaxed);
+            self.shared.enqueued();
             match tx.try_send(frame) {
                 Ok(()) => {}
                 Err(TrySendError::Full(frame)) => {
                     if tx.send(frame).is_err() {
-                        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                        self.shared.dequeued();
                     }
                 }
                 Err(TrySendError::Disconnected(_)) => {
-                    self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                    self.shared.dequeued();
                 }
             }
         }
@@ -121,6 +153,17 @@ impl Conn {
         {
             self.flush();
         }
+    }
+
+    /// True while the current (unsent) batch holds a traced record.
+    pub fn holds_traced(&self) -> bool {
+        self.builder.holds_traced()
+    }
+
+    /// When the last batch holding a traced record was handed on, once.
+    pub fn take_traced_sent_ns(&mut self) -> Option<u64> {
+        let t = std::mem::take(&mut self.traced_sent_ns);
+        (t != 0).then_some(t)
     }
 
     /// True while connected.
@@ -180,7 +223,7 @@ fn writer_loop(
         }
     };
     while let Ok(frame) = rx.recv() {
-        shared.queued.fetch_sub(1, Ordering::Relaxed);
+        shared.dequeued();
         let mut attempts = 0;
         loop {
             if stream.is_none() {

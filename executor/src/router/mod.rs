@@ -131,7 +131,12 @@ impl Router {
                     Some(s) => *s,
                     None => {
                         tracing::info!(operator = %e.operator, instance = t.instance, task = %t.task_id, addr = %t.addr, "downstream added");
-                        let conn = Conn::spawn(t.task_id.clone(), t.addr.clone(), &self.settings);
+                        let conn = Conn::spawn(
+                            t.task_id.clone(),
+                            t.addr.clone(),
+                            &self.settings,
+                            self.metrics.output_queue.clone(),
+                        );
                         let slot = match self.conns.iter().position(Option::is_none) {
                             Some(free) => {
                                 self.conns[free] = Some(conn);
@@ -252,6 +257,21 @@ impl Router {
         }
     }
 
+    /// True while a traced record waits in a batch that has not been handed on yet.
+    pub fn holds_traced(&self) -> bool {
+        self.conns.iter().flatten().any(Conn::holds_traced)
+    }
+
+    /// The latest time a batch holding a traced record was handed on since the previous
+    /// call, if any.
+    pub fn take_traced_sent_ns(&mut self) -> Option<u64> {
+        self.conns
+            .iter_mut()
+            .flatten()
+            .filter_map(Conn::take_traced_sent_ns)
+            .max()
+    }
+
     /// True when every downstream connection is established.
     pub fn all_connected(&self) -> bool {
         self.conns.iter().flatten().all(Conn::connected)
@@ -283,8 +303,6 @@ impl Router {
             self.metrics.dropped_no_route().inc_by(self.no_route);
             self.no_route = 0;
         }
-        let queued: usize = self.conns.iter().flatten().map(Conn::queued).sum();
-        self.metrics.output_queue.set(queued as i64);
     }
 
     /// Flushes everything, closes all connections and waits (up to `deadline`) for the
