@@ -157,7 +157,9 @@ impl From<StoreError> for ApiError {
                     e.to_string(),
                 )
             }
-            StoreError::Corrupt { .. } | StoreError::Encode { .. } => {
+            StoreError::Corrupt { .. }
+            | StoreError::Encode { .. }
+            | StoreError::Credentials { .. } => {
                 tracing::error!(error = %e, "store data error");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

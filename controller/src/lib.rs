@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod etcd_access;
 pub mod gitops;
 pub mod leader;
 pub mod metrics;
@@ -33,6 +34,8 @@ pub struct ControllerConfig {
     pub gitops: Option<gitops::GitOpsConfig>,
     /// Leader election among replicas sharing this etcd.
     pub leader: leader::LeaderConfig,
+    /// TLS and user for etcd.
+    pub etcd_access: etcd_access::EtcdAccess,
 }
 
 /// Errors that stop the controller.
@@ -54,7 +57,12 @@ pub async fn run(
     config: ControllerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
-    let store = Store::connect(&config.etcd_endpoints, &config.etcd_prefix).await?;
+    let store = Store::connect_with(
+        &config.etcd_endpoints,
+        &config.etcd_prefix,
+        &config.etcd_access,
+    )
+    .await?;
     let (command_tx, command_rx) = tokio::sync::mpsc::channel(64);
     let (role_tx, leadership) = leader::channel();
     let state = ApiState {

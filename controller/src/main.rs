@@ -22,6 +22,8 @@ struct Args {
         value_delimiter = ','
     )]
     etcd: Vec<String>,
+    #[command(flatten)]
+    etcd_access: concord_controller::etcd_access::EtcdAccess,
     /// Key prefix in etcd.
     #[arg(long, env = "CONCORD_PREFIX", default_value = "/concord")]
     prefix: String,
@@ -151,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
             executor_uri: args.executor_uri.clone(),
             etcd_endpoints: args.etcd.clone(),
             etcd_prefix: args.prefix.clone(),
+            etcd_env: args.etcd_access.task_env(),
             kill_grace: args.kill_grace,
             trace_sample_rate: args.trace_sample_rate,
         },
@@ -191,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| format!("http://{}", args.listen)),
     };
     let config = ControllerConfig {
+        etcd_access: args.etcd_access.clone(),
         leader,
         etcd_endpoints: args.etcd,
         etcd_prefix: args.prefix,

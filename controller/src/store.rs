@@ -45,6 +45,12 @@ pub enum StoreError {
     BadResourceVersion(String),
     #[error("write to {key} refused: this controller is no longer the leader")]
     Fenced { key: String },
+    #[error("cannot read the {what} {}: {source}", path.display())]
+    Credentials {
+        what: String,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The leader key at the revision this controller created it: a fenced [`Store`] adds
@@ -87,11 +93,26 @@ impl Store {
     /// Connects lazily-tolerant: the connection is established on first use, so a
     /// controller started before etcd still comes up and reports not-ready.
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self, StoreError> {
+        Self::connect_with(
+            endpoints,
+            prefix,
+            &crate::etcd_access::EtcdAccess::default(),
+        )
+        .await
+    }
+
+    /// [`Store::connect`] with TLS and etcd authentication.
+    pub async fn connect_with(
+        endpoints: &[String],
+        prefix: &str,
+        access: &crate::etcd_access::EtcdAccess,
+    ) -> Result<Self, StoreError> {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(10))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
+        let options = access.apply(options)?;
         let client = Client::connect(endpoints, Some(options)).await?;
         Ok(Self::with_client(client, prefix))
     }

@@ -43,6 +43,9 @@ pub struct ExecutorArgs {
     /// Key prefix in etcd.
     #[arg(long, env = "CONCORD_ETCD_PREFIX", default_value = "/concord")]
     pub etcd_prefix: String,
+    /// TLS and user for etcd.
+    #[command(flatten)]
+    pub etcd_access: crate::discovery::EtcdAccess,
     /// Data port (0 or absent: ephemeral).
     #[arg(long, env = "CONCORD_DATA_PORT", default_value_t = 0)]
     pub data_port: u16,

@@ -54,6 +54,69 @@ pub enum DiscoveryError {
     /// The watch was cancelled by the server (e.g. compaction).
     #[error("watch cancelled: {0}")]
     Cancelled(String),
+    /// A credential file could not be read.
+    #[error("cannot read the {what} {path}: {source}")]
+    Credentials {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// TLS and user for etcd, from the environment the controller sets on each task
+/// (paths of files installed on the agent, never the secrets themselves).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EtcdAccess {
+    /// CA certificate (PEM) of etcd's server certificate; enables TLS.
+    #[arg(long = "etcd-ca-file", env = "CONCORD_ETCD_CA_FILE")]
+    pub ca_file: Option<String>,
+    /// Client certificate (PEM).
+    #[arg(long = "etcd-cert-file", env = "CONCORD_ETCD_CERT_FILE")]
+    pub cert_file: Option<String>,
+    /// Key of the client certificate (PEM).
+    #[arg(long = "etcd-key-file", env = "CONCORD_ETCD_KEY_FILE")]
+    pub key_file: Option<String>,
+    /// etcd user.
+    #[arg(long = "etcd-user", env = "CONCORD_ETCD_USER")]
+    pub user: Option<String>,
+    /// File holding the etcd user's password.
+    #[arg(long = "etcd-password-file", env = "CONCORD_ETCD_PASSWORD_FILE")]
+    pub password_file: Option<String>,
+}
+
+impl EtcdAccess {
+    fn options(
+        &self,
+        mut opts: etcd_client::ConnectOptions,
+    ) -> Result<etcd_client::ConnectOptions, DiscoveryError> {
+        let read = |path: &String, what: &'static str| {
+            std::fs::read(path).map_err(|source| DiscoveryError::Credentials {
+                what,
+                path: path.clone(),
+                source,
+            })
+        };
+        if self.ca_file.is_some() || self.cert_file.is_some() {
+            let mut tls = etcd_client::TlsOptions::new();
+            if let Some(ca) = &self.ca_file {
+                tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca, "etcd CA")?));
+            }
+            if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
+                tls = tls.identity(etcd_client::Identity::from_pem(
+                    read(cert, "etcd client certificate")?,
+                    read(key, "etcd client key")?,
+                ));
+            }
+            opts = opts.with_tls(tls);
+        }
+        if let (Some(user), Some(file)) = (&self.user, &self.password_file) {
+            let password = String::from_utf8_lossy(&read(file, "etcd password")?)
+                .trim()
+                .to_owned();
+            opts = opts.with_user(user.clone(), password);
+        }
+        Ok(opts)
+    }
 }
 
 /// Key paths of one topology.
@@ -78,8 +141,13 @@ impl Paths {
     }
 }
 
-/// Connects to etcd (comma-separated URLs).
+/// Connects to etcd (comma-separated URLs) over plain HTTP.
 pub async fn connect(urls: &str) -> Result<Client, DiscoveryError> {
+    connect_with(urls, &EtcdAccess::default()).await
+}
+
+/// Connects to etcd with TLS and a user, as configured.
+pub async fn connect_with(urls: &str, access: &EtcdAccess) -> Result<Client, DiscoveryError> {
     let eps: Vec<&str> = urls
         .split(',')
         .map(str::trim)
@@ -88,6 +156,7 @@ pub async fn connect(urls: &str) -> Result<Client, DiscoveryError> {
     let opts = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(3))
         .with_timeout(Duration::from_secs(5));
+    let opts = access.options(opts)?;
     Ok(Client::connect(eps, Some(opts)).await?)
 }
 

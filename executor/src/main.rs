@@ -102,12 +102,13 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
     // /healthz meanwhile and is not ready), never exit for that.
     let registration = {
         let etcd = args.etcd.clone();
+        let access = args.etcd_access.clone();
         let key = paths.endpoint_key(&args.operator, args.instance, &task_id);
         let operator = args.operator.clone();
         let state = state.clone();
         tokio::spawn(async move {
             let client = loop {
-                match discovery::connect(&etcd).await {
+                match discovery::connect_with(&etcd, &access).await {
                     Ok(c) => break c,
                     Err(e) => {
                         tracing::warn!(error = %e, %etcd, "cannot reach etcd; retrying");

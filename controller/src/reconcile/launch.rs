@@ -21,6 +21,8 @@ pub struct LaunchSettings {
     pub executor_uri: Option<String>,
     pub etcd_endpoints: Vec<String>,
     pub etcd_prefix: String,
+    /// etcd TLS and user for the executors (paths of files on the agents).
+    pub etcd_env: Vec<(String, String)>,
     /// Grace period between SIGTERM and SIGKILL.
     pub kill_grace: std::time::Duration,
     /// Fraction of source records every executor samples for tracing
@@ -170,6 +172,7 @@ pub fn task_info(
         ("CONCORD_DATA_PORT".into(), ports[0].to_string()),
         ("CONCORD_METRICS_PORT".into(), ports[1].to_string()),
     ]);
+    env.extend(settings.etcd_env.iter().cloned());
     if let Some(rate) = settings.trace_sample_rate {
         env.push(("CONCORD_TRACE_SAMPLE_RATE".into(), rate.to_string()));
     }

@@ -309,6 +309,7 @@ pub mod bench {
                     executor_uri: None,
                     etcd_endpoints: vec![nowhere],
                     etcd_prefix: "/bench".into(),
+                    etcd_env: Vec::new(),
                     kill_grace: Duration::from_secs(5),
                     trace_sample_rate: None,
                 },
