@@ -566,3 +566,79 @@ async fn a_rollout_without_progress_reports_progress_deadline_exceeded() {
         .expect("degraded");
     assert_eq!(degraded.status, ConditionStatus::True);
 }
+
+#[tokio::test]
+async fn status_changed_during_an_etcd_outage_is_written_once_etcd_is_back() {
+    let mut s = Stack::start().await;
+    s.apply(&pipeline("outage", 1, "a", 1, 0));
+    s.controller.wait_ready("outage", READY_TIMEOUT).await;
+    let (victim, pid) = pids_of(&s.mesos, "count")
+        .await
+        .into_iter()
+        .next()
+        .map(|(id, pid)| (id, pid.expect("pid")))
+        .expect("a count task");
+
+    // etcd goes away; then a task fails and is replaced, so the status changes while
+    // no status can be written.
+    s.etcd.stop();
+    let killed = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let replacement = wait_for(READY_TIMEOUT, "a replacement task to run", || async {
+        pids_of(&s.mesos, "count")
+            .await
+            .into_keys()
+            .find(|id| *id != victim)
+    })
+    .await;
+    // The controller keeps retrying with back-off (and does not give up, as it once
+    // did after 8 attempts while remembering the status as written).
+    wait_for(
+        READY_TIMEOUT,
+        "failed status writes to be retried",
+        || async {
+            let failures = s
+                .controller
+                .process
+                .logs()
+                .matches("status write failed; retrying")
+                .count();
+            (failures >= 4).then_some(())
+        },
+    )
+    .await;
+
+    s.etcd.restart().await;
+    let t = wait_for(READY_TIMEOUT, "the stored status to catch up", || async {
+        let t = s.controller.topology("outage").await?;
+        let count = t
+            .status
+            .as_ref()?
+            .operators
+            .iter()
+            .find(|o| o.name == "count")?
+            .clone();
+        count
+            .tasks
+            .iter()
+            .any(|task| task.task_id == replacement && task.restarts >= 1)
+            .then_some(t)
+    })
+    .await;
+    let events = &t.status.as_ref().expect("status").events;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason == "Failed" && e.message.contains(&victim)),
+        "{events:?}"
+    );
+    // Stored in etcd itself, not only served from the controller's memory.
+    let stored = s.etcd.dump("/concord/status/default/outage").await;
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].1.contains(&replacement), "{}", stored[0].1);
+    s.controller.wait_ready("outage", READY_TIMEOUT).await;
+}
