@@ -114,6 +114,192 @@ async fn each_agent_offers_its_own_share() -> TestResult {
 }
 
 #[tokio::test]
+async fn agents_have_their_own_hostnames_and_attributes() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&[
+        "--agents",
+        "3",
+        "--resources",
+        "cpus:2;mem:1024;disk:100;ports:[31000-31029]",
+        "--hostnames",
+        "h1,h1,h2",
+        "--attributes",
+        "dc:x",
+        "--agent_attributes",
+        "rack:r1;zone:2|rack:r1;zone:3|rack:r2;slots:[1-2,3-4]",
+    ])?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("attrs"), &[], 0.0)).await?;
+    let mut offers = Vec::new();
+    while offers.len() < 3 {
+        offers.push(fw.take_offer(|_| true).await?);
+    }
+    offers.sort_by(|a, b| a.agent_id.value.cmp(&b.agent_id.value));
+    let slots = Attribute {
+        name: "slots".into(),
+        r#type: ValueType::Ranges,
+        ranges: Some(Ranges {
+            range: vec![Range { begin: 1, end: 4 }],
+        }),
+        ..Attribute::default()
+    };
+    let want = [
+        (
+            "h1",
+            vec![
+                Attribute::text("dc", "x"),
+                Attribute::text("rack", "r1"),
+                Attribute::scalar("zone", 2.0),
+            ],
+        ),
+        (
+            "h1",
+            vec![
+                Attribute::text("dc", "x"),
+                Attribute::text("rack", "r1"),
+                Attribute::scalar("zone", 3.0),
+            ],
+        ),
+        (
+            "h2",
+            vec![
+                Attribute::text("dc", "x"),
+                Attribute::text("rack", "r2"),
+                slots,
+            ],
+        ),
+    ];
+    let port = master.lite.as_ref().map(|l| l.port).ok_or("lite")?;
+    for (offer, (host, attributes)) in offers.iter().zip(&want) {
+        assert_eq!(offer.hostname, *host);
+        assert_eq!(&offer.attributes, attributes, "offer of {}", offer.hostname);
+        // A hostname is a label: the agent is reached at the master's IP and port.
+        let url = offer.url.as_ref().ok_or("offer url")?;
+        assert_eq!(url.address.hostname.as_deref(), Some(*host));
+        assert_eq!(url.address.ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(url.address.port, i32::from(port));
+    }
+
+    // As Mesos writes them: v1 JSON in the operator API, the legacy object in /state.
+    let agents = master
+        .operator(serde_json::json!({"type": "GET_AGENTS"}))
+        .await?;
+    let list = agents["get_agents"]["agents"].as_array().ok_or("agents")?;
+    assert_eq!(list.len(), 3);
+    let by_id = |id: &str| {
+        list.iter()
+            .find(|a| a["agent_info"]["id"]["value"] == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let third = by_id(&offers[2].agent_id.value);
+    assert_eq!(third["agent_info"]["hostname"], "h2");
+    assert_eq!(
+        third["agent_info"]["attributes"],
+        serde_json::json!([
+            {"name": "dc", "type": "TEXT", "text": {"value": "x"}},
+            {"name": "rack", "type": "TEXT", "text": {"value": "r2"}},
+            {"name": "slots", "type": "RANGES", "ranges": {"range": [{"begin": 1, "end": 4}]}}
+        ])
+    );
+    assert_eq!(
+        by_id(&offers[0].agent_id.value)["agent_info"]["attributes"][2],
+        serde_json::json!({"name": "zone", "type": "SCALAR", "scalar": {"value": 2.0}})
+    );
+    for path in ["/state", "/slaves"] {
+        let state = master.get_json(path).await?;
+        let slaves = state["slaves"].as_array().ok_or("slaves")?;
+        let slave = |id: &str| {
+            slaves
+                .iter()
+                .find(|s| s["id"] == id)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let first = slave(&offers[0].agent_id.value);
+        assert_eq!(first["hostname"], "h1", "{path}");
+        assert_eq!(
+            first["attributes"],
+            serde_json::json!({"dc": "x", "rack": "r1", "zone": 2.0}),
+            "{path}"
+        );
+        let third = slave(&offers[2].agent_id.value);
+        assert_eq!(third["hostname"], "h2");
+        assert_eq!(
+            third["attributes"],
+            serde_json::json!({"dc": "x", "rack": "r2", "slots": "[1-4]"})
+        );
+        assert_eq!(third["pid"], format!("slave(3)@127.0.0.1:{port}"));
+    }
+    let agent = master.get_json("/slave(3)/state").await?;
+    assert_eq!(agent["hostname"], "h2");
+    assert_eq!(agent["attributes"]["rack"], "r2");
+    fw.handle.teardown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn several_agents_get_distinct_hostnames_by_default() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&["--agents", "2", "--hostname", "box"])?;
+    let state = master.get_json("/state").await?;
+    let mut names: Vec<String> = state["slaves"]
+        .as_array()
+        .ok_or("slaves")?
+        .iter()
+        .filter_map(|s| s["hostname"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["box-agent-0", "box-agent-1"]);
+    assert_eq!(state["hostname"], "box", "the master keeps its name");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_agent_flags_are_refused() -> TestResult {
+    lite_only!();
+    for extra in [
+        &["--agents", "2", "--hostnames", "h1"][..],
+        &["--agents", "2", "--agent_attributes", "rack:r1"][..],
+        &["--attributes", "rack"][..],
+        &["--attributes", "s:{a,b}"][..],
+    ] {
+        let dir = tempfile::tempdir()?;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mesos-lite"))
+            .args(["--ip", "127.0.0.1", "--port", "0", "--work_dir"])
+            .arg(dir.path())
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!(
+                    "{extra:?} was accepted: mesos-lite kept running"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(!status.success(), "{extra:?} should be refused");
+        let mut err = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            std::io::Read::read_to_string(&mut pipe, &mut err)?;
+        }
+        assert!(
+            err.contains("hostnames") || err.contains("attribute"),
+            "{extra:?}: {err}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn heartbeats_follow_the_flag() -> TestResult {
     lite_only!();
     let master = Master::lite(&["--heartbeat_interval", "100ms"])?;

@@ -152,9 +152,9 @@ fn legacy_slaves(m: &Master) -> Vec<LegacySlave> {
         .enumerate()
         .map(|(i, a)| LegacySlave {
             id: a.id.clone(),
-            hostname: m.config.hostname.clone(),
+            hostname: a.hostname.clone(),
             port: u32::from(m.config.port),
-            attributes: BTreeMap::new(),
+            attributes: legacy_attributes(&a.attributes),
             pid: format!("{}@{}", a.process, m.config.endpoint()),
             registered_time: a.registered_time,
             reregistered_time: None,
@@ -432,9 +432,9 @@ pub(super) fn agent_state(shared: &Arc<Shared>, agent: usize) -> Response {
         version: MESOS_VERSION.into(),
         id: a.id.clone(),
         pid: format!("{}@{}", a.process, m.config.endpoint()),
-        hostname: m.config.hostname.clone(),
+        hostname: a.hostname.clone(),
         resources: legacy(&a.total),
-        attributes: BTreeMap::new(),
+        attributes: legacy_attributes(&a.attributes),
         master_hostname: Some(m.config.hostname.clone()),
         flags: flags_map(&m),
         frameworks: m

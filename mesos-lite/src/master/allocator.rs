@@ -91,11 +91,11 @@ impl Master {
             id: OfferId::new(id.clone()),
             framework_id: FrameworkId::new(framework_id),
             agent_id: AgentId::new(a.id.clone()),
-            hostname: self.config.hostname.clone(),
+            hostname: a.hostname.clone(),
             url: Some(Url {
                 scheme: "http".into(),
                 address: Address {
-                    hostname: Some(self.config.hostname.clone()),
+                    hostname: Some(a.hostname.clone()),
                     ip: Some(self.config.ip.to_string()),
                     port: i32::from(self.config.port),
                 },
@@ -106,6 +106,7 @@ impl Master {
             allocation_info: multi_role.then(|| AllocationInfo {
                 role: Some(role.to_string()),
             }),
+            attributes: a.attributes.clone(),
             ..Offer::default()
         };
         self.offers.insert(

@@ -141,6 +141,17 @@ impl Stream {
     }
 }
 
+/// What the flags say about one agent.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    /// Total resources.
+    pub total: Bag,
+    /// Its hostname (a label: every agent is reached at the master's address).
+    pub hostname: String,
+    /// Its attributes.
+    pub attributes: Vec<Attribute>,
+}
+
 /// One agent.
 #[derive(Debug)]
 pub struct Agent {
@@ -148,6 +159,10 @@ pub struct Agent {
     pub id: String,
     /// `slave(<n+1>)`, the libprocess id.
     pub process: String,
+    /// Hostname, as offers and `/state` show it.
+    pub hostname: String,
+    /// Attributes, as offers and `/state` show them.
+    pub attributes: Vec<Attribute>,
     /// Total resources.
     pub total: Bag,
     /// Registration time, epoch seconds.
@@ -327,7 +342,7 @@ impl Shared {
     /// Builds the master with its agents.
     pub fn new(
         config: Config,
-        agents: Vec<Bag>,
+        agents: Vec<AgentSpec>,
         next_framework: u64,
         records: ProcessRecords,
     ) -> anyhow::Result<Arc<Shared>> {
@@ -338,10 +353,12 @@ impl Shared {
         let agent_list = agents
             .into_iter()
             .enumerate()
-            .map(|(i, total)| Agent {
+            .map(|(i, spec)| Agent {
                 id: format!("{}-S{i}", config.master_id),
                 process: format!("slave({})", i + 1),
-                total,
+                hostname: spec.hostname,
+                attributes: spec.attributes,
+                total: spec.total,
                 registered_time: now,
             })
             .collect();
@@ -394,10 +411,10 @@ impl Master {
     pub fn agent_info(&self, index: usize) -> AgentInfo {
         let a = &self.agents[index];
         AgentInfo {
-            hostname: self.config.hostname.clone(),
+            hostname: a.hostname.clone(),
             port: i32::from(self.config.port),
             resources: a.total.to_resources(None),
-            attributes: Vec::new(),
+            attributes: a.attributes.clone(),
             id: Some(AgentId::new(a.id.clone())),
             domain: None,
             capabilities: agent_capabilities(),
