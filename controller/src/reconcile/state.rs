@@ -696,7 +696,11 @@ impl Reconciler {
         }
         let key = name.topology_key();
         let reason = describe_status(&status);
-        if status.state.is_terminal() || matches!(status.state, TaskState::Unknown) {
+        // An unreachable task counts as gone (DESIGN.md, lesson 1): its instance is
+        // replaced; should its agent come back, the duplicate is killed.
+        if status.state.is_terminal()
+            || matches!(status.state, TaskState::Unknown | TaskState::Unreachable)
+        {
             if self.tasks.contains_key(&id) {
                 self.task_gone(&id, status.state.clone(), reason);
             }

@@ -314,6 +314,29 @@ fn a_task_adopted_after_a_restart_is_not_reported_as_started() {
     );
 }
 
+#[test]
+fn an_unreachable_task_is_replaced_on_another_host() {
+    let mut h = Harness::start(&[topology(&gen_op(1, ""), 1)]);
+    h.offers(vec![offer("O1", "S0", "h1", 4.0, vec![])]);
+    let task = Harness::launches(&h.calls())[0].1[0].clone();
+    h.update(&task, TaskState::Running, "S0");
+    // The agent is lost: Mesos says TASK_UNREACHABLE (then FAILURE for the agent).
+    h.update(&task, TaskState::Unreachable, "S0");
+    h.r.on_mesos(SchedulerEvent::Event(mesos_v1::Event::failure(
+        Some(AgentId::new("S0")),
+        None,
+        None,
+    )));
+    assert!(h.task_ids().is_empty(), "counted as gone");
+    assert_eq!(h.events("Failed").len(), 1);
+    h.advance(Duration::from_secs(2)); // the restart back-off
+    h.calls();
+    h.offers(vec![offer("O2", "S1", "h2", 4.0, vec![])]);
+    let launched = Harness::launches(&h.calls());
+    assert_eq!(launched.len(), 1, "replaced");
+    assert_eq!(launched[0].0, "O2");
+}
+
 // ----- placement -----
 
 #[test]

@@ -18,6 +18,9 @@ impl Master {
         self.filters.retain(|f| f.until > now);
         let mut new_offers: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
         for agent in 0..self.agents.len() {
+            if !self.agent_registered(agent) {
+                continue;
+            }
             let free = self.agents[agent]
                 .total
                 .minus(&self.used_on(agent))
@@ -44,6 +47,7 @@ impl Master {
         let totals = self
             .agents
             .iter()
+            .filter(|a| a.removed.is_none())
             .fold(Bag::default(), |acc, a| acc.plus(&a.total));
         let mut best: Option<(f64, String, String)> = None;
         for fw in self.frameworks.values() {

@@ -4,6 +4,7 @@
 //! leave as non-blocking sends (events to scheduler streams, kill requests to task
 //! runners) or spawned tasks (task launches, failover timers).
 
+mod agents;
 mod allocator;
 mod calls;
 mod updates;
@@ -20,6 +21,7 @@ use crate::process::ProcessRecords;
 use crate::res::Bag;
 use crate::wire::*;
 
+pub use agents::{AgentError, Removal};
 pub use calls::KillRequest;
 
 /// Completed tasks kept per framework for `/state` (Mesos: `--max_completed_tasks_per_framework`, 1000).
@@ -163,6 +165,8 @@ pub struct Agent {
     pub hostname: String,
     /// Attributes, as offers and `/state` show them.
     pub attributes: Vec<Attribute>,
+    /// Set once the agent is unreachable or gone (it never comes back).
+    pub removed: Option<Removal>,
     /// Total resources.
     pub total: Bag,
     /// Registration time, epoch seconds.
@@ -192,6 +196,8 @@ pub struct Framework {
     pub tasks: BTreeMap<String, Task>,
     /// Tasks whose terminal update was acknowledged.
     pub completed_tasks: VecDeque<Task>,
+    /// Tasks of agents marked unreachable.
+    pub unreachable_tasks: VecDeque<Task>,
 }
 
 impl Framework {
@@ -358,6 +364,7 @@ impl Shared {
                 process: format!("slave({})", i + 1),
                 hostname: spec.hostname,
                 attributes: spec.attributes,
+                removed: None,
                 total: spec.total,
                 registered_time: now,
             })
