@@ -173,36 +173,9 @@ pub struct Etcd {
     /// `http://127.0.0.1:<port>`
     pub url: String,
     process: Process,
-    _dir: TempDir,
-    peer: u16,
-}
-
-fn spawn_etcd(dir: &Path, client: u16, peer: u16) -> Process {
-    let bin = std::env::var("CONCORD_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
-    let url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let mut cmd = Command::new(&bin);
-    cmd.arg("--name")
-        .arg("test")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--listen-client-urls")
-        .arg(&url)
-        .arg("--advertise-client-urls")
-        .arg(&url)
-        .arg("--listen-peer-urls")
-        .arg(&peer_url)
-        .arg("--initial-advertise-peer-urls")
-        .arg(&peer_url)
-        .arg("--initial-cluster")
-        .arg(format!("test={peer_url}"))
-        .arg("--logger")
-        .arg("zap")
-        .arg("--log-level")
-        .arg("warn");
-    // A new log per start, so a restart keeps the earlier one for post-mortems.
-    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-    Process::spawn("etcd", cmd, dir.join(format!("etcd-{n}.log")))
+    client_port: u16,
+    peer_port: u16,
+    dir: TempDir,
 }
 
 impl Etcd {
@@ -215,13 +188,13 @@ impl Etcd {
     pub async fn start_on(client: u16) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let peer = free_port();
-        let url = format!("http://127.0.0.1:{client}");
         let process = spawn_etcd(dir.path(), client, peer);
         let etcd = Self {
-            url,
+            url: format!("http://127.0.0.1:{client}"),
             process,
-            _dir: dir,
-            peer,
+            client_port: client,
+            peer_port: peer,
+            dir,
         };
         etcd.wait_healthy().await;
         etcd
@@ -240,20 +213,15 @@ impl Etcd {
         .await;
     }
 
-    /// Stops etcd (SIGTERM); its data stays for [`Etcd::start_again`].
+    /// Stops etcd (SIGTERM, then SIGKILL after 10 s); its data stays for [`Etcd::restart`].
     pub fn stop(&mut self) {
         self.process.terminate(Duration::from_secs(10));
     }
 
-    /// Starts etcd again on the same ports and data.
-    pub async fn start_again(&mut self) {
-        let client: u16 = self
-            .url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port in url");
-        self.process = spawn_etcd(self._dir.path(), client, self.peer);
+    /// Starts etcd again on the same ports and data, and waits until it is healthy.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.process = spawn_etcd(self.dir.path(), self.client_port, self.peer_port);
         self.wait_healthy().await;
     }
 
@@ -286,6 +254,40 @@ impl Etcd {
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
     }
+}
+
+fn spawn_etcd(dir: &Path, client: u16, peer: u16) -> Process {
+    let bin = std::env::var("CONCORD_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
+    let url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--name")
+        .arg("test")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--listen-client-urls")
+        .arg(&url)
+        .arg("--advertise-client-urls")
+        .arg(&url)
+        .arg("--listen-peer-urls")
+        .arg(&peer_url)
+        .arg("--initial-advertise-peer-urls")
+        .arg(&peer_url)
+        .arg("--initial-cluster")
+        .arg(format!("test={peer_url}"))
+        .arg("--logger")
+        .arg("zap")
+        .arg("--log-level")
+        .arg("warn");
+    // A new log per start, so a restart keeps the earlier one.
+    let n = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("etcd"))
+                .count()
+        })
+        .unwrap_or(0);
+    Process::spawn("etcd", cmd, dir.join(format!("etcd-{n}.log")))
 }
 
 /// A `concord-controller` process.

@@ -226,7 +226,7 @@ async fn an_etcd_outage_kills_no_task_and_the_controller_resumes_by_itself() {
     let during: BTreeSet<String> = mesos.running_tasks().await.into_keys().collect();
     assert_eq!(during, before, "no task killed while etcd is away");
 
-    etcd.start_again().await;
+    etcd.restart().await;
     wait_for(
         Duration::from_secs(60),
         "the controller to lead again",

@@ -576,3 +576,145 @@ async fn a_rollout_without_progress_reports_progress_deadline_exceeded() {
         .expect("degraded");
     assert_eq!(degraded.status, ConditionStatus::True);
 }
+
+#[tokio::test]
+async fn status_changed_during_an_etcd_outage_is_written_once_etcd_is_back() {
+    let mut s = Stack::start().await;
+    s.apply(&pipeline("outage", 1, "a", 1, 0));
+    s.controller.wait_ready("outage", READY_TIMEOUT).await;
+    let (victim, pid) = pids_of(&s.mesos, "count")
+        .await
+        .into_iter()
+        .next()
+        .map(|(id, pid)| (id, pid.expect("pid")))
+        .expect("a count task");
+
+    // etcd goes away; then a task fails and is replaced, so the status changes while
+    // no status can be written.
+    s.etcd.stop();
+    let killed = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let replacement = wait_for(READY_TIMEOUT, "a replacement task to run", || async {
+        pids_of(&s.mesos, "count")
+            .await
+            .into_keys()
+            .find(|id| *id != victim)
+    })
+    .await;
+    // The controller keeps retrying with back-off (and does not give up, as it once
+    // did after 8 attempts while remembering the status as written).
+    wait_for(
+        READY_TIMEOUT,
+        "failed status writes to be retried",
+        || async {
+            let failures = s
+                .controller
+                .process
+                .logs()
+                .matches("status write failed; retrying")
+                .count();
+            (failures >= 4).then_some(())
+        },
+    )
+    .await;
+
+    s.etcd.restart().await;
+    let t = wait_for(READY_TIMEOUT, "the stored status to catch up", || async {
+        let t = s.controller.topology("outage").await?;
+        let count = t
+            .status
+            .as_ref()?
+            .operators
+            .iter()
+            .find(|o| o.name == "count")?
+            .clone();
+        count
+            .tasks
+            .iter()
+            .any(|task| task.task_id == replacement && task.restarts >= 1)
+            .then_some(t)
+    })
+    .await;
+    let events = &t.status.as_ref().expect("status").events;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason == "Failed" && e.message.contains(&victim)),
+        "{events:?}"
+    );
+    // Stored in etcd itself, not only served from the controller's memory.
+    let stored = s.etcd.dump("/concord/status/default/outage").await;
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].1.contains(&replacement), "{}", stored[0].1);
+    s.controller.wait_ready("outage", READY_TIMEOUT).await;
+}
+
+#[tokio::test]
+async fn tasks_of_a_lost_agent_are_replaced_on_another() {
+    let s = Stack::start().await;
+    s.apply(&pipeline("lost", 1, "a", 1, 0));
+    s.controller.wait_ready("lost", READY_TIMEOUT).await;
+    let state: serde_json::Value = reqwest::get(format!("{}/state", s.mesos.url))
+        .await
+        .expect("GET /state")
+        .json()
+        .await
+        .expect("state JSON");
+    let (victim, agent) = state["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f["tasks"].as_array().cloned().unwrap_or_default())
+        .find(|t| {
+            t["id"]
+                .as_str()
+                .is_some_and(|id| id.split('.').nth(2) == Some("count"))
+        })
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap_or_default().to_owned(),
+                t["slave_id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .expect("the count task in /state");
+
+    // mesos-lite's test hook: the agent is lost as if its health checks timed out.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/lite/agents/{agent}/lose", s.mesos.url))
+        .send()
+        .await
+        .expect("lose the agent");
+    assert!(resp.status().is_success(), "{}", resp.status());
+
+    let t = wait_for(READY_TIMEOUT, "the lost task to be replaced", || async {
+        let t = s.controller.wait_ready("lost", READY_TIMEOUT).await;
+        let count = operator_tasks(&t, "count");
+        (count.len() == 1 && !count.contains(&victim)).then_some(t)
+    })
+    .await;
+    let status = t.status.as_ref().expect("status");
+    let count = status
+        .operators
+        .iter()
+        .find(|o| o.name == "count")
+        .expect("count");
+    assert!(
+        count
+            .tasks
+            .iter()
+            .all(|task| task.agent_id.as_deref() != Some(agent.as_str())),
+        "nothing runs on the lost agent: {count:?}"
+    );
+    assert!(
+        status
+            .events
+            .iter()
+            .any(|e| e.reason == "Failed" && e.message.contains("TASK_UNREACHABLE")),
+        "{:?}",
+        status.events
+    );
+}

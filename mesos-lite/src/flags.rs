@@ -13,6 +13,15 @@ are copied as given; the `ports` ranges are split into N disjoint, contiguous sh
 agents offer the same port. Like `mesos-local`, all agents share the master's IP and port: their \
 endpoints (`/files/...`, `/slave(<n>)/state`) are served on the master's port.
 
+Hostnames: one agent is named like the master; with several, agent n is `<hostname>-agent-<n>` \
+unless `--hostnames` names them (repeat a name to put several agents on one host). The names are \
+labels for placement and display only: offers carry `--ip` in `url.address.ip`, and every agent is \
+reached at `--ip:--port`.
+
+Attributes: `--attributes 'rack:r1;zone:2'` (Mesos' format: TEXT, SCALAR or RANGES `[a-b]`) gives \
+every agent the same attributes; `--agent_attributes 'rack:r1|rack:r2'` gives agent n the n-th \
+`|`-separated entry, on top of `--attributes`. They appear in offers, GET_AGENTS and `/state`.
+
 Sandboxes live under `<work_dir>/slaves/<agent>/frameworks/<fw>/executors/<task>/runs/<container>`. \
 Tasks die with mesos-lite; a restart with the same work_dir keeps the master id (so agent ids stay \
 the same) and kills task processes left over from an earlier run.";
@@ -48,6 +57,20 @@ pub struct Flags {
     /// Number of agents.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub agents: u32,
+
+    /// Hostname of each agent, comma-separated, one per agent (mesos-lite only; default:
+    /// the advertised hostname for one agent, `<hostname>-agent-<n>` for several).
+    #[arg(long, value_delimiter = ',')]
+    pub hostnames: Vec<String>,
+
+    /// Attributes of every agent, e.g. `rack:r1;zone:2` (as the Mesos agent's flag).
+    #[arg(long, env = "MESOS_ATTRIBUTES")]
+    pub attributes: Option<String>,
+
+    /// Attributes per agent, `|`-separated, one entry per agent, added to `--attributes`
+    /// (mesos-lite only), e.g. `rack:r1;zone:a|rack:r2;zone:b`.
+    #[arg(long = "agent_attributes")]
+    pub agent_attributes: Option<String>,
 
     /// Interval between HEARTBEAT events on scheduler streams (e.g. `15secs`).
     #[arg(long = "heartbeat_interval", default_value = "15secs", value_parser = parse_duration)]
@@ -87,6 +110,31 @@ impl Flags {
             }
         }
         self.ip.to_string()
+    }
+
+    /// The hostname of each agent: `--hostnames`, else the advertised hostname for a
+    /// single agent and `<hostname>-agent-<n>` for several.
+    pub fn agent_hostnames(&self) -> Result<Vec<String>, String> {
+        let count = self.agents as usize;
+        if self.hostnames.is_empty() {
+            let base = self.advertised_hostname();
+            return Ok(if count == 1 {
+                vec![base]
+            } else {
+                (0..count).map(|n| format!("{base}-agent-{n}")).collect()
+            });
+        }
+        if self.hostnames.len() != count {
+            return Err(format!(
+                "--hostnames names {} agents but --agents is {count}",
+                self.hostnames.len()
+            ));
+        }
+        let names: Vec<String> = self.hostnames.iter().map(|h| h.trim().to_owned()).collect();
+        if names.iter().any(String::is_empty) {
+            return Err("--hostnames has an empty name".into());
+        }
+        Ok(names)
     }
 
     /// The work directory, defaulted.
@@ -146,5 +194,28 @@ mod tests {
         assert_eq!(flags.port, 5050);
         assert_eq!(flags.agents, 1);
         assert_eq!(flags.heartbeat_interval, Duration::from_secs(15));
+        assert_eq!(flags.agent_hostnames(), Ok(vec!["127.0.0.1".to_owned()]));
+    }
+
+    #[test]
+    fn agent_hostnames() {
+        let flags = Flags::parse_from(["mesos-lite", "--agents", "3", "--hostname", "box"]);
+        assert_eq!(
+            flags.agent_hostnames(),
+            Ok(vec![
+                "box-agent-0".into(),
+                "box-agent-1".into(),
+                "box-agent-2".into()
+            ])
+        );
+        let flags = Flags::parse_from(["mesos-lite", "--agents", "3", "--hostnames", "h1,h1,h2"]);
+        assert_eq!(
+            flags.agent_hostnames(),
+            Ok(vec!["h1".into(), "h1".into(), "h2".into()])
+        );
+        let flags = Flags::parse_from(["mesos-lite", "--agents", "3", "--hostnames", "h1,h2"]);
+        assert!(flags.agent_hostnames().is_err());
+        let flags = Flags::parse_from(["mesos-lite", "--agents", "2", "--hostnames", "h1,"]);
+        assert!(flags.agent_hostnames().is_err());
     }
 }

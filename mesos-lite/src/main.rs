@@ -1,6 +1,7 @@
 //! mesos-lite: a single-process Mesos-compatible master with N agents.
 
 mod agent;
+mod attribute_flag;
 mod fetcher;
 mod flags;
 mod health;
@@ -22,7 +23,7 @@ use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::flags::Flags;
-use crate::master::{Config, Shared};
+use crate::master::{AgentSpec, Config, Shared};
 use crate::res::Bag;
 
 fn main() -> ExitCode {
@@ -75,8 +76,23 @@ async fn run(flags: Flags) -> Result<()> {
     };
     let specs = resource_flag::with_defaults(specs, &work_dir);
     let count = flags.agents as usize;
-    let agents = (0..count)
-        .map(|i| resource_flag::agent_share(&specs, i, count).map(|r| Bag::from_resources(&r)))
+    let hostnames = flags.agent_hostnames().map_err(anyhow::Error::msg)?;
+    let attributes = attribute_flag::per_agent(
+        flags.attributes.as_deref(),
+        flags.agent_attributes.as_deref(),
+        count,
+    )?;
+    let agents = hostnames
+        .into_iter()
+        .zip(attributes)
+        .enumerate()
+        .map(|(i, (hostname, attributes))| {
+            resource_flag::agent_share(&specs, i, count).map(|r| AgentSpec {
+                total: Bag::from_resources(&r),
+                hostname,
+                attributes,
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
 
     let listener = tokio::net::TcpListener::bind((flags.ip, flags.port))
@@ -186,6 +202,9 @@ fn flags_json(flags: &Flags, work_dir: &std::path::Path, port: u16) -> serde_jso
         "work_dir": work_dir.display().to_string(),
         "agents": flags.agents.to_string(),
         "resources": flags.resources.clone().unwrap_or_default(),
+        "hostnames": flags.hostnames.join(","),
+        "attributes": flags.attributes.clone().unwrap_or_default(),
+        "agent_attributes": flags.agent_attributes.clone().unwrap_or_default(),
         "heartbeat_interval": format!("{}secs", flags.heartbeat_interval.as_secs_f64()),
         "allocation_interval": format!("{}secs", flags.allocation_interval.as_secs_f64()),
     })

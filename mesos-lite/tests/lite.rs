@@ -114,6 +114,192 @@ async fn each_agent_offers_its_own_share() -> TestResult {
 }
 
 #[tokio::test]
+async fn agents_have_their_own_hostnames_and_attributes() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&[
+        "--agents",
+        "3",
+        "--resources",
+        "cpus:2;mem:1024;disk:100;ports:[31000-31029]",
+        "--hostnames",
+        "h1,h1,h2",
+        "--attributes",
+        "dc:x",
+        "--agent_attributes",
+        "rack:r1;zone:2|rack:r1;zone:3|rack:r2;slots:[1-2,3-4]",
+    ])?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("attrs"), &[], 0.0)).await?;
+    let mut offers = Vec::new();
+    while offers.len() < 3 {
+        offers.push(fw.take_offer(|_| true).await?);
+    }
+    offers.sort_by(|a, b| a.agent_id.value.cmp(&b.agent_id.value));
+    let slots = Attribute {
+        name: "slots".into(),
+        r#type: ValueType::Ranges,
+        ranges: Some(Ranges {
+            range: vec![Range { begin: 1, end: 4 }],
+        }),
+        ..Attribute::default()
+    };
+    let want = [
+        (
+            "h1",
+            vec![
+                Attribute::text("dc", "x"),
+                Attribute::text("rack", "r1"),
+                Attribute::scalar("zone", 2.0),
+            ],
+        ),
+        (
+            "h1",
+            vec![
+                Attribute::text("dc", "x"),
+                Attribute::text("rack", "r1"),
+                Attribute::scalar("zone", 3.0),
+            ],
+        ),
+        (
+            "h2",
+            vec![
+                Attribute::text("dc", "x"),
+                Attribute::text("rack", "r2"),
+                slots,
+            ],
+        ),
+    ];
+    let port = master.lite.as_ref().map(|l| l.port).ok_or("lite")?;
+    for (offer, (host, attributes)) in offers.iter().zip(&want) {
+        assert_eq!(offer.hostname, *host);
+        assert_eq!(&offer.attributes, attributes, "offer of {}", offer.hostname);
+        // A hostname is a label: the agent is reached at the master's IP and port.
+        let url = offer.url.as_ref().ok_or("offer url")?;
+        assert_eq!(url.address.hostname.as_deref(), Some(*host));
+        assert_eq!(url.address.ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(url.address.port, i32::from(port));
+    }
+
+    // As Mesos writes them: v1 JSON in the operator API, the legacy object in /state.
+    let agents = master
+        .operator(serde_json::json!({"type": "GET_AGENTS"}))
+        .await?;
+    let list = agents["get_agents"]["agents"].as_array().ok_or("agents")?;
+    assert_eq!(list.len(), 3);
+    let by_id = |id: &str| {
+        list.iter()
+            .find(|a| a["agent_info"]["id"]["value"] == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let third = by_id(&offers[2].agent_id.value);
+    assert_eq!(third["agent_info"]["hostname"], "h2");
+    assert_eq!(
+        third["agent_info"]["attributes"],
+        serde_json::json!([
+            {"name": "dc", "type": "TEXT", "text": {"value": "x"}},
+            {"name": "rack", "type": "TEXT", "text": {"value": "r2"}},
+            {"name": "slots", "type": "RANGES", "ranges": {"range": [{"begin": 1, "end": 4}]}}
+        ])
+    );
+    assert_eq!(
+        by_id(&offers[0].agent_id.value)["agent_info"]["attributes"][2],
+        serde_json::json!({"name": "zone", "type": "SCALAR", "scalar": {"value": 2.0}})
+    );
+    for path in ["/state", "/slaves"] {
+        let state = master.get_json(path).await?;
+        let slaves = state["slaves"].as_array().ok_or("slaves")?;
+        let slave = |id: &str| {
+            slaves
+                .iter()
+                .find(|s| s["id"] == id)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let first = slave(&offers[0].agent_id.value);
+        assert_eq!(first["hostname"], "h1", "{path}");
+        assert_eq!(
+            first["attributes"],
+            serde_json::json!({"dc": "x", "rack": "r1", "zone": 2.0}),
+            "{path}"
+        );
+        let third = slave(&offers[2].agent_id.value);
+        assert_eq!(third["hostname"], "h2");
+        assert_eq!(
+            third["attributes"],
+            serde_json::json!({"dc": "x", "rack": "r2", "slots": "[1-4]"})
+        );
+        assert_eq!(third["pid"], format!("slave(3)@127.0.0.1:{port}"));
+    }
+    let agent = master.get_json("/slave(3)/state").await?;
+    assert_eq!(agent["hostname"], "h2");
+    assert_eq!(agent["attributes"]["rack"], "r2");
+    fw.handle.teardown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn several_agents_get_distinct_hostnames_by_default() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&["--agents", "2", "--hostname", "box"])?;
+    let state = master.get_json("/state").await?;
+    let mut names: Vec<String> = state["slaves"]
+        .as_array()
+        .ok_or("slaves")?
+        .iter()
+        .filter_map(|s| s["hostname"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["box-agent-0", "box-agent-1"]);
+    assert_eq!(state["hostname"], "box", "the master keeps its name");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_agent_flags_are_refused() -> TestResult {
+    lite_only!();
+    for extra in [
+        &["--agents", "2", "--hostnames", "h1"][..],
+        &["--agents", "2", "--agent_attributes", "rack:r1"][..],
+        &["--attributes", "rack"][..],
+        &["--attributes", "s:{a,b}"][..],
+    ] {
+        let dir = tempfile::tempdir()?;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mesos-lite"))
+            .args(["--ip", "127.0.0.1", "--port", "0", "--work_dir"])
+            .arg(dir.path())
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!(
+                    "{extra:?} was accepted: mesos-lite kept running"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(!status.success(), "{extra:?} should be refused");
+        let mut err = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            std::io::Read::read_to_string(&mut pipe, &mut err)?;
+        }
+        assert!(
+            err.contains("hostnames") || err.contains("attribute"),
+            "{extra:?}: {err}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn heartbeats_follow_the_flag() -> TestResult {
     lite_only!();
     let master = Master::lite(&["--heartbeat_interval", "100ms"])?;
@@ -611,5 +797,299 @@ async fn a_failed_task_kills_the_rest_of_its_group() -> TestResult {
     fw.wait_state(&bad, TaskState::Failed, true).await?;
     fw.wait_state(&good, TaskState::Killed, true).await?;
     fw.handle.teardown().await?;
+    Ok(())
+}
+
+/// Launches `sleep 300` as `id` on `offer` and waits for it to run; returns its pid.
+async fn run_sleeper(
+    fw: &mut Fw,
+    offer: &Offer,
+    id: &str,
+) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+    fw.handle
+        .launch(
+            vec![offer.id.clone()],
+            vec![task(offer, id, sh("sleep 300"), 0.1, 32.0)],
+            None,
+        )
+        .await?;
+    let running = fw.wait_state(id, TaskState::Running, true).await?;
+    let pid = running
+        .container_status
+        .and_then(|c| c.executor_pid)
+        .ok_or("executor_pid")?;
+    Ok(pid)
+}
+
+/// POSTs `path` (no body); returns the status and the body text.
+async fn post(
+    master: &Master,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<(u16, String), Box<dyn std::error::Error + Send + Sync>> {
+    let mut req = reqwest::Client::new().post(format!("{}{path}", master.url));
+    if let Some(body) = body {
+        req = req
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
+}
+
+/// Waits for the FAILURE event of `agent`; the updates seen before it are in `fw.updates`.
+async fn wait_failure(fw: &mut Fw, agent: &AgentId) -> TestResult {
+    let ev = fw
+        .wait_event("FAILURE", |e| e.r#type == EventType::Failure)
+        .await?;
+    let failure = ev.failure.ok_or("failure body")?;
+    assert_eq!(failure.agent_id.as_ref(), Some(agent));
+    assert_eq!(failure.executor_id, None, "an agent, not an executor");
+    assert_eq!(failure.status, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lost_agent_reports_its_tasks_unreachable_then_failure() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&[
+        "--agents",
+        "2",
+        "--resources",
+        "cpus:2;mem:1024;disk:100;ports:[31000-31029]",
+    ])?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("lose"), &[PA], 0.0)).await?;
+    let on_a = fw.take_offer(|_| true).await?;
+    let a = on_a.agent_id.clone();
+    let on_b = fw.take_offer(|o| o.agent_id != a).await?;
+    let (t1, t2) = (unique("t1"), unique("t2"));
+    let pid1 = run_sleeper(&mut fw, &on_a, &t1).await?;
+    let pid2 = run_sleeper(&mut fw, &on_b, &t2).await?;
+    fw.updates.clear();
+
+    assert_eq!(
+        post(&master, &format!("/lite/agents/{}/lose", a.value), None)
+            .await?
+            .0,
+        200
+    );
+    wait_failure(&mut fw, &a).await?;
+    let lost: Vec<&TaskStatus> = fw
+        .updates
+        .iter()
+        .filter(|s| s.task_id.value == t1)
+        .collect();
+    assert_eq!(lost.len(), 1, "one update before FAILURE: {lost:?}");
+    let st = lost[0];
+    assert_eq!(st.state, TaskState::Unreachable);
+    assert_eq!(st.reason, Some(TaskStatusReason::AgentRemoved));
+    assert_eq!(st.source, Some(TaskStatusSource::Master));
+    assert_eq!(st.message.as_deref(), Some("health check timed out"));
+    assert_eq!(st.agent_id.as_ref(), Some(&a));
+    assert!(st.uuid.is_none(), "master-made: never retried");
+    assert!(st.unreachable_time.is_some_and(|t| t.nanoseconds > 0));
+    assert!(
+        fw.updates.iter().all(|s| s.task_id.value != t2),
+        "the other agent's task is untouched"
+    );
+    eventually("the lost agent's task process to be gone", || async {
+        (!pid_alive(pid1)).then_some(())
+    })
+    .await?;
+    assert!(pid_alive(pid2));
+
+    // The agent has left every listing; its task is unreachable.
+    let state = master.get_json("/state").await?;
+    let slaves = state["slaves"].as_array().ok_or("slaves")?;
+    assert_eq!(slaves.len(), 1);
+    assert_ne!(slaves[0]["id"], a.value.as_str());
+    assert_eq!(state["unreachable_slaves"], 1.0);
+    assert_eq!(state["activated_slaves"], 1.0);
+    let framework = &state["frameworks"][0];
+    assert_eq!(framework["unreachable_tasks"][0]["id"], t1.as_str());
+    assert_eq!(
+        framework["unreachable_tasks"][0]["state"],
+        "TASK_UNREACHABLE"
+    );
+    assert_eq!(framework["tasks"][0]["id"], t2.as_str());
+    assert!(
+        framework["offers"]
+            .as_array()
+            .is_none_or(|o| o.iter().all(|o| o["slave_id"] != a.value.as_str())),
+        "no offers from a lost agent"
+    );
+    let agents = master
+        .operator(serde_json::json!({"type": "GET_AGENTS"}))
+        .await?;
+    assert_eq!(
+        agents["get_agents"]["agents"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let tasks = master
+        .operator(serde_json::json!({"type": "GET_TASKS"}))
+        .await?;
+    assert_eq!(
+        tasks["get_tasks"]["unreachable_tasks"][0]["task_id"]["value"],
+        t1.as_str()
+    );
+
+    // Reconciliation answers as the master does for an unreachable agent.
+    fw.updates.clear();
+    fw.handle
+        .reconcile(vec![ReconcileTask {
+            task_id: TaskId::new(t1.clone()),
+            agent_id: Some(a.clone()),
+        }])
+        .await?;
+    let st = fw.wait_state(&t1, TaskState::Unreachable, false).await?;
+    assert_eq!(st.reason, Some(TaskStatusReason::Reconciliation));
+    assert_eq!(
+        st.message.as_deref(),
+        Some("Reconciliation: Task is unreachable")
+    );
+    assert!(st.unreachable_time.is_some());
+
+    // Losing it twice, unknown agents and other methods are refused.
+    let again = post(&master, &format!("/lite/agents/{}/lose", a.value), None).await?;
+    assert_eq!(again.0, 409, "{}", again.1);
+    let unknown = post(&master, "/lite/agents/nope/lose", None).await?;
+    assert_eq!(unknown, (404, "Agent 'nope' not found".to_owned()));
+    let get = reqwest::get(format!("{}/lite/agents/{}/lose", master.url, a.value)).await?;
+    assert_eq!(get.status().as_u16(), 405);
+
+    // Marking the unreachable agent gone turns its task gone for good.
+    fw.updates.clear();
+    let gone = post(
+        &master,
+        "/api/v1",
+        Some(serde_json::json!({"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": {"value": a.value}}})),
+    )
+    .await?;
+    assert_eq!(gone.0, 200, "{}", gone.1);
+    let st = fw.wait_state(&t1, TaskState::GoneByOperator, false).await?;
+    assert_eq!(st.reason, Some(TaskStatusReason::AgentRemovedByOperator));
+    assert_eq!(st.message.as_deref(), Some("Agent has been marked gone"));
+    fw.handle.teardown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn mark_agent_gone_reports_tasks_gone_or_lost_then_failure() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&[])?;
+    // A PARTITION_AWARE framework and one that is not, each with a task on the agent.
+    let mut aware = Fw::subscribe(&master, framework_info(&unique("pa"), &[PA], 0.0)).await?;
+    let offer = aware.take_offer(|_| true).await?;
+    let agent = offer.agent_id.clone();
+    let t1 = unique("t1");
+    let pid1 = run_sleeper(&mut aware, &offer, &t1).await?;
+    let mut legacy = Fw::subscribe(&master, framework_info(&unique("legacy"), &[], 0.0)).await?;
+    let offer = legacy.take_offer(|o| o.agent_id == agent).await?;
+    let t2 = unique("t2");
+    let pid2 = run_sleeper(&mut legacy, &offer, &t2).await?;
+    aware.updates.clear();
+    legacy.updates.clear();
+
+    let missing = post(
+        &master,
+        "/api/v1",
+        Some(serde_json::json!({"type": "MARK_AGENT_GONE"})),
+    )
+    .await?;
+    assert_eq!(missing.0, 400, "{}", missing.1);
+    let unknown = post(
+        &master,
+        "/api/v1",
+        Some(serde_json::json!({"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": {"value": "nope"}}})),
+    )
+    .await?;
+    assert_eq!(unknown, (404, "Agent 'nope' not found".to_owned()));
+    let call = serde_json::json!({"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": {"value": agent.value}}});
+    let (status, body) = post(&master, "/api/v1", Some(call.clone())).await?;
+    assert_eq!((status, body.as_str()), (200, ""));
+
+    wait_failure(&mut aware, &agent).await?;
+    wait_failure(&mut legacy, &agent).await?;
+    let gone = aware
+        .updates
+        .iter()
+        .find(|s| s.task_id.value == t1)
+        .cloned()
+        .ok_or("update before FAILURE")?;
+    assert_eq!(gone.state, TaskState::GoneByOperator);
+    assert_eq!(gone.reason, Some(TaskStatusReason::AgentRemovedByOperator));
+    assert_eq!(gone.message.as_deref(), Some("Agent has been marked gone"));
+    assert_eq!(gone.source, Some(TaskStatusSource::Master));
+    assert!(gone.uuid.is_none() && gone.unreachable_time.is_none());
+    let lost = legacy
+        .updates
+        .iter()
+        .find(|s| s.task_id.value == t2)
+        .cloned()
+        .ok_or("update before FAILURE")?;
+    assert_eq!(
+        lost.state,
+        TaskState::Lost,
+        "not PARTITION_AWARE: TASK_LOST"
+    );
+    assert_eq!(lost.reason, Some(TaskStatusReason::AgentRemoved));
+    for pid in [pid1, pid2] {
+        eventually("the gone agent's task processes to end", || async move {
+            (!pid_alive(pid)).then_some(())
+        })
+        .await?;
+    }
+    let state = master.get_json("/state").await?;
+    assert_eq!(state["slaves"].as_array().map(Vec::len), Some(0));
+    assert_eq!(state["unreachable_slaves"], 0.0);
+    let completed: Vec<String> = state["frameworks"]
+        .as_array()
+        .ok_or("frameworks")?
+        .iter()
+        .flat_map(|f| f["completed_tasks"].as_array().cloned().unwrap_or_default())
+        .map(|t| {
+            format!(
+                "{} {}",
+                t["id"].as_str().unwrap_or(""),
+                t["state"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(
+        completed.contains(&format!("{t1} TASK_GONE_BY_OPERATOR")),
+        "{completed:?}"
+    );
+    assert!(
+        completed.contains(&format!("{t2} TASK_LOST")),
+        "{completed:?}"
+    );
+
+    // Reconciliation: gone by operator (PA) or lost.
+    aware.updates.clear();
+    aware
+        .handle
+        .reconcile(vec![ReconcileTask {
+            task_id: TaskId::new(t1.clone()),
+            agent_id: Some(agent.clone()),
+        }])
+        .await?;
+    let st = aware
+        .wait_state(&t1, TaskState::GoneByOperator, false)
+        .await?;
+    assert_eq!(st.message.as_deref(), Some("Reconciliation: Task is gone"));
+    legacy.updates.clear();
+    legacy
+        .handle
+        .reconcile(vec![ReconcileTask {
+            task_id: TaskId::new(t2.clone()),
+            agent_id: Some(agent.clone()),
+        }])
+        .await?;
+    legacy.wait_state(&t2, TaskState::Lost, false).await?;
+    // Marking it gone again is a no-op.
+    assert_eq!(post(&master, "/api/v1", Some(call)).await?.0, 200);
+    aware.handle.teardown().await?;
+    legacy.handle.teardown().await?;
     Ok(())
 }

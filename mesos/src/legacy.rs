@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::resources::format_ranges;
 use crate::types::wire::{lenient, lenient_opt, null_default};
-use crate::types::{Labels, Resource, ValueType};
+use crate::types::{Attribute, Labels, Resource, ValueType};
 
 /// A legacy resources object. Known scalars are fields; everything else (other
 /// scalars as numbers, ranges as `"[a-b, c-d]"`, sets as `"{a,b}"`) is in `other`.
@@ -113,6 +113,29 @@ pub fn legacy_labels(labels: &Labels) -> Vec<LegacyLabel> {
         .map(|l| LegacyLabel {
             key: l.key.clone(),
             value: l.value.clone(),
+        })
+        .collect()
+}
+
+/// Agent attributes as the legacy endpoints show them (`slaves[].attributes`): an
+/// object by name, TEXT as its string, SCALAR as a number, RANGES as `"[a-b, c-d]"`
+/// and SET as `"{a, b}"`.
+pub fn legacy_attributes(attributes: &[Attribute]) -> BTreeMap<String, serde_json::Value> {
+    attributes
+        .iter()
+        .filter_map(|a| {
+            let value = match a.r#type {
+                ValueType::Text => serde_json::Value::String(a.text.as_ref()?.value.clone()),
+                ValueType::Scalar => serde_json::json!(a.scalar.as_ref()?.value),
+                ValueType::Ranges => {
+                    serde_json::Value::String(format_ranges(&a.ranges.as_ref()?.range))
+                }
+                ValueType::Set => {
+                    serde_json::Value::String(format!("{{{}}}", a.set.as_ref()?.item.join(", ")))
+                }
+                _ => return None,
+            };
+            Some((a.name.clone(), value))
         })
         .collect()
 }

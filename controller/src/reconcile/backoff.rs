@@ -141,6 +141,47 @@ impl BackoffTable {
     }
 }
 
+/// Back-off for retrying a failed Mesos call or etcd write (a kill, a status write):
+/// exponential from `initial` up to `max`, per thing retried, forgotten on success.
+#[derive(Debug)]
+pub struct Retries {
+    initial: std::time::Duration,
+    max: std::time::Duration,
+    failures: HashMap<String, u32>,
+}
+
+impl Retries {
+    /// Delays start at `initial` and double up to `max`.
+    pub fn new(initial: std::time::Duration, max: std::time::Duration) -> Self {
+        Self {
+            initial,
+            max,
+            failures: HashMap::new(),
+        }
+    }
+
+    /// Records a failure of `what`; returns how long to wait before trying again.
+    pub fn failed(&mut self, what: &str) -> std::time::Duration {
+        let n = self.failures.entry(what.to_owned()).or_default();
+        let delay = self
+            .initial
+            .saturating_mul(1u32 << (*n).min(20))
+            .min(self.max);
+        *n = n.saturating_add(1);
+        delay
+    }
+
+    /// `what` succeeded (or no longer matters): the next failure starts afresh.
+    pub fn succeeded(&mut self, what: &str) {
+        self.failures.remove(what);
+    }
+
+    /// Failures of `what` since its last success.
+    pub fn failures(&self, what: &str) -> u32 {
+        self.failures.get(what).copied().unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +234,25 @@ mod tests {
         table.record_failure(key(), "h1", &policy, "x".into(), t0);
         table.maintain(&key(), "h2", &policy, t0);
         assert!(table.get(&key()).is_none(), "new template resets back-off");
+    }
+
+    #[test]
+    fn retries_double_up_to_the_cap_and_reset_on_success() {
+        use std::time::Duration as Std;
+        let mut r = Retries::new(Std::from_millis(100), Std::from_millis(500));
+        let delays: Vec<Std> = (0..5).map(|_| r.failed("kill:t1")).collect();
+        assert_eq!(
+            delays,
+            [100, 200, 400, 500, 500].map(Std::from_millis).to_vec()
+        );
+        assert_eq!(r.failures("kill:t1"), 5);
+        assert_eq!(
+            r.failed("kill:t2"),
+            Std::from_millis(100),
+            "per thing retried"
+        );
+        r.succeeded("kill:t1");
+        assert_eq!(r.failures("kill:t1"), 0);
+        assert_eq!(r.failed("kill:t1"), Std::from_millis(100));
     }
 }

@@ -12,6 +12,7 @@
 //! adopted, never restarted (DESIGN.md, lesson 2).
 
 pub mod backoff;
+pub mod calls;
 pub mod identity;
 pub mod informer;
 pub mod launch;
@@ -19,6 +20,7 @@ pub mod planner;
 mod state;
 mod status;
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use mesos_v1::{
@@ -153,17 +155,21 @@ pub async fn run(
         format!("{}/endpoints/", store.prefix()),
         ep_tx,
     ));
-    let (status_tx, status_rx) = mpsc::unbounded_channel();
-    tokio::spawn(write_statuses(store.clone(), status_rx));
     let (feedback_tx, mut feedback_rx) = mpsc::unbounded_channel();
+    let (status_tx, status_rx) = mpsc::unbounded_channel();
+    tokio::spawn(write_statuses(
+        store.clone(),
+        status_rx,
+        feedback_tx.clone(),
+    ));
+    let (calls_tx, calls_rx) = mpsc::unbounded_channel();
+    tokio::spawn(calls::dispatch(handle, calls_rx, feedback_tx));
 
     let mut r = Reconciler::new(
-        store.clone(),
         config.clone(),
-        handle,
         Outputs {
+            calls_tx,
             status_tx,
-            feedback_tx,
             metrics,
         },
         readiness,
@@ -210,6 +216,14 @@ async fn stored_state(store: &Store) -> Restored {
     for t in items {
         let key = t.key();
         let Some(status) = t.status else { continue };
+        restored.instances.insert(
+            key.clone(),
+            status
+                .operators
+                .iter()
+                .map(|o| (o.name.clone(), o.desired))
+                .collect(),
+        );
         restored.events.insert(key, status.events);
         restored.tasks.extend(
             status
@@ -223,54 +237,170 @@ async fn stored_state(store: &Store) -> Restored {
     restored
 }
 
-/// The single status writer: statuses for one key are written in order.
-async fn write_statuses(store: Store, mut rx: mpsc::UnboundedReceiver<state::StatusWrite>) {
-    while let Some(write) = rx.recv().await {
-        let mut delay = Duration::from_millis(100);
-        for attempt in 0..8 {
-            let result = match &write {
-                state::StatusWrite::Put { ns, name, status } => {
-                    store.put_status(ns, name, status).await.map(|_| ())
+/// The single status writer: writes happen in the order they were asked for.
+///
+/// A topology's status and its removal are tried once and the outcome reported back
+/// ([`state::Feedback`]): the reconciler decides what to write again, after a back-off,
+/// from its state at that time. The framework id and the last stable spec are retried
+/// here until they are written, a newer write of the same key replacing an older one,
+/// without holding up the writes behind them.
+async fn write_statuses(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<state::StatusWrite>,
+    feedback: mpsc::UnboundedSender<state::Feedback>,
+) {
+    let mut retry: VecDeque<state::StatusWrite> = VecDeque::new();
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let write = tokio::select! {
+            w = rx.recv() => match w {
+                Some(w) => w,
+                None => return,
+            },
+            _ = sleep_until(retry_at), if !retry.is_empty() => {
+                // Retry everything queued, oldest first; what fails again is queued again.
+                let queued: Vec<_> = retry.drain(..).collect();
+                let mut failed = false;
+                for w in queued {
+                    if let Err((w, e)) = write_other(&store, w).await {
+                        tracing::warn!(error = %e, "store write failed again; retrying");
+                        supersede(&mut retry, w);
+                        failed = true;
+                    }
                 }
-                state::StatusWrite::Finalize {
-                    ns,
-                    name,
-                    mod_revision,
-                } => store.finalize_delete(ns, name, *mod_revision).await,
-                state::StatusWrite::FrameworkId(id) => {
-                    store
-                        .put_raw(&framework_id_key(&store), id.clone().into_bytes())
-                        .await
+                if failed {
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                    retry_at = Some(tokio::time::Instant::now() + delay);
+                } else {
+                    delay = Duration::from_millis(200);
+                    retry_at = None;
                 }
-                state::StatusWrite::ClearFrameworkId => {
-                    store.delete_raw(&framework_id_key(&store)).await
+                continue;
+            }
+        };
+        match write {
+            state::StatusWrite::Put { ns, name, status } => {
+                let key = format!("{ns}/{name}");
+                match store.put_status(&ns, &name, &status).await {
+                    Ok(_) => {
+                        let _ = feedback.send(state::Feedback::StatusWritten { key, status });
+                    }
+                    Err(e) => {
+                        let _ = feedback.send(state::Feedback::StatusWriteFailed {
+                            key,
+                            status,
+                            reason: e.to_string(),
+                        });
+                    }
                 }
-            };
-            match result {
-                Ok(()) => break,
-                Err(e @ crate::StoreError::Fenced { .. }) => {
-                    // No longer the leader: this term is ending; the next leader rebuilds.
-                    tracing::warn!(error = %e, "status write fenced off");
-                    break;
-                }
-                Err(crate::StoreError::Conflict { .. })
-                    if matches!(write, state::StatusWrite::Finalize { .. }) =>
-                {
-                    // The spec changed meanwhile; the next reconcile decides again.
-                    break;
-                }
+            }
+            state::StatusWrite::Finalize {
+                ns,
+                name,
+                mod_revision,
+            } => match store.finalize_delete(&ns, &name, mod_revision).await {
+                // Done, or the spec changed meanwhile: the watch brings the news either way.
+                Ok(()) | Err(crate::StoreError::Conflict { .. }) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, attempt, "store write failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    let _ = feedback.send(state::Feedback::FinalizeFailed {
+                        key: format!("{ns}/{name}"),
+                        reason: e.to_string(),
+                    });
+                }
+            },
+            other => {
+                if let Err((w, e)) = write_other(&store, other).await {
+                    tracing::warn!(error = %e, "store write failed; retrying");
+                    supersede(&mut retry, w);
+                    retry_at.get_or_insert_with(|| tokio::time::Instant::now() + delay);
                 }
             }
         }
     }
 }
 
-/// Benchmark support: the real reconciler over injected state, with Mesos and etcd
-/// addresses that lead nowhere (calls it issues fail quietly in the background).
+/// Queues `w` for a retry in place of an older write of the same key.
+fn supersede(retry: &mut VecDeque<state::StatusWrite>, w: state::StatusWrite) {
+    use state::StatusWrite as W;
+    retry.retain(|old| match (old, &w) {
+        (W::FrameworkId(_) | W::ClearFrameworkId, W::FrameworkId(_) | W::ClearFrameworkId) => false,
+        (
+            W::StableSpec { ns, name, .. },
+            W::StableSpec {
+                ns: ns2,
+                name: name2,
+                ..
+            },
+        ) => !(ns == ns2 && name == name2),
+        _ => true,
+    });
+    retry.push_back(w);
+}
+
+/// Writes the framework id or a stable spec; gives the write back on failure.
+async fn write_other(
+    store: &Store,
+    write: state::StatusWrite,
+) -> Result<(), (state::StatusWrite, crate::StoreError)> {
+    // Fenced writes: a leader that lost its term writes nothing more.
+    let result = match &write {
+        state::StatusWrite::FrameworkId(id) => {
+            store
+                .put_raw(&framework_id_key(store), id.clone().into_bytes())
+                .await
+        }
+        state::StatusWrite::ClearFrameworkId => store.delete_raw(&framework_id_key(store)).await,
+        state::StatusWrite::StableSpec { ns, name, spec } => {
+            match serde_json::to_vec(spec.as_ref()) {
+                Ok(value) => store.put_raw(&store.stable_key(ns, name), value).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot encode the last stable spec");
+                    return Ok(());
+                }
+            }
+        }
+        // Reported to the reconciler instead, never retried here.
+        state::StatusWrite::Put { .. } | state::StatusWrite::Finalize { .. } => Ok(()),
+    };
+    match result {
+        Err(e @ crate::StoreError::Fenced { .. }) => {
+            // This term is over; the next leader writes what it finds.
+            tracing::warn!(error = %e, "write fenced off");
+            Ok(())
+        }
+        other => other.map_err(|e| (write, e)),
+    }
+}
+
+/// Settings of a reconciler that talks to nothing (benchmarks and tests).
+fn detached_config() -> ReconcilerConfig {
+    let nowhere = "http://127.0.0.1:9".to_owned();
+    ReconcilerConfig {
+        mesos_master: nowhere.clone(),
+        framework_name: "detached".into(),
+        role: "detached".into(),
+        principal: None,
+        secret: None,
+        failover_timeout: 60.0,
+        resync: Duration::from_secs(600),
+        readiness: ReadinessMode::Running,
+        launch: LaunchSettings {
+            executor_path: "concord-executor".into(),
+            executor_uri: None,
+            etcd_endpoints: vec![nowhere],
+            etcd_prefix: "/detached".into(),
+            etcd_env: Vec::new(),
+            kill_grace: Duration::from_secs(5),
+            trace_sample_rate: None,
+        },
+        hostname: "detached".into(),
+        webui_url: None,
+    }
+}
+
+/// Benchmark support: the real reconciler over injected state, detached from Mesos
+/// and etcd (the calls and writes it asks for are dropped).
 #[doc(hidden)]
 pub mod bench {
     use super::*;
@@ -278,61 +408,25 @@ pub mod bench {
     /// A reconciler detached from Mesos and etcd.
     pub struct Detached {
         inner: Reconciler,
-        _status_rx: mpsc::UnboundedReceiver<state::StatusWrite>,
-        _feedback_rx: mpsc::UnboundedReceiver<state::Feedback>,
     }
 
     impl Detached {
-        /// Must be called inside a tokio runtime.
+        /// Kept async for callers that build it inside a runtime.
         pub async fn new() -> Self {
-            let nowhere = "http://127.0.0.1:9".to_owned();
-            let store = Store::connect(std::slice::from_ref(&nowhere), "/bench")
-                .await
-                .expect("lazy etcd client");
-            let (handle, _events) = Scheduler::start(SchedulerConfig::new(
-                nowhere.clone(),
-                FrameworkInfo::new("bench", "bench"),
-            ));
-            let (status_tx, status_rx) = mpsc::unbounded_channel();
-            let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
-            let config = ReconcilerConfig {
-                mesos_master: nowhere.clone(),
-                framework_name: "bench".into(),
-                role: "bench".into(),
-                principal: None,
-                secret: None,
-                failover_timeout: 60.0,
-                resync: Duration::from_secs(600),
-                readiness: ReadinessMode::Running,
-                launch: LaunchSettings {
-                    executor_path: "concord-executor".into(),
-                    executor_uri: None,
-                    etcd_endpoints: vec![nowhere],
-                    etcd_prefix: "/bench".into(),
-                    etcd_env: Vec::new(),
-                    kill_grace: Duration::from_secs(5),
-                    trace_sample_rate: None,
-                },
-                hostname: "bench".into(),
-                webui_url: None,
-            };
+            // Receivers dropped at once: what the reconciler asks for goes nowhere.
+            let (calls_tx, _) = mpsc::unbounded_channel();
+            let (status_tx, _) = mpsc::unbounded_channel();
             let inner = Reconciler::new(
-                store,
-                config,
-                handle,
+                detached_config(),
                 Outputs {
+                    calls_tx,
                     status_tx,
-                    feedback_tx,
                     metrics: crate::metrics::Metrics::new(),
                 },
                 Readiness::default(),
                 Restored::default(),
             );
-            Self {
-                inner,
-                _status_rx: status_rx,
-                _feedback_rx: feedback_rx,
-            }
+            Self { inner }
         }
 
         /// Adds a topology whose tasks all run and are ready.

@@ -9,14 +9,12 @@ use chrono::{DateTime, Utc};
 use concord_schemas::{
     Event, OperatorStatus, TaskSummary, Topology, TopologyStatus, template_hash,
 };
-use mesos_v1::{
-    AgentId, Filters, Offer, OfferId, ReconcileTask, SchedulerEvent, SchedulerHandle, TaskId,
-    TaskState, TaskStatus,
-};
+use mesos_v1::{AgentId, Offer, ReconcileTask, SchedulerEvent, TaskId, TaskState, TaskStatus};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::backoff::{BackoffTable, InstanceKey};
+use super::backoff::{BackoffTable, InstanceKey, Retries};
+use super::calls::MesosCall;
 use super::identity::TaskName;
 use super::informer::{Entry, InformerEvent};
 use super::launch::{LaunchRequest, OfferSpace, attributes_match, describe_needs, task_info};
@@ -24,7 +22,7 @@ use super::planner::{Desired, LiveTask, Phase, plan_operator};
 use super::status::{OperatorView, build_conditions};
 use super::{ReadinessMode, ReconcilerConfig};
 use crate::readiness::Readiness;
-use crate::store::{Store, split_ns_name};
+use crate::store::split_ns_name;
 
 /// Most events kept per topology.
 const MAX_EVENTS: usize = 50;
@@ -36,6 +34,35 @@ const KILL_RESEND: Duration = Duration::from_secs(30);
 const RECONCILE_WAIT: Duration = Duration::from_secs(5);
 /// After explicit reconciliation, time for the implicit one's answers to arrive.
 const IMPLICIT_GRACE: Duration = Duration::from_secs(1);
+/// First and longest delay before a failed kill, status write or SUPPRESS/REVIVE is
+/// tried again (doubling in between).
+const RETRY_INITIAL: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+/// Refuse filter of an offer declined because nothing is wanted (SUPPRESS follows).
+const REFUSE_UNWANTED: f64 = 30.0;
+/// Refuse filter of an offer declined while waiting for a better fit or still syncing,
+/// and of the unused part of an accepted offer.
+const REFUSE_BRIEFLY: f64 = 1.0;
+/// Timer key that only wakes the loop (for a SUPPRESS/REVIVE retry).
+const WAKE: &str = "__wake";
+/// Timer key of the post-subscribe reconciliation.
+const SYNC: &str = "__sync";
+
+/// The wall clock (times in status, back-off deadlines) and the monotonic one (timers,
+/// retries). Tests replace both with one manual clock, so timers and back-off
+/// deadlines move together, and only when a test says so.
+#[cfg(not(test))]
+fn utc_now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+#[cfg(not(test))]
+fn mono_now() -> Instant {
+    Instant::now()
+}
+
+#[cfg(test)]
+use tests::{mono_now, utc_now};
 
 /// A write for the single status writer.
 #[derive(Debug)]
@@ -52,9 +79,15 @@ pub enum StatusWrite {
     },
     FrameworkId(String),
     ClearFrameworkId,
+    /// The spec of the last generation that became Ready (for `rollout undo`).
+    StableSpec {
+        ns: String,
+        name: String,
+        spec: Arc<Topology>,
+    },
 }
 
-/// Results of spawned Mesos calls that the state must know about.
+/// Results of Mesos calls and etcd writes that the state must know about.
 #[derive(Debug)]
 pub enum Feedback {
     /// An ACCEPT failed: these launches never happened.
@@ -62,12 +95,26 @@ pub enum Feedback {
         task_ids: Vec<String>,
         reason: String,
     },
+    /// A KILL was not accepted by the master; it is sent again after a back-off.
+    KillFailed { task_id: String, reason: String },
+    /// The answer to a SUPPRESS (`revive: false`) or REVIVE; `error` if it failed.
+    OfferMode { revive: bool, error: Option<String> },
+    /// This status is stored for the topology `key` (`ns/name`).
+    StatusWritten { key: String, status: TopologyStatus },
+    /// Writing this status failed; the key is reconciled again after a back-off.
+    StatusWriteFailed {
+        key: String,
+        status: TopologyStatus,
+        reason: String,
+    },
+    /// Removing a deleted topology whose tasks are all gone failed (not a conflict).
+    FinalizeFailed { key: String, reason: String },
 }
 
-/// Where the reconciler's writes and call results go.
+/// Where the reconciler's calls and writes go.
 pub struct Outputs {
+    pub calls_tx: mpsc::UnboundedSender<MesosCall>,
     pub status_tx: mpsc::UnboundedSender<StatusWrite>,
-    pub feedback_tx: mpsc::UnboundedSender<Feedback>,
     pub metrics: crate::metrics::Metrics,
 }
 
@@ -78,6 +125,8 @@ pub struct Restored {
     pub tasks: Vec<(String, Option<String>)>,
     /// Each topology's event log.
     pub events: HashMap<String, Vec<Event>>,
+    /// Each topology's desired instances per operator as last recorded in status.
+    pub instances: HashMap<String, BTreeMap<String, u32>>,
 }
 
 /// A task as last observed.
@@ -87,9 +136,24 @@ struct TaskRecord {
     agent_id: Option<String>,
     state: TaskState,
     since: DateTime<Utc>,
+    /// When the last KILL was sent: the task is going away.
     kill_sent: Option<Instant>,
+    /// The last KILL failed: send it again at this time.
+    kill_retry_at: Option<Instant>,
     /// Known only from stored status, not yet confirmed by Mesos.
     unconfirmed: bool,
+}
+
+impl TaskRecord {
+    /// Whether a KILL may be sent now: none sent yet, a failed one's back-off is over,
+    /// or the last one has gone unanswered for [`KILL_RESEND`].
+    fn kill_due(&self, now: Instant) -> bool {
+        match (self.kill_retry_at, self.kill_sent) {
+            (Some(retry_at), _) => retry_at <= now,
+            (None, None) => true,
+            (None, Some(sent)) => now.duration_since(sent) >= KILL_RESEND,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -121,12 +185,21 @@ enum Sync {
     Ready,
 }
 
+/// What the master was last asked about offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OfferMode {
+    /// Not known (after a (re)subscription, or a SUPPRESS/REVIVE that failed).
+    Unknown,
+    /// REVIVE sent: offers wanted.
+    Wanted,
+    /// SUPPRESS sent: no offers wanted.
+    Suppressed,
+}
+
 pub struct Reconciler {
-    store: Store,
     config: ReconcilerConfig,
-    handle: SchedulerHandle,
+    calls_tx: mpsc::UnboundedSender<MesosCall>,
     status_tx: mpsc::UnboundedSender<StatusWrite>,
-    feedback_tx: mpsc::UnboundedSender<Feedback>,
     readiness: Readiness,
     metrics: crate::metrics::Metrics,
 
@@ -142,39 +215,47 @@ pub struct Reconciler {
     unfit: HashMap<String, String>,
     events: HashMap<String, VecDeque<Event>>,
     progress: HashMap<(String, String), Progress>,
+    /// The status last computed per topology (conditions keep their transition times).
     last_status: HashMap<String, TopologyStatus>,
+    /// The status etcd is known to hold per topology (confirmed by the writer).
+    written: HashMap<String, TopologyStatus>,
+    /// The status last handed to the writer and not yet confirmed or failed.
+    writing: HashMap<String, TopologyStatus>,
     last_stable: HashMap<String, i64>,
+    /// Desired instances per operator as last reconciled, to see a scale-up.
+    instances: HashMap<String, BTreeMap<String, u32>>,
+    /// Back-off of failed kills, status writes and SUPPRESS/REVIVE.
+    retries: Retries,
     timers: BinaryHeap<Reverse<(Instant, String)>>,
     dirty: BTreeSet<String>,
     subscribed: bool,
-    suppressed: bool,
+    offer_mode: OfferMode,
+    /// SUPPRESS/REVIVE failed: not asked again before this.
+    offer_mode_retry_at: Option<Instant>,
     sync: Sync,
 }
 
 impl Reconciler {
     pub fn new(
-        store: Store,
         config: ReconcilerConfig,
-        handle: SchedulerHandle,
         outputs: Outputs,
         readiness: Readiness,
         restored: Restored,
     ) -> Self {
         let Outputs {
+            calls_tx,
             status_tx,
-            feedback_tx,
             metrics,
         } = outputs;
         let Restored {
             tasks: known,
             events,
+            instances,
         } = restored;
         let mut r = Self {
-            store,
             config,
-            handle,
+            calls_tx,
             status_tx,
-            feedback_tx,
             readiness,
             metrics,
             specs: HashMap::new(),
@@ -193,11 +274,16 @@ impl Reconciler {
                 .collect(),
             progress: HashMap::new(),
             last_status: HashMap::new(),
+            written: HashMap::new(),
+            writing: HashMap::new(),
             last_stable: HashMap::new(),
+            instances,
+            retries: Retries::new(RETRY_INITIAL, RETRY_MAX),
             timers: BinaryHeap::new(),
             dirty: BTreeSet::new(),
             subscribed: false,
-            suppressed: false,
+            offer_mode: OfferMode::Unknown,
+            offer_mode_retry_at: None,
             sync: Sync::Waiting,
         };
         // Tasks from stored status are placeholders until Mesos confirms them.
@@ -209,8 +295,9 @@ impl Reconciler {
                         name,
                         agent_id,
                         state: TaskState::Staging,
-                        since: Utc::now(),
+                        since: utc_now(),
                         kill_sent: None,
+                        kill_retry_at: None,
                         unconfirmed: true,
                     },
                 );
@@ -318,9 +405,11 @@ impl Reconciler {
             SchedulerEvent::Subscribed { framework_id, .. } => {
                 tracing::info!(framework_id = framework_id.as_str(), "subscribed to Mesos");
                 self.subscribed = true;
-                // The client re-subscribes with the roles it had suppressed (as Mesos
-                // wants), so a pending launch after a master failover must REVIVE.
-                self.suppressed = !self.handle.suppressed_roles().is_empty();
+                // The client re-subscribes with the roles it last suppressed; ask again
+                // for what is wanted now rather than trust either side's memory.
+                self.offer_mode = OfferMode::Unknown;
+                self.offer_mode_retry_at = None;
+                self.retries.succeeded("offers");
                 self.readiness.set("mesos", Ok(()));
                 let _ = self
                     .status_tx
@@ -334,7 +423,7 @@ impl Reconciler {
                     .set("mesos", Err(format!("disconnected: {reason}")));
                 if reason.contains("removed") {
                     // Our framework was torn down: start over with a new framework id.
-                    self.handle.set_framework_id(None);
+                    self.call(MesosCall::ForgetFrameworkId);
                     let _ = self.status_tx.send(StatusWrite::ClearFrameworkId);
                 }
                 self.sync = Sync::Waiting;
@@ -347,8 +436,21 @@ impl Reconciler {
                 } else if let Some(err) = &event.error {
                     tracing::error!(message = %err.message, "Mesos reported an error");
                     if err.message.contains("removed") {
-                        self.handle.set_framework_id(None);
+                        self.call(MesosCall::ForgetFrameworkId);
                         let _ = self.status_tx.send(StatusWrite::ClearFrameworkId);
+                    }
+                } else if let Some(failure) = &event.failure {
+                    // The agent's tasks arrive as TASK_LOST/GONE/UNREACHABLE updates.
+                    tracing::warn!(
+                        agent = failure.agent_id.as_ref().map_or("-", |a| a.as_str()),
+                        executor = failure.executor_id.as_ref().map_or("-", |e| e.as_str()),
+                        status = ?failure.status,
+                        "Mesos reported a lost agent or executor"
+                    );
+                    if let Some(agent) = &failure.agent_id
+                        && failure.executor_id.is_none()
+                    {
+                        self.hosts.remove(agent.as_str());
                     }
                 }
             }
@@ -364,6 +466,69 @@ impl Reconciler {
                         self.dirty.insert(rec.name.topology_key());
                     }
                 }
+            }
+            Feedback::KillFailed { task_id, reason } => {
+                let Some(rec) = self.tasks.get_mut(&task_id) else {
+                    return; // gone meanwhile
+                };
+                let delay = self.retries.failed(&format!("kill:{task_id}"));
+                tracing::warn!(task = %task_id, %reason, retry_in = ?delay, "kill failed; retrying");
+                let at = mono_now() + delay;
+                rec.kill_retry_at = Some(at);
+                let key = rec.name.topology_key();
+                self.timers.push(Reverse((at, key)));
+            }
+            Feedback::OfferMode { revive, error } => {
+                let asked = if revive {
+                    OfferMode::Wanted
+                } else {
+                    OfferMode::Suppressed
+                };
+                match error {
+                    None => {
+                        if self.offer_mode == asked {
+                            self.retries.succeeded("offers");
+                        }
+                    }
+                    // Only the answer to what was asked last matters.
+                    Some(reason) if self.offer_mode == asked => {
+                        let delay = self.retries.failed("offers");
+                        let call = if revive { "REVIVE" } else { "SUPPRESS" };
+                        tracing::warn!(%reason, retry_in = ?delay, "{call} failed; retrying");
+                        self.offer_mode = OfferMode::Unknown;
+                        let at = mono_now() + delay;
+                        self.offer_mode_retry_at = Some(at);
+                        self.timers.push(Reverse((at, WAKE.to_owned())));
+                    }
+                    Some(_) => {}
+                }
+            }
+            Feedback::StatusWritten { key, status } => {
+                if self.writing.get(&key) == Some(&status) {
+                    self.writing.remove(&key);
+                }
+                self.retries.succeeded(&format!("status:{key}"));
+                // Only a topology still known keeps its memory of what etcd holds.
+                if self.specs.contains_key(&key) {
+                    self.written.insert(key, status);
+                }
+            }
+            Feedback::StatusWriteFailed {
+                key,
+                status,
+                reason,
+            } => {
+                if self.writing.get(&key) == Some(&status) {
+                    self.writing.remove(&key);
+                }
+                let delay = self.retries.failed(&format!("status:{key}"));
+                tracing::warn!(topology = %key, %reason, retry_in = ?delay, "status write failed; retrying");
+                self.timers.push(Reverse((mono_now() + delay, key)));
+            }
+            Feedback::FinalizeFailed { key, reason } => {
+                let delay = self.retries.failed(&format!("finalize:{key}"));
+                tracing::warn!(topology = %key, %reason, retry_in = ?delay, "removing the topology failed; retrying");
+                self.timers.push(Reverse((mono_now() + delay, key)));
             }
         }
     }
@@ -396,15 +561,15 @@ impl Reconciler {
 
     /// Keys whose timers are due become dirty.
     pub fn fire_timers(&mut self) {
-        let now = Instant::now();
+        let now = mono_now();
         while let Some(Reverse((at, _))) = self.timers.peek() {
             if *at > now {
                 break;
             }
             if let Some(Reverse((_, key))) = self.timers.pop() {
-                if key == "__sync" {
+                if key == SYNC {
                     self.advance_sync();
-                } else {
+                } else if key != WAKE {
                     self.dirty.insert(key);
                 }
             }
@@ -427,16 +592,20 @@ impl Reconciler {
             .map(|(id, r)| reconcile_task(id, r.agent_id.as_deref()))
             .collect();
         if !stale.is_empty() && self.subscribed {
-            let handle = self.handle.clone();
-            tokio::spawn(async move { handle.reconcile(stale).await });
+            self.call(MesosCall::Reconcile {
+                explicit: stale,
+                implicit: false,
+            });
         }
     }
 
     /// Asks Mesos for the state of every task it has for us.
     pub fn implicit_reconcile(&self) {
         if self.subscribed {
-            let handle = self.handle.clone();
-            tokio::spawn(async move { handle.reconcile(Vec::new()).await });
+            self.call(MesosCall::Reconcile {
+                explicit: Vec::new(),
+                implicit: true,
+            });
         }
     }
 
@@ -449,25 +618,18 @@ impl Reconciler {
             .map(|(id, r)| reconcile_task(id, r.agent_id.as_deref()))
             .collect();
         let awaiting: HashSet<String> = self.tasks.keys().cloned().collect();
-        let handle = self.handle.clone();
-        tokio::spawn(async move {
-            if !tasks.is_empty()
-                && let Err(e) = handle.reconcile(tasks).await
-            {
-                tracing::warn!(error = %e, "explicit reconciliation failed");
-            }
-            if let Err(e) = handle.reconcile(Vec::new()).await {
-                tracing::warn!(error = %e, "implicit reconciliation failed");
-            }
+        self.call(MesosCall::Reconcile {
+            explicit: tasks,
+            implicit: true,
         });
-        let deadline = Instant::now() + RECONCILE_WAIT;
+        let deadline = mono_now() + RECONCILE_WAIT;
         self.sync = Sync::Reconciling { awaiting, deadline };
-        self.timers.push(Reverse((deadline, "__sync".into())));
+        self.timers.push(Reverse((deadline, SYNC.into())));
         self.advance_sync();
     }
 
     fn advance_sync(&mut self) {
-        let now = Instant::now();
+        let now = mono_now();
         match &self.sync {
             Sync::Reconciling { awaiting, deadline } if awaiting.is_empty() || *deadline <= now => {
                 if !awaiting.is_empty() {
@@ -488,7 +650,7 @@ impl Reconciler {
                 }
                 let until = now + IMPLICIT_GRACE;
                 self.sync = Sync::Settling { until };
-                self.timers.push(Reverse((until, "__sync".into())));
+                self.timers.push(Reverse((until, SYNC.into())));
             }
             Sync::Settling { until } if *until <= now => {
                 // Anything still unconfirmed was not reported by the implicit reconciliation either.
@@ -519,13 +681,7 @@ impl Reconciler {
 
     fn on_status(&mut self, status: TaskStatus) {
         if status.uuid.is_some() {
-            let handle = self.handle.clone();
-            let s = status.clone();
-            tokio::spawn(async move {
-                if let Err(e) = handle.acknowledge_status(&s).await {
-                    tracing::debug!(error = %e, "acknowledge failed; Mesos will resend");
-                }
-            });
+            self.call(MesosCall::Acknowledge(Box::new(status.clone())));
         }
         let id = status.task_id.as_str().to_owned();
         let Some(name) = TaskName::parse(&id) else {
@@ -540,18 +696,26 @@ impl Reconciler {
         }
         let key = name.topology_key();
         let reason = describe_status(&status);
-        if status.state.is_terminal() || matches!(status.state, TaskState::Unknown) {
+        // An unreachable task counts as gone (DESIGN.md, lesson 1): its instance is
+        // replaced; should its agent come back, the duplicate is killed.
+        if status.state.is_terminal()
+            || matches!(status.state, TaskState::Unknown | TaskState::Unreachable)
+        {
             if self.tasks.contains_key(&id) {
                 self.task_gone(&id, status.state.clone(), reason);
             }
             self.dirty.insert(key);
             return;
         }
-        let now = Utc::now();
+        let now = utc_now();
         let agent_id = status.agent_id.as_ref().map(|a| a.as_str().to_owned());
+        let mut started = false;
         match self.tasks.get_mut(&id) {
             Some(rec) => {
                 if rec.state != status.state {
+                    // A task we saw launch (or start) now runs; a task only known from
+                    // stored status that reconciliation reports running was adopted.
+                    started = status.state == TaskState::Running && !rec.unconfirmed;
                     rec.since = now;
                     rec.state = status.state.clone();
                 }
@@ -570,6 +734,7 @@ impl Reconciler {
                         state: status.state.clone(),
                         since: now,
                         kill_sent: None,
+                        kill_retry_at: None,
                         unconfirmed: false,
                     },
                 );
@@ -583,6 +748,20 @@ impl Reconciler {
             };
             self.backoff.record_running(ik, &name.template_hash, now);
         }
+        if started {
+            let host = self
+                .tasks
+                .get(&id)
+                .and_then(|r| r.agent_id.as_ref())
+                .and_then(|a| self.hosts.get(a))
+                .map_or(String::new(), |h| format!(" on {h}"));
+            self.event(
+                &key,
+                Some(&name.operator),
+                "Running",
+                format!("task {id} is running{host}"),
+            );
+        }
         self.dirty.insert(key);
     }
 
@@ -593,7 +772,7 @@ impl Reconciler {
         };
         let key = rec.name.topology_key();
         let expected = rec.kill_sent.is_some();
-        let now = Utc::now();
+        let now = utc_now();
         if expected {
             self.event(
                 &key,
@@ -644,7 +823,7 @@ impl Reconciler {
                     ),
                 );
                 self.timers.push(Reverse((
-                    Instant::now() + wait + Duration::from_millis(10),
+                    mono_now() + wait + Duration::from_millis(10),
                     key.clone(),
                 )));
             }
@@ -669,14 +848,13 @@ impl Reconciler {
         for offer in offers {
             let mut space = OfferSpace::of(&offer);
             let mut infos = Vec::new();
-            let mut launched_ids = Vec::new();
             let mut i = 0;
             while i < queue.len() {
                 let req = &queue[i];
                 let fits = space.fits(req)
                     && attributes_match(&req.operator, &offer)
                     && (!req.operator.placement.one_instance_per_host
-                        || !self.operator_on_agent(req, offer.agent_id.as_str()));
+                        || !self.operator_on_host(req, &offer));
                 if !fits {
                     i += 1;
                     continue;
@@ -691,8 +869,9 @@ impl Reconciler {
                         name,
                         agent_id: Some(offer.agent_id.as_str().to_owned()),
                         state: TaskState::Staging,
-                        since: Utc::now(),
+                        since: utc_now(),
                         kill_sent: None,
+                        kill_retry_at: None,
                         unconfirmed: false,
                     },
                 );
@@ -705,37 +884,25 @@ impl Reconciler {
                     format!("task {id} on {}", offer.hostname),
                 );
                 placed_keys.insert(key);
-                launched_ids.push(id);
                 infos.push(info);
             }
-            let handle = self.handle.clone();
             if infos.is_empty() {
-                // Nothing wanted: decline for long, which acts like SUPPRESS (REVIVE
-                // clears it). Still syncing or waiting for a fit: decline briefly.
-                let refuse = if acting && self.pending.is_empty() {
-                    self.suppressed = true;
-                    30.0
+                // Nothing wanted: decline for long (SUPPRESS follows; REVIVE clears the
+                // filter). Still syncing or waiting for a fit: decline briefly.
+                let refuse_seconds = if acting && queue.is_empty() {
+                    REFUSE_UNWANTED
                 } else {
-                    1.0
+                    REFUSE_BRIEFLY
                 };
-                tokio::spawn(async move {
-                    let _ = handle
-                        .decline(vec![offer.id], Some(Filters::refuse_seconds(refuse)))
-                        .await;
+                self.call(MesosCall::Decline {
+                    offer_id: offer.id,
+                    refuse_seconds,
                 });
             } else {
-                let feedback = self.feedback_tx.clone();
-                let offer_id: OfferId = offer.id;
-                tokio::spawn(async move {
-                    if let Err(e) = handle
-                        .launch(vec![offer_id], infos, Some(Filters::refuse_seconds(1.0)))
-                        .await
-                    {
-                        let _ = feedback.send(Feedback::LaunchFailed {
-                            task_ids: launched_ids,
-                            reason: e.to_string(),
-                        });
-                    }
+                self.call(MesosCall::Launch {
+                    offer_id: offer.id,
+                    tasks: infos,
+                    refuse_seconds: REFUSE_BRIEFLY,
                 });
             }
         }
@@ -757,12 +924,24 @@ impl Reconciler {
         self.dirty.extend(placed_keys);
     }
 
-    fn operator_on_agent(&self, req: &LaunchRequest, agent: &str) -> bool {
+    /// Whether a task of `req`'s operator already runs on the offer's host: on the same
+    /// agent, or on another agent with the same hostname (several agents on one machine
+    /// are one host).
+    fn operator_on_host(&self, req: &LaunchRequest, offer: &Offer) -> bool {
         let key = format!("{}/{}", req.namespace, req.topology);
+        let agent = offer.agent_id.as_str();
         self.by_topology.get(&key).is_some_and(|ids| {
-            ids.iter().filter_map(|id| self.tasks.get(id)).any(|r| {
-                r.name.operator == req.operator.name && r.agent_id.as_deref() == Some(agent)
-            })
+            ids.iter()
+                .filter_map(|id| self.tasks.get(id))
+                .filter(|r| r.name.operator == req.operator.name)
+                .filter_map(|r| r.agent_id.as_deref())
+                .any(|a| {
+                    a == agent
+                        || self
+                            .hosts
+                            .get(a)
+                            .is_some_and(|h| h.eq_ignore_ascii_case(&offer.hostname))
+                })
         })
     }
 
@@ -785,20 +964,28 @@ impl Reconciler {
         self.metrics.queue_depth.set(0);
         self.metrics.tasks.set(self.tasks.len() as i64);
         self.metrics.topologies.set(self.specs.len() as i64);
+        self.update_offer_mode();
+    }
+
+    /// REVIVE when launches wait for offers, SUPPRESS when none do; each only when the
+    /// master was not already asked for it (and not before a failed one's back-off).
+    fn update_offer_mode(&mut self) {
+        if !self.subscribed || self.offer_mode_retry_at.is_some_and(|at| at > mono_now()) {
+            return;
+        }
+        self.offer_mode_retry_at = None;
         let want_offers = !self.pending.is_empty();
-        if want_offers && self.suppressed {
-            self.suppressed = false;
-            let handle = self.handle.clone();
-            tokio::spawn(async move { handle.revive(Vec::new()).await });
-        } else if !want_offers && !self.suppressed && self.subscribed {
-            self.suppressed = true;
-            let handle = self.handle.clone();
-            tokio::spawn(async move { handle.suppress(Vec::new()).await });
+        if want_offers && self.offer_mode != OfferMode::Wanted {
+            self.offer_mode = OfferMode::Wanted;
+            self.call(MesosCall::Revive);
+        } else if !want_offers && self.offer_mode != OfferMode::Suppressed {
+            self.offer_mode = OfferMode::Suppressed;
+            self.call(MesosCall::Suppress);
         }
     }
 
     fn reconcile(&mut self, key: &str) {
-        let now = Utc::now();
+        let now = utc_now();
         let ids: Vec<String> = self
             .by_topology
             .get(key)
@@ -814,10 +1001,16 @@ impl Reconciler {
             self.backoff.forget(key, None);
             self.events.remove(key);
             self.last_status.remove(key);
+            self.written.remove(key);
+            self.writing.remove(key);
+            self.retries.succeeded(&format!("status:{key}"));
+            self.retries.succeeded(&format!("finalize:{key}"));
             self.last_stable.remove(key);
+            self.instances.remove(key);
             self.progress.retain(|(k, _), _| k != key);
             return;
         };
+        self.resend_due_kills(&ids);
         let t = spec.topology.clone();
         let deleting = t.metadata.deletion_timestamp.is_some();
         let generation = t.metadata.generation.unwrap_or(0);
@@ -842,9 +1035,24 @@ impl Reconciler {
             }
         }
 
+        let previous_instances = self.instances.remove(key);
+        let mut current_instances = BTreeMap::new();
         for op in &t.spec.operators {
             let hash = template_hash(op);
             let instances = if deleting { 0 } else { op.instances };
+            if !deleting {
+                current_instances.insert(op.name.clone(), instances);
+                if let Some(&before) = previous_instances.as_ref().and_then(|p| p.get(&op.name))
+                    && instances > before
+                {
+                    self.event(
+                        key,
+                        Some(&op.name),
+                        "ScaledUp",
+                        format!("scaling from {before} to {instances} instances"),
+                    );
+                }
+            }
             let desired = Desired {
                 instances,
                 template_hash: hash.clone(),
@@ -915,8 +1123,8 @@ impl Reconciler {
             let op_arc = Arc::new(op.clone());
             for &i in &actions.launch {
                 let pk = (key.to_owned(), op.name.clone(), i);
-                let since = *self.pending_since.entry(pk).or_insert_with(Instant::now);
-                if since.elapsed() >= UNFIT_AFTER {
+                let since = *self.pending_since.entry(pk).or_insert_with(mono_now);
+                if mono_now().duration_since(since) >= UNFIT_AFTER {
                     self.unfit.entry(key.to_owned()).or_insert_with(|| {
                         format!(
                             "operator {} needs {} per instance; no offer has fit for {}s",
@@ -1055,6 +1263,9 @@ impl Reconciler {
             });
         }
 
+        if !deleting {
+            self.instances.insert(key.to_owned(), current_instances);
+        }
         if requests.is_empty() {
             self.pending.remove(key);
             self.unfit.remove(key);
@@ -1062,7 +1273,7 @@ impl Reconciler {
         } else {
             self.pending.insert(key.to_owned(), requests);
             self.timers
-                .push(Reverse((Instant::now() + UNFIT_AFTER, key.to_owned())));
+                .push(Reverse((mono_now() + UNFIT_AFTER, key.to_owned())));
         }
 
         if deleting {
@@ -1104,7 +1315,11 @@ impl Reconciler {
                 "Ready",
                 format!("generation {generation} is ready"),
             );
-            self.store_stable_spec(&t);
+            let _ = self.status_tx.send(StatusWrite::StableSpec {
+                ns: t.metadata.namespace.clone(),
+                name: t.metadata.name.clone(),
+                spec: t.clone(),
+            });
         }
         let status = TopologyStatus {
             observed_generation: generation,
@@ -1120,35 +1335,19 @@ impl Reconciler {
         if let Some(at) = next_check {
             let wait = (at - now).to_std().unwrap_or_default() + Duration::from_millis(20);
             self.timers
-                .push(Reverse((Instant::now() + wait, key.to_owned())));
+                .push(Reverse((mono_now() + wait, key.to_owned())));
         }
-        if self.last_status.get(key) != Some(&status) {
-            self.last_status.insert(key.to_owned(), status.clone());
+        self.last_status.insert(key.to_owned(), status.clone());
+        // Written only when etcd does not hold it yet and it is not on its way there; a
+        // failed write leaves `written` as it was, so the retry sends it again.
+        if self.written.get(key) != Some(&status) && self.writing.get(key) != Some(&status) {
+            self.writing.insert(key.to_owned(), status.clone());
             let _ = self.status_tx.send(StatusWrite::Put {
                 ns: t.metadata.namespace.clone(),
                 name: t.metadata.name.clone(),
                 status,
             });
         }
-    }
-
-    /// Keeps the spec of the last Ready generation for `concord rollout undo`.
-    fn store_stable_spec(&self, t: &Topology) {
-        let key = format!(
-            "{}/stable/{}/{}",
-            self.store.prefix(),
-            t.metadata.namespace,
-            t.metadata.name
-        );
-        let Ok(value) = serde_json::to_vec(t) else {
-            return;
-        };
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.put_raw(&key, value).await {
-                tracing::warn!(error = %e, "cannot record the last stable spec");
-            }
-        });
     }
 
     fn is_ready(&self, id: &str) -> bool {
@@ -1158,32 +1357,63 @@ impl Reconciler {
         }
     }
 
-    /// Sends a kill unless one is in flight. Returns whether one was sent now.
+    /// Sends a kill unless one is in flight. Returns whether this is the task's first.
     fn kill(&mut self, id: &str) -> bool {
+        if !self.tasks.get(id).is_some_and(|r| r.kill_due(mono_now())) {
+            return false;
+        }
+        self.send_kill(id)
+    }
+
+    /// Sends a KILL now; returns whether it is the task's first. A kill the master does
+    /// not answer with a terminal update within [`KILL_RESEND`] is sent again, and a
+    /// failed one after a back-off ([`Feedback::KillFailed`]).
+    fn send_kill(&mut self, id: &str) -> bool {
         let Some(rec) = self.tasks.get_mut(id) else {
             return false;
         };
-        if rec.kill_sent.is_some_and(|at| at.elapsed() < KILL_RESEND) {
-            return false;
-        }
+        let now = mono_now();
         let first = rec.kill_sent.is_none();
-        rec.kill_sent = Some(Instant::now());
-        let handle = self.handle.clone();
-        let task_id = TaskId::new(id.to_owned());
-        let agent_id = rec.agent_id.clone().map(AgentId::new);
-        tokio::spawn(async move {
-            if let Err(e) = handle.kill(task_id, agent_id, None).await {
-                tracing::warn!(error = %e, "kill failed; will retry");
-            }
+        rec.kill_sent = Some(now);
+        rec.kill_retry_at = None;
+        let agent_id = rec.agent_id.clone();
+        let key = rec.name.topology_key();
+        self.timers.push(Reverse((now + KILL_RESEND, key)));
+        self.call(MesosCall::Kill {
+            task_id: id.to_owned(),
+            agent_id,
         });
         first
+    }
+
+    /// Sends again the kills that failed (once their back-off ended) or that Mesos has
+    /// not answered for [`KILL_RESEND`].
+    fn resend_due_kills(&mut self, ids: &[String]) {
+        let now = mono_now();
+        let due: Vec<String> = ids
+            .iter()
+            .filter(|id| {
+                self.tasks
+                    .get(id.as_str())
+                    .is_some_and(|r| r.kill_sent.is_some() && r.kill_due(now))
+            })
+            .cloned()
+            .collect();
+        for id in due {
+            tracing::info!(task = %id, "sending the kill again");
+            self.send_kill(&id);
+        }
+    }
+
+    fn call(&self, call: MesosCall) {
+        let _ = self.calls_tx.send(call);
     }
 
     fn event(&mut self, key: &str, operator: Option<&str>, reason: &str, message: String) {
         tracing::info!(topology = %key, operator = operator.unwrap_or("-"), %reason, %message, "event");
         let events = self.events.entry(key.to_owned()).or_default();
         events.push_back(Event {
-            time: Utc::now(),
+            time: utc_now(),
             reason: reason.to_owned(),
             operator: operator.map(str::to_owned),
             message,
@@ -1209,6 +1439,9 @@ impl Reconciler {
 
     fn remove_task(&mut self, id: &str) -> Option<TaskRecord> {
         let rec = self.tasks.remove(id)?;
+        if rec.kill_sent.is_some() {
+            self.retries.succeeded(&format!("kill:{id}"));
+        }
         let key = rec.name.topology_key();
         if let Some(set) = self.by_topology.get_mut(&key) {
             set.remove(id);
@@ -1246,7 +1479,7 @@ fn describe_status(s: &TaskStatus) -> String {
 impl Reconciler {
     pub fn bench_insert(&mut self, t: Topology, mod_revision: i64) {
         let key = t.key();
-        let now = Utc::now();
+        let now = utc_now();
         for op in &t.spec.operators {
             let hash = template_hash(op);
             for i in 0..op.instances {
@@ -1262,6 +1495,7 @@ impl Reconciler {
                         state: TaskState::Running,
                         since: now,
                         kill_sent: None,
+                        kill_retry_at: None,
                         unconfirmed: false,
                     },
                 );
@@ -1297,3 +1531,7 @@ impl Reconciler {
         self.tasks.len()
     }
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -50,6 +50,9 @@ async fn dispatch(
             _ => not_found(),
         };
     }
+    if let Some(rest) = path.strip_prefix("/lite/agents/") {
+        return lite_agent(&shared, &method, rest);
+    }
     match path.as_str() {
         "/api/v1/scheduler" => scheduler::handle(shared, method, headers, body).await,
         p if p == "/api/v1" || p.starts_with("/api/v1/") => {
@@ -103,6 +106,31 @@ fn split_agent(path: &str) -> (Option<usize>, String) {
         return (Some(n - 1), tail.to_string());
     }
     (None, path.to_string())
+}
+
+/// mesos-lite only, not a Mesos endpoint: `POST /lite/agents/<agent id>/lose` marks the
+/// agent unreachable as if its health checks had timed out (its tasks are killed; it
+/// never comes back). 200 when done, 404 for an unknown agent, 409 if already removed.
+fn lite_agent(shared: &Arc<Shared>, method: &Method, rest: &str) -> Response {
+    let Some(agent_id) = rest.strip_suffix("/lose").filter(|id| !id.contains('/')) else {
+        return not_found();
+    };
+    if method != Method::POST {
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("Expecting one of {{ 'POST' }}, but received '{method}'"),
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, axum::http::HeaderValue::from_static("POST"));
+        return r;
+    }
+    match shared.lock().lose_agent(agent_id) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e @ crate::master::AgentError::NotFound(_)) => {
+            text(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e) => text(StatusCode::CONFLICT, e.to_string()),
+    }
 }
 
 fn not_found() -> Response {

@@ -1,5 +1,5 @@
 //! The master operator API, `POST /api/v1`: GET_HEALTH, GET_VERSION, GET_STATE,
-//! GET_AGENTS, GET_FRAMEWORKS, GET_EXECUTORS, GET_TASKS.
+//! GET_AGENTS, GET_FRAMEWORKS, GET_EXECUTORS, GET_TASKS, MARK_AGENT_GONE.
 
 use std::sync::Arc;
 
@@ -61,7 +61,19 @@ pub(super) fn handle(
             );
         }
     };
-    let m = shared.lock();
+    let mut m = shared.lock();
+    if call.r#type == OperatorCallType::MarkAgentGone {
+        let Some(body) = &call.mark_agent_gone else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "Expecting 'mark_agent_gone' to be present",
+            );
+        };
+        return match m.mark_agent_gone(&body.agent_id.value) {
+            Ok(()) => StatusCode::OK.into_response(),
+            Err(e) => text(StatusCode::NOT_FOUND, e.to_string()),
+        };
+    }
     let mut resp = OperatorResponse {
         r#type: call.r#type.clone(),
         ..OperatorResponse::default()
@@ -137,6 +149,8 @@ fn get_tasks(m: &Master) -> GetTasks {
         out.tasks.extend(fw.tasks.values().map(|t| v1_task(m, t)));
         out.completed_tasks
             .extend(fw.completed_tasks.iter().map(|t| v1_task(m, t)));
+        out.unreachable_tasks
+            .extend(fw.unreachable_tasks.iter().map(|t| v1_task(m, t)));
     }
     for c in &m.completed_frameworks {
         out.completed_tasks
@@ -148,6 +162,7 @@ fn get_tasks(m: &Master) -> GetTasks {
 fn get_agents(m: &Master) -> GetAgents {
     GetAgents {
         agents: (0..m.agents.len())
+            .filter(|&i| m.agent_registered(i))
             .map(|i| {
                 let a = &m.agents[i];
                 mesos_v1::Agent {

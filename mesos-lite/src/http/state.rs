@@ -133,7 +133,11 @@ fn legacy_framework(m: &Master, fw: &LiteFramework, active: bool) -> LegacyFrame
             None
         },
         tasks: fw.tasks.values().map(|t| legacy_task(m, t)).collect(),
-        unreachable_tasks: Vec::new(),
+        unreachable_tasks: fw
+            .unreachable_tasks
+            .iter()
+            .map(|t| legacy_task(m, t))
+            .collect(),
         completed_tasks: fw
             .completed_tasks
             .iter()
@@ -150,11 +154,12 @@ fn legacy_slaves(m: &Master) -> Vec<LegacySlave> {
     m.agents
         .iter()
         .enumerate()
+        .filter(|(_, a)| a.removed.is_none())
         .map(|(i, a)| LegacySlave {
             id: a.id.clone(),
-            hostname: m.config.hostname.clone(),
+            hostname: a.hostname.clone(),
             port: u32::from(m.config.port),
-            attributes: BTreeMap::new(),
+            attributes: legacy_attributes(&a.attributes),
             pid: format!("{}@{}", a.process, m.config.endpoint()),
             registered_time: a.registered_time,
             reregistered_time: None,
@@ -172,6 +177,11 @@ fn legacy_slaves(m: &Master) -> Vec<LegacySlave> {
                 .collect(),
         })
         .collect()
+}
+
+/// Agents neither unreachable nor gone.
+fn registered(m: &Master) -> usize {
+    m.agents.iter().filter(|a| a.removed.is_none()).count()
 }
 
 fn flags_map(m: &Master) -> BTreeMap<String, String> {
@@ -205,9 +215,13 @@ pub(super) fn master_state(shared: &Arc<Shared>) -> Response {
         pid: m.config.master_pid(),
         hostname: m.config.hostname.clone(),
         capabilities: vec!["AGENT_UPDATE".into()],
-        activated_slaves: m.agents.len() as f64,
+        activated_slaves: registered(&m) as f64,
         deactivated_slaves: 0.0,
-        unreachable_slaves: 0.0,
+        unreachable_slaves: m
+            .agents
+            .iter()
+            .filter(|a| matches!(a.removed, Some(crate::master::Removal::Unreachable(_))))
+            .count() as f64,
         leader: Some(m.config.master_pid()),
         leader_info: serde_json::to_value(m.config.master_info()).ok(),
         flags: flags_map(&m),
@@ -328,6 +342,7 @@ pub(super) fn metrics(shared: &Arc<Shared>) -> Response {
     let total = m
         .agents
         .iter()
+        .filter(|a| a.removed.is_none())
         .fold(Bag::default(), |acc, a| acc.plus(&a.total));
     let used = (0..m.agents.len()).fold(Bag::default(), |acc, i| acc.plus(&m.used_on(i)));
     let connected = m.frameworks.values().filter(|f| f.connected()).count() as f64;
@@ -350,8 +365,15 @@ pub(super) fn metrics(shared: &Arc<Shared>) -> Response {
         "master/frameworks_inactive",
         m.frameworks.len() as f64 - connected,
     );
-    put("master/slaves_active", m.agents.len() as f64);
-    put("master/slaves_connected", m.agents.len() as f64);
+    put("master/slaves_active", registered(&m) as f64);
+    put("master/slaves_connected", registered(&m) as f64);
+    put(
+        "master/slaves_unreachable",
+        m.agents
+            .iter()
+            .filter(|a| matches!(a.removed, Some(crate::master::Removal::Unreachable(_))))
+            .count() as f64,
+    );
     put("master/slaves_disconnected", 0.0);
     put("master/outstanding_offers", m.offers.len() as f64);
     for name in ["cpus", "mem", "disk", "gpus"] {
@@ -382,7 +404,8 @@ pub(super) fn metrics(shared: &Arc<Shared>) -> Response {
 
 pub(super) fn agent_state(shared: &Arc<Shared>, agent: usize) -> Response {
     let m = shared.lock();
-    let Some(a) = m.agents.get(agent) else {
+    // A removed agent is not there to answer.
+    let Some(a) = m.agents.get(agent).filter(|a| a.removed.is_none()) else {
         return super::not_found();
     };
     let executor = |t: &LiteTask| AgentExecutor {
@@ -432,9 +455,9 @@ pub(super) fn agent_state(shared: &Arc<Shared>, agent: usize) -> Response {
         version: MESOS_VERSION.into(),
         id: a.id.clone(),
         pid: format!("{}@{}", a.process, m.config.endpoint()),
-        hostname: m.config.hostname.clone(),
+        hostname: a.hostname.clone(),
         resources: legacy(&a.total),
-        attributes: BTreeMap::new(),
+        attributes: legacy_attributes(&a.attributes),
         master_hostname: Some(m.config.hostname.clone()),
         flags: flags_map(&m),
         frameworks: m

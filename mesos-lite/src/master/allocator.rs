@@ -18,6 +18,9 @@ impl Master {
         self.filters.retain(|f| f.until > now);
         let mut new_offers: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
         for agent in 0..self.agents.len() {
+            if !self.agent_registered(agent) {
+                continue;
+            }
             let free = self.agents[agent]
                 .total
                 .minus(&self.used_on(agent))
@@ -44,6 +47,7 @@ impl Master {
         let totals = self
             .agents
             .iter()
+            .filter(|a| a.removed.is_none())
             .fold(Bag::default(), |acc, a| acc.plus(&a.total));
         let mut best: Option<(f64, String, String)> = None;
         for fw in self.frameworks.values() {
@@ -91,11 +95,11 @@ impl Master {
             id: OfferId::new(id.clone()),
             framework_id: FrameworkId::new(framework_id),
             agent_id: AgentId::new(a.id.clone()),
-            hostname: self.config.hostname.clone(),
+            hostname: a.hostname.clone(),
             url: Some(Url {
                 scheme: "http".into(),
                 address: Address {
-                    hostname: Some(self.config.hostname.clone()),
+                    hostname: Some(a.hostname.clone()),
                     ip: Some(self.config.ip.to_string()),
                     port: i32::from(self.config.port),
                 },
@@ -106,6 +110,7 @@ impl Master {
             allocation_info: multi_role.then(|| AllocationInfo {
                 role: Some(role.to_string()),
             }),
+            attributes: a.attributes.clone(),
             ..Offer::default()
         };
         self.offers.insert(

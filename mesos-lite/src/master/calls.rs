@@ -114,6 +114,7 @@ impl Master {
                         epoch: 0,
                         tasks: Default::default(),
                         completed_tasks: Default::default(),
+                        unreachable_tasks: Default::default(),
                     },
                 );
             }
@@ -819,30 +820,43 @@ impl Master {
                     out.push(known(t, &self.agents));
                     continue;
                 }
-                let agent_known = rt
+                let agent = rt
                     .agent_id
                     .as_ref()
-                    .is_some_and(|a| self.agent_index(&a.value).is_some());
-                let (state, message) = match (agent_known, pa) {
-                    (true, true) => (
+                    .and_then(|a| self.agent_index(&a.value))
+                    .map(|i| self.agents[i].removed);
+                let (state, message, unreachable_time) = match agent {
+                    Some(None) => (
                         TaskState::Gone,
                         "Reconciliation: Task is unknown to the agent",
+                        None,
                     ),
-                    (false, true) => (TaskState::Unknown, "Reconciliation: Task is unknown"),
-                    (true, false) => (
-                        TaskState::Lost,
-                        "Reconciliation: Task is unknown to the agent",
+                    Some(Some(super::Removal::Unreachable(at))) => (
+                        TaskState::Unreachable,
+                        "Reconciliation: Task is unreachable",
+                        Some(TimeInfo {
+                            nanoseconds: (at * 1e9) as i64,
+                        }),
                     ),
-                    (false, false) => (TaskState::Lost, "Reconciliation: Task is unknown"),
+                    Some(Some(super::Removal::Gone(_))) => (
+                        TaskState::GoneByOperator,
+                        "Reconciliation: Task is gone",
+                        None,
+                    ),
+                    None => (TaskState::Unknown, "Reconciliation: Task is unknown", None),
                 };
-                out.push(status(
+                // Frameworks that are not PARTITION_AWARE get TASK_LOST instead.
+                let state = if pa { state } else { TaskState::Lost };
+                let mut st = status(
                     &rt.task_id.value,
                     state,
                     TaskStatusSource::Master,
                     Some(TaskStatusReason::Reconciliation),
                     Some(message.into()),
                     rt.agent_id.as_ref().map(|a| a.value.as_str()),
-                ));
+                );
+                st.unreachable_time = unreachable_time;
+                out.push(st);
             }
         }
         for st in out {

@@ -4,6 +4,7 @@
 //! leave as non-blocking sends (events to scheduler streams, kill requests to task
 //! runners) or spawned tasks (task launches, failover timers).
 
+mod agents;
 mod allocator;
 mod calls;
 mod updates;
@@ -20,6 +21,7 @@ use crate::process::ProcessRecords;
 use crate::res::Bag;
 use crate::wire::*;
 
+pub use agents::{AgentError, Removal};
 pub use calls::KillRequest;
 
 /// Completed tasks kept per framework for `/state` (Mesos: `--max_completed_tasks_per_framework`, 1000).
@@ -141,6 +143,17 @@ impl Stream {
     }
 }
 
+/// What the flags say about one agent.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    /// Total resources.
+    pub total: Bag,
+    /// Its hostname (a label: every agent is reached at the master's address).
+    pub hostname: String,
+    /// Its attributes.
+    pub attributes: Vec<Attribute>,
+}
+
 /// One agent.
 #[derive(Debug)]
 pub struct Agent {
@@ -148,6 +161,12 @@ pub struct Agent {
     pub id: String,
     /// `slave(<n+1>)`, the libprocess id.
     pub process: String,
+    /// Hostname, as offers and `/state` show it.
+    pub hostname: String,
+    /// Attributes, as offers and `/state` show them.
+    pub attributes: Vec<Attribute>,
+    /// Set once the agent is unreachable or gone (it never comes back).
+    pub removed: Option<Removal>,
     /// Total resources.
     pub total: Bag,
     /// Registration time, epoch seconds.
@@ -177,6 +196,8 @@ pub struct Framework {
     pub tasks: BTreeMap<String, Task>,
     /// Tasks whose terminal update was acknowledged.
     pub completed_tasks: VecDeque<Task>,
+    /// Tasks of agents marked unreachable.
+    pub unreachable_tasks: VecDeque<Task>,
 }
 
 impl Framework {
@@ -327,7 +348,7 @@ impl Shared {
     /// Builds the master with its agents.
     pub fn new(
         config: Config,
-        agents: Vec<Bag>,
+        agents: Vec<AgentSpec>,
         next_framework: u64,
         records: ProcessRecords,
     ) -> anyhow::Result<Arc<Shared>> {
@@ -338,10 +359,13 @@ impl Shared {
         let agent_list = agents
             .into_iter()
             .enumerate()
-            .map(|(i, total)| Agent {
+            .map(|(i, spec)| Agent {
                 id: format!("{}-S{i}", config.master_id),
                 process: format!("slave({})", i + 1),
-                total,
+                hostname: spec.hostname,
+                attributes: spec.attributes,
+                removed: None,
+                total: spec.total,
                 registered_time: now,
             })
             .collect();
@@ -394,10 +418,10 @@ impl Master {
     pub fn agent_info(&self, index: usize) -> AgentInfo {
         let a = &self.agents[index];
         AgentInfo {
-            hostname: self.config.hostname.clone(),
+            hostname: a.hostname.clone(),
             port: i32::from(self.config.port),
             resources: a.total.to_resources(None),
-            attributes: Vec::new(),
+            attributes: a.attributes.clone(),
             id: Some(AgentId::new(a.id.clone())),
             domain: None,
             capabilities: agent_capabilities(),

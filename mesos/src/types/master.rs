@@ -43,8 +43,18 @@ mesos_enum!(
         GetMaster = "GET_MASTER",
         /// Event stream.
         Subscribe = "SUBSCRIBE",
+        /// Mark an agent gone (its tasks are gone for good).
+        MarkAgentGone = "MARK_AGENT_GONE",
     }
 );
+
+/// `Call.MarkAgentGone` (operator API).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MarkAgentGoneCall {
+    /// The agent.
+    pub agent_id: AgentId,
+}
 
 /// `Call.ReadFile` (operator API).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +86,9 @@ pub struct OperatorCall {
     /// READ_FILE body.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_file: Option<ReadFileCall>,
+    /// MARK_AGENT_GONE body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mark_agent_gone: Option<MarkAgentGoneCall>,
 }
 
 impl OperatorCall {
