@@ -344,6 +344,37 @@ async fn apply_named(
     apply(state, ns, Some(name), query, topology).await
 }
 
+/// 400 unless the object's namespace (and name, for a named URL) are the URL's.
+pub(crate) fn check_url_matches(
+    meta: &concord_schemas::ObjectMeta,
+    ns: &str,
+    name: Option<&str>,
+) -> ApiResult<()> {
+    if meta.namespace != ns {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "metadata.namespace {:?} does not match the namespace in the URL {ns:?}",
+                meta.namespace
+            ),
+        ));
+    }
+    if let Some(name) = name
+        && name != meta.name
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "metadata.name {:?} does not match the name in the URL {name:?}",
+                meta.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The request body, or 413 / 400 with a clear message.
 pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     body.map_err(|rejection| {
@@ -404,28 +435,7 @@ async fn apply(
     query: WriteQuery,
     mut topology: Topology,
 ) -> ApiResult<Response> {
-    if topology.metadata.namespace != ns {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!(
-                "metadata.namespace {:?} does not match the namespace in the URL {ns:?}",
-                topology.metadata.namespace
-            ),
-        ));
-    }
-    if let Some(name) = &name
-        && *name != topology.metadata.name
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!(
-                "metadata.name {:?} does not match the name in the URL {name:?}",
-                topology.metadata.name
-            ),
-        ));
-    }
+    check_url_matches(&topology.metadata, &ns, name.as_deref())?;
     if let Some(rv) = query.resource_version.clone() {
         topology.metadata.resource_version = Some(rv);
     }

@@ -563,3 +563,31 @@ pub fn running_task_ids(
         })
         .unwrap_or_default()
 }
+
+/// `gen -> count (key) -> sink` named `name`, with `count` instances of `count`, a
+/// `label` in its config (change it to force a rolling replace) and its update strategy.
+pub fn pipeline(name: &str, count: u32, label: &str, surge: u32, unavailable: u32) -> String {
+    format!(
+        r#"apiVersion: concord.io/v1alpha1
+kind: Topology
+metadata: {{name: {name}}}
+spec:
+  operators:
+    - name: gen
+      runtime: {{builtin: {{name: generator}}}}
+      config: {{rate: 100}}
+      resources: {{cpus: 0.1, mem: 32}}
+    - name: count
+      instances: {count}
+      runtime: {{builtin: {{name: keyed-count}}}}
+      config: {{label: "{label}"}}
+      inputs: [{{from: gen, partitioning: key}}]
+      resources: {{cpus: 0.1, mem: 32}}
+      updateStrategy: {{maxSurge: {surge}, maxUnavailable: {unavailable}}}
+    - name: sink
+      runtime: {{builtin: {{name: sink}}}}
+      inputs: [{{from: count}}]
+      resources: {{cpus: 0.1, mem: 32}}
+"#
+    )
+}

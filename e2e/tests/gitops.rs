@@ -85,31 +85,9 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// gen -> count -> sink with `count` instances and a label in count's config.
+/// gen -> count -> sink (maxSurge 1) with `count` instances and a label in count's config.
 fn pipeline(name: &str, count: u32, label: &str) -> String {
-    format!(
-        r#"apiVersion: concord.io/v1alpha1
-kind: Topology
-metadata: {{name: {name}}}
-spec:
-  operators:
-    - name: gen
-      runtime: {{builtin: {{name: generator}}}}
-      config: {{rate: 50}}
-      resources: {{cpus: 0.1, mem: 32}}
-    - name: count
-      instances: {count}
-      runtime: {{builtin: {{name: keyed-count}}}}
-      config: {{label: "{label}"}}
-      inputs: [{{from: gen, partitioning: key}}]
-      resources: {{cpus: 0.1, mem: 32}}
-      updateStrategy: {{maxSurge: 1, maxUnavailable: 0}}
-    - name: sink
-      runtime: {{builtin: {{name: sink}}}}
-      inputs: [{{from: count}}]
-      resources: {{cpus: 0.1, mem: 32}}
-"#
-    )
+    concord_e2e::pipeline(name, count, label, 1, 0)
 }
 
 fn run_ok(api: &str, args: &[&str]) -> String {

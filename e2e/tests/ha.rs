@@ -13,31 +13,9 @@ use concord_schemas::{Topology, TopologyStatus};
 
 const READY: Duration = Duration::from_secs(90);
 
-/// gen -> count -> sink; `count` has `instances` and a label in its config.
+/// The pipeline `ha` (maxSurge 1, maxUnavailable 0).
 fn pipeline(instances: u32, label: &str) -> String {
-    format!(
-        r#"apiVersion: concord.io/v1alpha1
-kind: Topology
-metadata: {{name: ha}}
-spec:
-  operators:
-    - name: gen
-      runtime: {{builtin: {{name: generator}}}}
-      config: {{rate: 50}}
-      resources: {{cpus: 0.1, mem: 32}}
-    - name: count
-      instances: {instances}
-      runtime: {{builtin: {{name: keyed-count}}}}
-      config: {{label: "{label}"}}
-      inputs: [{{from: gen, partitioning: key}}]
-      resources: {{cpus: 0.1, mem: 32}}
-      updateStrategy: {{maxSurge: 1, maxUnavailable: 0}}
-    - name: sink
-      runtime: {{builtin: {{name: sink}}}}
-      inputs: [{{from: count}}]
-      resources: {{cpus: 0.1, mem: 32}}
-"#
-    )
+    concord_e2e::pipeline("ha", instances, label, 1, 0)
 }
 
 fn apply(api: &str, dir: &std::path::Path, yaml: &str) {

@@ -4,37 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use concord_e2e::{Controller, Etcd, MesosLite, concord, wait_for};
+use concord_e2e::{Controller, Etcd, MesosLite, concord, pipeline, wait_for};
 use concord_schemas::{ConditionStatus, Topology, condition_type};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// gen -> count (key) -> sink, with `count` instances and `rate` in gen's config.
-fn pipeline(name: &str, count: u32, count_config: &str, surge: u32, unavailable: u32) -> String {
-    format!(
-        r#"apiVersion: concord.io/v1alpha1
-kind: Topology
-metadata: {{name: {name}}}
-spec:
-  operators:
-    - name: gen
-      runtime: {{builtin: {{name: generator}}}}
-      config: {{rate: 100}}
-      resources: {{cpus: 0.1, mem: 32}}
-    - name: count
-      instances: {count}
-      runtime: {{builtin: {{name: keyed-count}}}}
-      config: {{label: "{count_config}"}}
-      inputs: [{{from: gen, partitioning: key}}]
-      resources: {{cpus: 0.1, mem: 32}}
-      updateStrategy: {{maxSurge: {surge}, maxUnavailable: {unavailable}}}
-    - name: sink
-      runtime: {{builtin: {{name: sink}}}}
-      inputs: [{{from: count}}]
-      resources: {{cpus: 0.1, mem: 32}}
-"#
-    )
-}
 
 /// Fields drop in order: the controller first, then mesos-lite (which stops its
 /// tasks), then etcd.

@@ -21,7 +21,7 @@ use concord_schemas::{SpecError, SpecErrors};
 use serde::{Deserialize, Serialize};
 
 use super::store::RepoStore;
-use crate::api::{ApiError, ApiResult, ApiState, body_bytes, body_mime};
+use crate::api::{ApiError, ApiResult, ApiState, body_bytes, body_mime, check_url_matches};
 
 /// The routes, merged into the API router.
 pub fn routes() -> Router<ApiState> {
@@ -153,28 +153,7 @@ async fn apply(
     query: WriteQuery,
     mut repo: GitRepository,
 ) -> ApiResult<Response> {
-    if repo.metadata.namespace != ns {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!(
-                "metadata.namespace {:?} does not match the namespace in the URL {ns:?}",
-                repo.metadata.namespace
-            ),
-        ));
-    }
-    if let Some(name) = &name
-        && *name != repo.metadata.name
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!(
-                "metadata.name {:?} does not match the name in the URL {name:?}",
-                repo.metadata.name
-            ),
-        ));
-    }
+    check_url_matches(&repo.metadata, &ns, name.as_deref())?;
     if let Some(rv) = query.resource_version {
         repo.metadata.resource_version = Some(rv);
     }
