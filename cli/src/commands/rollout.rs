@@ -131,6 +131,19 @@ fn verdict(t: &Topology) -> Verdict {
             )
         })
         .collect();
+    if parts.is_empty() {
+        // Counts match: what is left is old tasks going away, or Ready being confirmed.
+        let extra: usize = status
+            .operators
+            .iter()
+            .map(|o| o.tasks.len().saturating_sub(o.desired as usize))
+            .sum();
+        return Verdict::Waiting(if extra > 0 {
+            format!("Waiting for rollout to finish: {extra} old task(s) terminating")
+        } else {
+            "Waiting for rollout to finish: confirming readiness".into()
+        });
+    }
     Verdict::Waiting(format!(
         "Waiting for rollout to finish: {}",
         parts.join("; ")
@@ -149,4 +162,55 @@ pub async fn undo(client: &Client, ns: &str, name: &str) -> Result<u8, Failure> 
         println!("  {line}");
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concord_schemas::{OperatorStatus, TaskSummary, TopologyStatus};
+
+    fn topology(tasks: usize, desired: u32, ready: u32) -> Topology {
+        let yaml = b"apiVersion: concord.io/v1alpha1\nkind: Topology\nmetadata: {name: t}\nspec:\n  operators:\n    - name: gen\n      runtime: {builtin: {name: generator}}\n";
+        let mut t = concord_schemas::parse_yaml(yaml, "t.yaml")
+            .expect("valid")
+            .remove(0);
+        t.metadata.generation = Some(2);
+        t.status = Some(TopologyStatus {
+            observed_generation: 2,
+            operators: vec![OperatorStatus {
+                name: "gen".into(),
+                desired,
+                running: desired,
+                updated: desired,
+                ready,
+                tasks: vec![TaskSummary::default(); tasks],
+                ..OperatorStatus::default()
+            }],
+            ..TopologyStatus::default()
+        });
+        t
+    }
+
+    fn waiting(t: &Topology) -> String {
+        match verdict(t) {
+            Verdict::Waiting(s) => s,
+            _ => panic!("expected to wait"),
+        }
+    }
+
+    #[test]
+    fn waiting_always_says_for_what() {
+        assert_eq!(
+            waiting(&topology(3, 3, 2)),
+            "Waiting for rollout to finish: gen 3/3 updated, 2 ready"
+        );
+        assert_eq!(
+            waiting(&topology(4, 3, 3)),
+            "Waiting for rollout to finish: 1 old task(s) terminating"
+        );
+        assert_eq!(
+            waiting(&topology(3, 3, 3)),
+            "Waiting for rollout to finish: confirming readiness"
+        );
+    }
 }
