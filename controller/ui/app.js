@@ -834,7 +834,8 @@ function renderTopology() {
   else panel = [
     h("section", { class: "card", "aria-label": "Graph" }, h("h2", {}, "Graph"), renderGraph(t)),
     h("section", { class: "card", "aria-label": "Operators" }, h("h2", {}, "Operators"), renderOperatorTable(t)),
-    h("div", { class: "grid2" }, renderTasks(t), renderEvents(t)),
+    renderTasks(t),
+    renderEvents(t),
   ];
   return [title, header, degradedMsg, h("div", { class: "tabs", role: "tablist", "aria-label": "Views" }, tab("overview", "Overview"), tab("spec", "Spec and changes")), h("div", { id: "tab-panel", role: "tabpanel" }, panel)];
 }
