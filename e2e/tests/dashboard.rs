@@ -345,6 +345,49 @@ async fn wait_text(
     }
 }
 
+/// Finds the element matching `css` and runs `act` on it, again when the page replaced
+/// the element in between (it re-renders on every watch event and metrics poll).
+async fn with_element<F, Fut>(client: &Client, css: &str, what: &str, act: F)
+where
+    F: Fn(fantoccini::elements::Element) -> Fut,
+    Fut: Future<Output = Result<(), fantoccini::error::CmdError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let err = match client.find(Locator::Css(css)).await {
+            Ok(el) => match act(el).await {
+                Ok(()) => return,
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        let text = err.to_string();
+        let retry = text.contains("stale element") || text.contains("no such element");
+        assert!(retry && Instant::now() < deadline, "{what} ({css}): {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn click(client: &Client, css: &str) {
+    with_element(client, css, "click", |el| async move { el.click().await }).await;
+}
+
+/// Focuses the element and presses Enter on it, as a keyboard user would.
+async fn press_enter(client: &Client, css: &str) {
+    with_element(client, css, "press Enter", |el| {
+        let client = client.clone();
+        async move {
+            let arg = serde_json::to_value(&el)
+                .map_err(|e| fantoccini::error::CmdError::NotJson(e.to_string()))?;
+            client
+                .execute("arguments[0].focus(); return null;", vec![arg])
+                .await?;
+            el.send_keys("\u{E007}").await
+        }
+    })
+    .await;
+}
+
 fn cli_ok(api: &str, args: &[&str]) -> String {
     let out = concord(api, args);
     assert!(
@@ -479,13 +522,7 @@ async fn dashboard_in_headless_chromium_follows_a_live_topology() {
         screenshot(&client, "01-topologies.png").await;
 
         // The topology page: the graph with live counts and metrics.
-        client
-            .find(Locator::Css(r##"a[href="#/topology/default/dash"]"##))
-            .await
-            .expect("link")
-            .click()
-            .await
-            .expect("click");
+        click(&client, r##"a[href="#/topology/default/dash"]"##).await;
         let node = |op: &str, part: &str| format!(r#"g[data-op="{op}"] text.{part}"#);
         wait_text(&client, &node("per-key-counts", "counts"), long, |t| {
             t.starts_with("2/2 running")
@@ -540,18 +577,7 @@ async fn dashboard_in_headless_chromium_follows_a_live_topology() {
         wait_text(&client, "#events", long, |t| t.contains("ScaledUp")).await;
 
         // Select the sink with the keyboard, then open one task's stdout.
-        let sink = client
-            .find(Locator::Css(r#"g[data-op="alerts"]"#))
-            .await
-            .expect("sink node");
-        client
-            .execute(
-                "arguments[0].focus(); return null;",
-                vec![serde_json::to_value(&sink).expect("element")],
-            )
-            .await
-            .expect("focus");
-        sink.send_keys("\u{E007}").await.expect("press Enter");
+        press_enter(&client, r#"g[data-op="alerts"]"#).await;
         wait_text(&client, "#tasks h2", long, |t| {
             t.starts_with("Tasks of alerts")
         })
@@ -560,15 +586,11 @@ async fn dashboard_in_headless_chromium_follows_a_live_topology() {
             t.starts_with("default.dash.alerts.0.")
         })
         .await;
-        client
-            .find(Locator::Css(&format!(
-                r#"button[aria-label="stdout of task {task}"]"#
-            )))
-            .await
-            .expect("stdout button")
-            .click()
-            .await
-            .expect("click");
+        click(
+            &client,
+            &format!(r#"button[aria-label="stdout of task {task}"]"#),
+        )
+        .await;
         wait_text(&client, "#log-text", long, |t| {
             t.trim().len() > 20 && t != "(empty)"
         })
@@ -577,13 +599,7 @@ async fn dashboard_in_headless_chromium_follows_a_live_topology() {
         screenshot(&client, "02-topology.png").await;
 
         // The spec and what the scale changed.
-        client
-            .find(Locator::Id("tab-spec"))
-            .await
-            .expect("tab")
-            .click()
-            .await
-            .expect("click");
+        click(&client, "#tab-spec").await;
         wait_text(&client, "#spec-yaml", long, |t| {
             t.contains("name: per-key-counts")
         })
@@ -627,17 +643,13 @@ async fn dashboard_asks_for_a_token_and_shows_refusals_and_lost_etcd() {
         "reader-token-0123456789 readonly ui\nadmin-token-0123456789 admin ops\n",
     )
     .expect("write");
-    let c = Controller::start_with(
-        &etcd.url,
-        NO_MESOS,
-        "/concord",
-        &[
-            "--no-scheduler",
-            "--token-file",
-            file.to_str().expect("utf-8"),
-        ],
-    )
-    .await;
+    let port = free_port();
+    let flags = [
+        "--no-scheduler",
+        "--token-file",
+        file.to_str().expect("utf-8"),
+    ];
+    let mut c = Controller::start_on(port, &etcd.url, NO_MESOS, "/concord", &flags).await;
     let driver = Driver::start().await;
     let profile = tempfile::tempdir().expect("tmp");
     let client = browser(&driver, profile.path()).await;
@@ -655,7 +667,27 @@ async fn dashboard_asks_for_a_token_and_shows_refusals_and_lost_etcd() {
         resp.text().await.unwrap_or_default()
     );
 
+    // 2,000 tasks on one operator (status written as the leader would; this controller
+    // does not schedule, so nothing overwrites it).
+    let tasks: Vec<Value> = (0..2000)
+        .map(|i| {
+            json!({"taskId": format!("default.guarded.count.{i}.abc.{i:08x}"), "instance": i,
+                   "templateHash": "abc", "state": "TASK_RUNNING", "host": format!("agent-{}", i % 7),
+                   "since": "2026-12-01T10:00:00Z", "restarts": i % 3})
+        })
+        .collect();
+    let status = json!({"observedGeneration": 1, "operators": [
+        {"name": "source", "desired": 1, "running": 1, "updated": 1, "ready": 1, "templateHash": "abc"},
+        {"name": "count", "desired": 2000, "running": 2000, "updated": 2000, "ready": 2000,
+         "templateHash": "abc", "tasks": tasks}]});
+    etcd.client()
+        .await
+        .put("/concord/status/default/guarded", status.to_string(), None)
+        .await
+        .expect("put status");
+
     let etcd_ref = &mut etcd;
+    let c_ref = &mut c;
     in_browser(client, |client| async move {
         let long = Duration::from_secs(30);
         client.goto(&format!("{api}/ui/")).await.expect("open");
@@ -736,6 +768,73 @@ async fn dashboard_asks_for_a_token_and_shows_refusals_and_lost_etcd() {
             }
         })
         .await;
+
+        // The controller restarts on the same port: the page reconnects by itself and
+        // resumes the watch (a topology created meanwhile appears, no reload).
+        client
+            .execute("window.__sameLoad = true; return null;", vec![])
+            .await
+            .expect("mark");
+        c_ref.process.terminate(Duration::from_secs(10));
+        wait_text(&client, "#banners", long, |t| {
+            t.contains("controller is unreachable")
+        })
+        .await;
+        *c_ref = Controller::start_on(port, &etcd_ref.url, NO_MESOS, "/concord", &flags).await;
+        let resp = reqwest::Client::new()
+            .put(format!("{api}{API}/after-restart"))
+            .bearer_auth("admin-token-0123456789")
+            .json(&spec_json("after-restart", 1, 10))
+            .send()
+            .await
+            .expect("put");
+        assert!(resp.status().is_success());
+        wait_text(
+            &client,
+            r#"tr[data-topology="default/after-restart"] td"#,
+            Duration::from_secs(60),
+            |t| t == "after-restart",
+        )
+        .await;
+        let same = client
+            .execute("return window.__sameLoad === true;", vec![])
+            .await
+            .expect("check");
+        assert_eq!(same, json!(true), "reconnected without a reload");
+
+        // 2,000 tasks: 200 rows at a time, quickly.
+        client
+            .goto(&format!("{api}/ui/#/topology/default/guarded"))
+            .await
+            .expect("open");
+        click(
+            &client,
+            r#"button[aria-label="Show tasks of operator count"]"#,
+        )
+        .await;
+        wait_text(&client, "#tasks h2", long, |t| t.contains("(2000)")).await;
+        let rows = client
+            .execute(
+                "return document.querySelectorAll('#tasks tbody tr').length;",
+                vec![],
+            )
+            .await
+            .expect("rows");
+        assert_eq!(rows, json!(200));
+        let started = Instant::now();
+        for shown in [400, 600] {
+            click(&client, "#show-more").await;
+            wait_text(&client, "#show-more", long, |t| {
+                t.contains(&format!("({shown} of 2000 shown)"))
+            })
+            .await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "show more took {:?}",
+            started.elapsed()
+        );
+        screenshot(&client, "07-2000-tasks.png").await;
     })
     .await;
     drop(driver);
