@@ -492,7 +492,7 @@ function renderGraph(t) {
     );
     svg.append(g);
   }
-  return h("div", { class: "graph-wrap" }, svg);
+  return h("div", { class: "graph-wrap", id: "graph" }, svg);
 }
 
 // ---------------------------------------------------------------- topology page: tasks and logs
@@ -719,8 +719,8 @@ function lineDiff(oldText, newText) {
   let j = 0;
   while (i < n || j < m) {
     if (i < n && j < m && a[i] === b[j]) { out.push(h("span", {}, `  ${a[i]}\n`)); i++; j++; }
-    else if (j < m && (i >= n || dp[i][j + 1] >= dp[i + 1][j])) { out.push(h("span", { class: "add" }, `+ ${b[j]}\n`)); j++; }
-    else { out.push(h("span", { class: "del" }, `- ${a[i]}\n`)); i++; }
+    else if (i < n && (j >= m || dp[i + 1][j] >= dp[i][j + 1])) { out.push(h("span", { class: "del" }, `- ${a[i]}\n`)); i++; }
+    else { out.push(h("span", { class: "add" }, `+ ${b[j]}\n`)); j++; }
   }
   return out;
 }
@@ -847,6 +847,8 @@ function render() {
   const focused = document.activeElement && document.activeElement.getAttribute ? document.activeElement.getAttribute("data-focus") : null;
   const logEl = document.getElementById("log-text");
   const logAtBottom = logEl ? logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 4 : true;
+  // Live re-renders keep scrolled boxes (spec, events, graph, log) where the user left them.
+  const scrolls = [...main.querySelectorAll("[id]")].filter((e) => e.scrollTop || e.scrollLeft).map((e) => [e.id, e.scrollTop, e.scrollLeft]);
   const crumbs = document.getElementById("crumbs");
   if (state.route.page === "topology") {
     crumbs.replaceChildren(h("a", { href: "#/" }, "Topologies"), h("span", {}, "›"), h("span", {}, `${state.route.ns}/${state.route.name}`));
@@ -858,6 +860,13 @@ function render() {
   if (focused) {
     const el = [...main.querySelectorAll("[data-focus]")].find((e) => e.getAttribute("data-focus") === focused);
     if (el) el.focus({ preventScroll: true });
+  }
+  for (const [id, top, left] of scrolls) {
+    const el = document.getElementById(id);
+    if (el) {
+      el.scrollTop = top;
+      el.scrollLeft = left;
+    }
   }
   const newLog = document.getElementById("log-text");
   if (newLog && logAtBottom) newLog.scrollTop = newLog.scrollHeight;
