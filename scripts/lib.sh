@@ -11,6 +11,9 @@ ensure_system_packages() {
   command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  # The dashboard's browser test (e2e/tests/dashboard.rs): headless Chromium over WebDriver.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi

@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use concord_schemas::api::{ApiStatus, ApplyOutcome, ApplyResponse, TopologyList};
 use concord_schemas::{SpecError, SpecErrors, Topology};
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::{ApplyLabels, Metrics, RequestLabels};
 use crate::store::{Store, StoreError};
@@ -60,11 +60,13 @@ pub fn router(state: ApiState) -> Router {
             &format!("{topologies}/{{name}}/rollback"),
             axum::routing::post(rollback),
         )
+        .route(&format!("{topologies}/{{name}}/history"), get(history))
         .route(
             &format!("{topologies}/{{name}}/tasks/{{task}}/kill"),
             axum::routing::post(kill_task),
         )
         .merge(crate::observe::routes())
+        .merge(crate::ui::routes())
         .merge(crate::gitops::api::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -657,4 +659,113 @@ pub fn relative_artifact_errors(t: &Topology, hint: &str) -> Vec<SpecError> {
         }
     }
     errors
+}
+
+/// Most generations `…/history` answers.
+pub const MAX_HISTORY: usize = 20;
+/// Most etcd reads one `…/history` request makes (metadata-only writes cost a read each).
+const MAX_HISTORY_READS: usize = 100;
+
+#[derive(Debug, Default, Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    limit: Option<String>,
+}
+
+/// Answer of `GET …/topologies/<name>/history` (docs/dashboard.md).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopologyHistory {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: HistoryMeta,
+    /// Newest first; the first is the current generation.
+    pub items: Vec<HistoryItem>,
+    /// `created` (nothing older exists), `limit` (older ones exist) or `compacted` (etcd
+    /// discarded the older revisions).
+    pub end: &'static str,
+}
+
+/// Which topology a [`TopologyHistory`] is about.
+#[derive(Debug, Serialize)]
+pub struct HistoryMeta {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// One generation of a topology's spec.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryItem {
+    pub generation: Option<i64>,
+    /// The etcd revision this value was written at.
+    pub resource_version: String,
+    pub spec: concord_schemas::TopologySpec,
+    /// Per operator, what changed from the item after this one (the previous
+    /// generation); `null` for the oldest item.
+    pub changes: Option<concord_schemas::Plan>,
+}
+
+/// `GET …/topologies/<name>/history[?limit=N]`: the last `N` (default 5, at most 20)
+/// generations of the spec, from earlier etcd revisions of its key.
+async fn history(
+    State(state): State<ApiState>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(query): Query<HistoryQuery>,
+) -> ApiResult<Response> {
+    let limit = match query.limit.as_deref() {
+        None | Some("") => 5,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_HISTORY).contains(&n) => n,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("limit {text:?} must be a number from 1 to {MAX_HISTORY}"),
+                ));
+            }
+        },
+    };
+    let history = state
+        .store
+        .history(&ns, &name, limit, MAX_HISTORY_READS)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("topology {ns}/{name} not found"),
+            )
+        })?;
+    let specs: Vec<&concord_schemas::TopologySpec> =
+        history.items.iter().map(|s| &s.topology.spec).collect();
+    let items = history
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, stored)| HistoryItem {
+            generation: stored.topology.metadata.generation,
+            resource_version: stored.mod_revision.to_string(),
+            spec: stored.topology.spec.clone(),
+            changes: specs
+                .get(i + 1)
+                .map(|older| concord_schemas::plan(Some(older), &stored.topology.spec)),
+        })
+        .collect();
+    let end = match history.end {
+        crate::store::HistoryEnd::Created => "created",
+        crate::store::HistoryEnd::Limit => "limit",
+        crate::store::HistoryEnd::Compacted => "compacted",
+    };
+    Ok(Json(TopologyHistory {
+        api_version: concord_schemas::API_VERSION.into(),
+        kind: "TopologyHistory".into(),
+        metadata: HistoryMeta {
+            namespace: ns,
+            name,
+        },
+        items,
+        end,
+    })
+    .into_response())
 }

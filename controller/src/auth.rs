@@ -3,7 +3,8 @@
 //! Tokens come from a file (`--token-file`), one per line: `<token> <role> [name]`, where
 //! role is `readonly` or `admin`; `#` starts a comment. Without a token file the API is
 //! open (it listens on loopback by default). With one: `/healthz` and `/readyz` stay
-//! open for probes, every other request needs a valid token, and anything but
+//! open for probes, the dashboard's static files (`/ui/…`) are served without a token
+//! (the page asks for one and sends it with its API calls), every other request needs a valid token, and anything but
 //! GET/HEAD needs an admin token. Tokens are kept only as SHA-256 digests and never
 //! logged; logs name the token's `name`.
 
@@ -135,7 +136,8 @@ pub async fn require_token(
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if path == "/healthz" || path == "/readyz" {
+    // The dashboard's files hold no data; the page itself asks for a token to read the API.
+    if path == "/healthz" || path == "/readyz" || crate::ui::is_asset_path(path) {
         return next.run(req).await;
     }
     let presented = req

@@ -10,6 +10,7 @@ pub mod observe;
 pub mod readiness;
 pub mod reconcile;
 pub mod store;
+pub mod ui;
 pub mod watch;
 
 use std::net::SocketAddr;

@@ -72,6 +72,26 @@ pub struct Stored {
     pub mod_revision: i64,
 }
 
+/// A topology's recent generations (see [`Store::history`]).
+#[derive(Debug, Clone)]
+pub struct History {
+    /// Newest first; the first is the current spec.
+    pub items: Vec<Stored>,
+    /// Why the walk stopped.
+    pub end: HistoryEnd,
+}
+
+/// Why [`Store::history`] stopped walking back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryEnd {
+    /// It reached the first version of the key: there is nothing older.
+    Created,
+    /// It read as many generations (or revisions) as asked.
+    Limit,
+    /// etcd compacted the revisions before this point.
+    Compacted,
+}
+
 /// Handle to the etcd store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -292,6 +312,71 @@ impl Store {
         let mut topology = stored.topology;
         topology.status = self.get_status(ns, name).await?;
         Ok(Some(topology))
+    }
+
+    /// The topology's earlier generations, newest first, read from earlier etcd revisions
+    /// of its spec key (the API has no other copy of them): from the current value, each
+    /// step reads the key at the revision just before the value's `mod_revision`, which
+    /// answers the previous value. Values of one generation (metadata-only writes such as
+    /// a deletion mark) count once, as their newest value. Stops after `max_generations`
+    /// generations, `max_reads` etcd reads, at the key's creation, or where etcd has
+    /// compacted the history ([`HistoryEnd::Compacted`]).
+    pub async fn history(
+        &self,
+        ns: &str,
+        name: &str,
+        max_generations: usize,
+        max_reads: usize,
+    ) -> Result<Option<History>, StoreError> {
+        let key = self.spec_key(ns, name);
+        let mut client = self.client.clone();
+        let resp = client.get(key.as_str(), None).await?;
+        let Some(current) = resp.kvs().first() else {
+            return Ok(None);
+        };
+        let create_revision = current.create_revision();
+        let mut next_before = current.mod_revision();
+        let mut items = vec![decode_spec(current)?];
+        let mut end = HistoryEnd::Created;
+        let mut reads = 0;
+        loop {
+            if items.len() > max_generations {
+                items.truncate(max_generations);
+                end = HistoryEnd::Limit;
+                break;
+            }
+            if reads >= max_reads {
+                end = HistoryEnd::Limit;
+                break;
+            }
+            if next_before <= create_revision {
+                break;
+            }
+            reads += 1;
+            let options = GetOptions::new().with_revision(next_before - 1);
+            let resp = match client.get(key.as_str(), Some(options)).await {
+                Ok(resp) => resp,
+                Err(e) if e.to_string().contains("compacted") => {
+                    end = HistoryEnd::Compacted;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let Some(kv) = resp.kvs().first() else { break };
+            if kv.create_revision() != create_revision {
+                // An earlier topology of the same name, deleted since.
+                break;
+            }
+            next_before = kv.mod_revision();
+            let older = decode_spec(kv)?;
+            let same_generation = items.last().is_some_and(|newer| {
+                newer.topology.metadata.generation == older.topology.metadata.generation
+            });
+            if !same_generation {
+                items.push(older);
+            }
+        }
+        Ok(Some(History { items, end }))
     }
 
     /// Lists topologies with their status, and the etcd revision the list is consistent at.

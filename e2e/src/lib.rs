@@ -473,8 +473,18 @@ impl Controller {
 
     /// Starts the controller with extra flags.
     pub async fn start_with(etcd_url: &str, mesos_url: &str, prefix: &str, extra: &[&str]) -> Self {
+        Self::start_on(free_port(), etcd_url, mesos_url, prefix, extra).await
+    }
+
+    /// [`Controller::start_with`] on a given port (e.g. to restart one where it was).
+    pub async fn start_on(
+        port: u16,
+        etcd_url: &str,
+        mesos_url: &str,
+        prefix: &str,
+        extra: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let mut cmd = Command::new(binary("concord-controller"));
         cmd.arg("--etcd")

@@ -84,6 +84,22 @@ fn the_quickstart_runs_the_click_fraud_job_with_alerts_and_dev_down_leaves_nothi
         "{stdout}"
     );
 
+    // `dev up` names the dashboard, and the controller serves it there.
+    let dashboard = format!("http://127.0.0.1:{api}/ui/");
+    assert!(
+        stdout.contains(&format!("dashboard   {dashboard}")),
+        "{stdout}"
+    );
+    let page = Command::new("curl")
+        .args(["-sf", "--max-time", "5", &dashboard])
+        .output()
+        .expect("run curl");
+    assert!(
+        String::from_utf8_lossy(&page.stdout).contains("<title>Concord dashboard</title>"),
+        "GET {dashboard}: {}",
+        String::from_utf8_lossy(&page.stderr)
+    );
+
     let pids: Vec<String> = ["etcd", "mesos-lite", "concord-controller"]
         .iter()
         .filter_map(|n| std::fs::read_to_string(state.path().join(format!("{n}.pid"))).ok())

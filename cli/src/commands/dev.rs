@@ -234,6 +234,7 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
     println!("  etcd        {etcd_url}");
     println!("  mesos-lite  {mesos_url}   (state: {mesos_url}/state)");
     println!("  controller  {api_url}   (export CONCORD_API={api_url})");
+    println!("  dashboard   {api_url}/ui/");
     println!("  logs        {}/*.log", dir.display());
     Ok(())
 }
