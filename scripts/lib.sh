@@ -11,9 +11,13 @@ ensure_system_packages() {
   command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
-  # The dashboard's browser test (e2e/tests/dashboard.rs): headless Chromium over WebDriver.
-  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  # The dashboard's browser test (e2e/tests/dashboard.rs): headless Chromium over
+  # WebDriver, with a font for the screenshots. Only the test command asks for them.
+  if [ "${1:-}" = "--with-browser" ]; then
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+    [ -d /usr/share/fonts/truetype/liberation ] || missing+=(fonts-liberation)
+  fi
   if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi
