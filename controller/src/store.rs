@@ -193,24 +193,17 @@ impl Store {
 
     /// Puts `value` at `key` (fenced, when this store is).
     pub async fn put_raw(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        let txn = Txn::new()
-            .when(self.guard(Vec::new()))
-            .and_then([TxnOp::put(key, value, None)]);
-        let resp = self.client.clone().txn(txn).await?;
-        if resp.succeeded() {
-            Ok(())
-        } else {
-            Err(StoreError::Fenced {
-                key: key.to_owned(),
-            })
-        }
+        self.fenced_op(key, TxnOp::put(key, value, None)).await
     }
 
     /// Deletes `key` (fenced, when this store is).
     pub async fn delete_raw(&self, key: &str) -> Result<(), StoreError> {
-        let txn = Txn::new()
-            .when(self.guard(Vec::new()))
-            .and_then([TxnOp::delete(key, None)]);
+        self.fenced_op(key, TxnOp::delete(key, None)).await
+    }
+
+    /// Runs `op` on `key` under the fence alone: the only way it fails is being fenced.
+    async fn fenced_op(&self, key: &str, op: TxnOp) -> Result<(), StoreError> {
+        let txn = Txn::new().when(self.guard(Vec::new())).and_then([op]);
         let resp = self.client.clone().txn(txn).await?;
         if resp.succeeded() {
             Ok(())
