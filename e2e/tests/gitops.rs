@@ -418,6 +418,45 @@ async fn bad_commits_are_reported_per_file_and_nothing_of_theirs_is_applied() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--repo /no/such/repo"));
     assert!(etcd.dump("/concord/gitrepositories/").await.is_empty());
+    // The API itself (not only the CLI) refuses bad objects with the field named.
+    let collection = format!("{api}/apis/concord.io/v1alpha1/namespaces/default/gitrepositories");
+    let http = reqwest::Client::new();
+    for (content_type, body, expected) in [
+        (
+            "application/json",
+            r#"{"apiVersion":"concord.io/v1alpha1","kind":"GitRepository","metadata":{"name":"x"},"spec":{"url":"/r","purne":true}}"#,
+            "request body: spec.purne: unknown field `purne`, expected one of `url`",
+        ),
+        (
+            "application/yaml",
+            "apiVersion: concord.io/v1alpha1\nkind: GitRepository\nmetadata: {name: x}\nspec: {url: relative/dir}\n",
+            "spec.url: \"relative/dir\": expected an https://",
+        ),
+        (
+            "application/yaml",
+            "apiVersion: concord.io/v1alpha1\nkind: GitRepository\nmetadata: {name: x}\nspec: {url: /r, prune: maybe}\n",
+            "request body: spec.prune: invalid type: string \"maybe\", expected a boolean",
+        ),
+    ] {
+        let resp = http
+            .post(&collection)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status(), 422, "{body}");
+        let status: serde_json::Value = resp.json().await.expect("a Status object");
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(expected),
+            "{expected:?} not in {message:?}"
+        );
+    }
+    assert!(
+        etcd.dump("/concord/gitrepositories/").await.is_empty(),
+        "refused objects stored nothing"
+    );
 
     // Polling (1 s) picks up every commit without being asked.
     repo.write("a.yaml", &simple("alpha", 1));

@@ -137,6 +137,11 @@ fn decode(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult
         }
     };
     result.map_err(|(path, message)| {
+        // serde_yaml_ng already starts its messages with the path; say it once.
+        let message = message
+            .strip_prefix(&format!("{path}: "))
+            .map(str::to_owned)
+            .unwrap_or(message);
         let error = if path == "." {
             SpecError::new(message)
         } else {
