@@ -43,6 +43,10 @@ pub struct Endpoint {
     /// Initialised and connected downstream.
     #[serde(default)]
     pub ready: bool,
+    /// What keeps the operator from doing its work, when something does (e.g. its Kafka
+    /// broker is unreachable); shown in the topology's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Discovery failed.
@@ -172,7 +176,7 @@ pub async fn run_registration(
     let mut keeper = None;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut since_keepalive = Duration::ZERO;
-    let mut published: Option<bool> = None;
+    let mut published: Option<(bool, Option<String>)> = None;
     loop {
         tokio::select! {
             _ = stop.changed() => {
@@ -197,16 +201,18 @@ pub async fn run_registration(
         }
         let Some(id) = lease else { continue };
         let ready = state.ready.load(Ordering::Relaxed);
-        if published != Some(ready) {
+        let problem = state.problem();
+        if published.as_ref() != Some(&(ready, problem.clone())) {
             endpoint.ready = ready;
+            endpoint.problem = problem.clone();
             let value = serde_json::to_string(&endpoint).unwrap_or_default();
             match client
                 .put(key.as_str(), value, Some(PutOptions::new().with_lease(id)))
                 .await
             {
                 Ok(_) => {
-                    tracing::info!(%key, ready, "endpoint published");
-                    published = Some(ready);
+                    tracing::info!(%key, ready, problem = problem.as_deref().unwrap_or(""), "endpoint published");
+                    published = Some((ready, problem));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot publish endpoint");
@@ -403,6 +409,7 @@ mod tests {
                 partitioning: Partitioning::Key,
             }],
             ready,
+            problem: None,
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod discovery;
 pub mod http;
 pub mod metrics;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use concord_executor::config::{ExecutorArgs, OperatorSpec};
+use concord_executor::delivery::Checkpoints;
 use concord_executor::discovery::{self, Endpoint, Paths};
 use concord_executor::http::{self, HttpState};
 use concord_executor::metrics::Metrics;
@@ -52,9 +53,11 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
         )
     });
     tracing::info!(operator = %args.operator, instance = args.instance, task = %task_id, "starting executor");
-    if args.delivery != "at-most-once" {
-        tracing::warn!(delivery = %args.delivery, "only at-most-once delivery is implemented; running at-most-once");
-    }
+    let at_least_once = match args.delivery.as_str() {
+        "at-most-once" => false,
+        "at-least-once" => true,
+        other => anyhow::bail!("unknown delivery `{other}` (at-most-once or at-least-once)"),
+    };
 
     let data = TcpListener::bind(("0.0.0.0", args.data_port)).context("binding data port")?;
     let data_port = data.local_addr()?.port();
@@ -95,6 +98,7 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
         template_hash: args.template_hash.clone(),
         inputs: spec.inputs.clone(),
         ready: false,
+        problem: None,
     };
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let (routing_tx, routing_rx) = std::sync::mpsc::channel();
@@ -138,22 +142,34 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
         instances: spec.instances,
         task_id: task_id.clone(),
         bind_host: "0.0.0.0".to_owned(),
+        namespace: args.namespace.clone(),
+        topology: args.topology.clone(),
+        at_least_once,
+        metrics: metrics.clone(),
+        state: state.clone(),
     };
     let operator = operators::build(&spec, &env).context("creating operator")?;
     let hello = serde_json::json!({
         "operator": args.operator, "instance": args.instance, "taskId": task_id
     })
     .to_string();
+    let (acks_tx, acks_rx) = std::sync::mpsc::channel();
     let router = Router::new(
         ConnSettings {
             batch_bytes: args.batch_bytes.max(256),
             queue_batches: args.queue_batches.max(1),
             hello: wire::hello_frame(&hello),
             dropped: metrics.dropped_downstream_gone(),
+            acks: at_least_once.then_some(acks_tx),
         },
         Duration::from_micros(args.linger_us),
         metrics.clone(),
     );
+    let router = if at_least_once {
+        router.with_checkpoints(Checkpoints::new(acks_rx))
+    } else {
+        router
+    };
     let runtime = Runtime {
         operator,
         config: concord_sdk::Config::new(spec.config.clone()),

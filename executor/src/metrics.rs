@@ -15,6 +15,74 @@ use prometheus_client::registry::Registry;
 /// Label set: a list of name/value pairs.
 pub type Labels = Vec<(String, String)>;
 
+/// Metrics of `kafka-source` and `kafka-sink`, labelled by `topic` and `partition`
+/// where they are per partition.
+#[derive(Default, Clone)]
+pub struct KafkaMetrics {
+    /// 1 while the partition is assigned to this instance, 0 after.
+    pub assigned: Family<Labels, Gauge>,
+    /// Offset committed for the partition (the next one to read after a restart).
+    pub committed: Family<Labels, Gauge>,
+    /// High watermark from the broker's fetch responses.
+    pub end: Family<Labels, Gauge>,
+    /// `end - committed`.
+    pub lag: Family<Labels, Gauge>,
+    /// Records read again after a rewind (at-least-once replays).
+    pub replayed: Counter,
+    /// Records the sink's producer had delivered (acknowledged by the broker).
+    pub produced: Counter,
+    /// Records the sink's producer failed to deliver.
+    pub produce_errors: Counter,
+}
+
+impl KafkaMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "concord_kafka_partition_assigned",
+            "1 while the partition is assigned to this instance",
+            self.assigned.clone(),
+        );
+        registry.register(
+            "concord_kafka_committed_offset",
+            "Committed offset (next to read)",
+            self.committed.clone(),
+        );
+        registry.register(
+            "concord_kafka_end_offset",
+            "High watermark of the partition",
+            self.end.clone(),
+        );
+        registry.register(
+            "concord_kafka_lag_records",
+            "End offset minus committed offset",
+            self.lag.clone(),
+        );
+        registry.register(
+            "concord_replayed_records",
+            "Records read again after a rewind",
+            self.replayed.clone(),
+        );
+        registry.register(
+            "concord_kafka_produced",
+            "Records delivered to Kafka",
+            self.produced.clone(),
+        );
+        registry.register(
+            "concord_kafka_produce_errors",
+            "Records Kafka did not take",
+            self.produce_errors.clone(),
+        );
+    }
+
+    /// Labels of one partition.
+    pub fn partition(topic: &str, partition: i32) -> Labels {
+        vec![
+            ("topic".to_owned(), topic.to_owned()),
+            ("partition".to_owned(), partition.to_string()),
+        ]
+    }
+}
+
 /// All metrics of an executor.
 pub struct Metrics {
     registry: Registry,
@@ -30,6 +98,10 @@ pub struct Metrics {
     pub dropped: Family<Labels, Counter>,
     /// Operator callbacks that returned an error.
     pub errors: Counter,
+    /// At-least-once markers answered, by `result` (`acked`, `failed`).
+    pub markers: Family<Labels, Counter>,
+    /// Kafka sources and sinks.
+    pub kafka: KafkaMetrics,
     /// Input batches processed (each one observation of `processing_latency`).
     pub input_batches: Counter,
     /// Time from a batch arriving to its processing finishing, seconds.
@@ -76,6 +148,8 @@ impl Metrics {
             bytes_out: Family::default(),
             dropped: Family::default(),
             errors: Counter::default(),
+            markers: Family::default(),
+            kafka: KafkaMetrics::default(),
             input_batches: Counter::default(),
             processing_latency: Histogram::new(exponential_buckets(1e-6, 2.0, 24)),
             e2e_latency: Histogram::new(exponential_buckets(1e-5, 2.0, 24)),
@@ -119,6 +193,12 @@ impl Metrics {
             "Failed callbacks",
             m.errors.clone(),
         );
+        registry.register(
+            "concord_markers",
+            "At-least-once markers answered, by result",
+            m.markers.clone(),
+        );
+        m.kafka.register(&mut registry);
         registry.register(
             "concord_input_batches",
             "Input batches processed",

@@ -40,6 +40,28 @@ pub struct RuntimeState {
     pub ready: AtomicBool,
     /// Set once `destroy` has been called.
     pub destroyed: AtomicBool,
+    /// What keeps the operator from working (published with the endpoint).
+    problem: std::sync::Mutex<Option<String>>,
+}
+
+impl RuntimeState {
+    /// Reports a problem (`None` clears it).
+    pub fn set_problem(&self, problem: Option<String>) {
+        if let Ok(mut p) = self.problem.lock()
+            && *p != problem
+        {
+            match &problem {
+                Some(m) => tracing::warn!(problem = %m, "operator reports a problem"),
+                None => tracing::info!("operator problem cleared"),
+            }
+            *p = problem;
+        }
+    }
+
+    /// The problem reported last, if any.
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().ok().and_then(|p| p.clone())
+    }
 }
 
 /// Everything the runtime thread owns.
@@ -208,6 +230,7 @@ impl Runtime {
                 self.publish_in(&mut in_stats);
                 self.router.publish_stats();
             }
+            self.router.poll_acks();
             let now_ms = clock::wall_ms();
             if timers.first().is_some_and(|(t, _)| *t <= now_ms) {
                 self.fire_timers(&mut timers, &mut spans, now_ms);
@@ -400,6 +423,20 @@ impl Runtime {
                     }
                 }
             }
+            InMsg::Marker(ack) => {
+                metrics.input_queue.dec();
+                // Everything before the marker has been processed and routed.
+                let durable = match operator.checkpoint() {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "checkpoint failed; records before it will be replayed");
+                        false
+                    }
+                };
+                host.router.marker_arrived(ack);
+                host.router.forward_markers(durable);
+                return;
+            }
             InMsg::Ingest(records) => {
                 received_ns = clock::wall_ns();
                 metrics.input_queue.dec();
@@ -501,6 +538,17 @@ impl Ingest {
         gauge: prometheus_client::metrics::gauge::Gauge,
     ) -> Self {
         Self { tx, gauge }
+    }
+
+    /// Queues an at-least-once marker behind the records sent so far, blocking while the
+    /// queue is full. Returns false once the runtime has stopped.
+    pub fn send_marker(&self, ack: crate::delivery::AckTo) -> bool {
+        self.gauge.inc();
+        let ok = self.tx.send(InMsg::Marker(ack)).is_ok();
+        if !ok {
+            self.gauge.dec();
+        }
+        ok
     }
 
     /// Queues records for `process_record`, blocking while the queue is full. Returns

@@ -6,6 +6,13 @@
 //! records; each record is `flags: u8`, `event_time: u64`, `key_len: u32`,
 //! `value_len: u32`, when `flags & 1` a trace context (`trace_id: u64`, `span_id: u64`),
 //! then the key and value bytes. All integers are big-endian.
+//!
+//! Under at-least-once delivery two more frames exist (see `docs/delivery.md`): a
+//! `MARKER` (`seq: u64`) sent downstream in order with the batches, and an `ACK`
+//! (`seq: u64`, `ok: u8`) sent back upstream on the same connection once everything
+//! before the marker has been processed by the whole DAG below.
+
+use std::io::Read as _;
 
 use bytes::Bytes;
 use concord_sdk::{Record, TraceContext};
@@ -14,6 +21,10 @@ use concord_sdk::{Record, TraceContext};
 pub const FRAME_HELLO: u8 = 1;
 /// Frame type of a record batch.
 pub const FRAME_BATCH: u8 = 2;
+/// Frame type of an at-least-once marker (downstream).
+pub const FRAME_MARKER: u8 = 3;
+/// Frame type of a marker's acknowledgement (upstream).
+pub const FRAME_ACK: u8 = 4;
 /// Largest frame a reader accepts.
 pub const MAX_FRAME: usize = 64 << 20;
 /// Bytes before the first record of a batch frame (length, type, count).
@@ -106,6 +117,62 @@ pub fn hello_frame(json: &str) -> Vec<u8> {
     b.push(FRAME_HELLO);
     b.extend_from_slice(json.as_bytes());
     b
+}
+
+/// Encodes a marker frame.
+pub fn marker_frame(seq: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(13);
+    b.extend_from_slice(&9u32.to_be_bytes());
+    b.push(FRAME_MARKER);
+    b.extend_from_slice(&seq.to_be_bytes());
+    b
+}
+
+/// Encodes an acknowledgement frame.
+pub fn ack_frame(seq: u64, ok: bool) -> [u8; 14] {
+    let mut b = [0u8; 14];
+    b[0..4].copy_from_slice(&10u32.to_be_bytes());
+    b[4] = FRAME_ACK;
+    b[5..13].copy_from_slice(&seq.to_be_bytes());
+    b[13] = u8::from(ok);
+    b
+}
+
+/// The sequence number of a marker frame body.
+pub fn marker_seq(body: &[u8]) -> Result<u64, WireError> {
+    body.get(0..8)
+        .map(be_u64)
+        .ok_or(WireError("short marker"))
+}
+
+/// The sequence number and outcome of an acknowledgement frame body.
+pub fn ack_body(body: &[u8]) -> Result<(u64, bool), WireError> {
+    match (body.get(0..8), body.get(8)) {
+        (Some(seq), Some(ok)) => Ok((be_u64(seq), *ok != 0)),
+        _ => Err(WireError("short ack")),
+    }
+}
+
+/// Reads one frame (`type`, body without length and type); `Ok(None)` at a clean end of
+/// stream between frames.
+pub fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+    let mut hdr = [0u8; 5];
+    match r.read_exact(&mut hdr) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+    if !(1..=MAX_FRAME).contains(&len) {
+        return Err(std::io::Error::other(format!("bad frame length {len}")));
+    }
+    // Read into spare capacity (no zero-filling of up to 64 KiB per frame).
+    let mut body = Vec::with_capacity(len - 1);
+    let got = r.by_ref().take((len - 1) as u64).read_to_end(&mut body)?;
+    if got != len - 1 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(Some((hdr[4], body)))
 }
 
 /// Number of records a batch body (count + records, without length and type) claims.
@@ -228,6 +295,18 @@ mod tests {
         assert_eq!(&c.value[..], b"value-two");
         assert!(r.next_record().expect("ok").is_none());
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn marker_and_ack_frames_round_trip() {
+        let m = marker_frame(42);
+        let (kind, body) = read_frame(&mut &m[..]).expect("io").expect("frame");
+        assert_eq!((kind, marker_seq(&body).expect("seq")), (FRAME_MARKER, 42));
+        let a = ack_frame(7, false);
+        let (kind, body) = read_frame(&mut &a[..]).expect("io").expect("frame");
+        assert_eq!((kind, ack_body(&body).expect("ack")), (FRAME_ACK, (7, false)));
+        assert!(read_frame(&mut &[][..]).expect("io").is_none());
+        assert!(ack_body(&[0, 1]).is_err());
     }
 
     #[test]

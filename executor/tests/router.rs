@@ -133,6 +133,7 @@ fn router(batch_bytes: usize, queue: usize) -> (Router, Arc<Metrics>) {
             queue_batches: queue,
             hello: wire::hello_frame(r#"{"operator":"test","instance":0}"#),
             dropped: metrics.dropped_downstream_gone(),
+            acks: None,
         },
         Duration::from_millis(1),
         metrics.clone(),

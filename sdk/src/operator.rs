@@ -70,4 +70,12 @@ pub trait Operator: Send {
     fn end_of_batch(&mut self, _ctx: &mut Context<'_>) -> Result<(), OperatorError> {
         Ok(())
     }
+
+    /// Under at-least-once delivery, called before the host acknowledges the records
+    /// processed so far: make their effects outside Concord durable (flush a producer or
+    /// a file) and return an error if some of them were not. Records emitted with
+    /// [`Context::produce`] are the host's concern, not this method's.
+    fn checkpoint(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
 }

@@ -5,6 +5,7 @@ pub mod count_table;
 pub mod filter;
 pub mod generator;
 pub mod json;
+pub mod kafka;
 pub mod keyed_count;
 pub mod map;
 pub mod process;
@@ -51,6 +52,15 @@ pub struct BuiltinEnv {
     pub task_id: String,
     /// Host to bind source listeners on.
     pub bind_host: String,
+    /// Topology namespace and name.
+    pub namespace: String,
+    pub topology: String,
+    /// True under at-least-once delivery (sources that can replay send markers).
+    pub at_least_once: bool,
+    /// The executor's metrics.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Lifecycle flags; operators report problems here.
+    pub state: std::sync::Arc<crate::runtime::RuntimeState>,
 }
 
 /// Creates the operator the spec asks for.
@@ -83,7 +93,8 @@ fn builtin(name: &str, env: &BuiltinEnv) -> Result<Box<dyn Operator>, OperatorEr
         "tcp-source" => Box::new(sources::TcpSource::new(env)),
         "http-source" => Box::new(sources::HttpSource::new(env)),
         "file-source" => Box::new(sources::FileSource::new(env)),
-        "kafka-source" | "kafka-sink" => Box::new(NotBuilt(name.to_owned())),
+        "kafka-source" => Box::new(kafka::KafkaSource::new(env)),
+        "kafka-sink" => Box::new(kafka::KafkaSink::new(env)),
         other => {
             return Err(OperatorError::msg(format!(
                 "unknown built-in operator `{other}` (known: {})",
@@ -91,32 +102,6 @@ fn builtin(name: &str, env: &BuiltinEnv) -> Result<Box<dyn Operator>, OperatorEr
             )));
         }
     })
-}
-
-/// Placeholder for operators that are declared but not implemented yet.
-struct NotBuilt(String);
-
-impl Operator for NotBuilt {
-    fn metadata(&self) -> concord_sdk::Metadata {
-        concord_sdk::Metadata {
-            name: self.0.clone(),
-            inputs: vec![],
-            outputs: vec![],
-        }
-    }
-    fn init(&mut self, _ctx: &mut concord_sdk::Context<'_>) -> Result<(), OperatorError> {
-        Err(OperatorError::msg(format!(
-            "built-in operator `{}` is not built yet",
-            self.0
-        )))
-    }
-    fn process_record(
-        &mut self,
-        _ctx: &mut concord_sdk::Context<'_>,
-        _record: concord_sdk::Record,
-    ) -> Result<(), OperatorError> {
-        Ok(())
-    }
 }
 
 /// Output stream name used by every built-in operator.

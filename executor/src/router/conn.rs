@@ -1,11 +1,14 @@
 //! One outbound connection to a downstream instance: a bounded queue of encoded batches
-//! drained by a writer thread, with reconnect on failure.
+//! drained by a writer thread, with reconnect on failure. Under at-least-once delivery
+//! markers go through the same queue, and a reader thread per TCP connection passes the
+//! downstream's acknowledgements to the router (`crate::delivery`).
 
-use std::io::Write;
+use std::collections::HashSet;
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -13,7 +16,11 @@ use concord_sdk::TraceContext;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::wire::BatchBuilder;
+use crate::delivery::ConnAck;
+use crate::wire::{BatchBuilder, FRAME_ACK, FRAME_MARKER, ack_body, marker_frame, read_frame};
+
+/// Source of connection ids, unique within the process.
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// State shared between the operator thread and a connection's writer thread.
 #[derive(Debug, Default)]
@@ -24,6 +31,8 @@ pub struct ConnShared {
     pub queued: AtomicUsize,
     /// The executor's `concord_output_queue_batches` (all connections), kept live.
     pub gauge: Gauge,
+    /// Records may have been lost since the last marker: the next one fails.
+    pub lost: AtomicBool,
 }
 
 impl ConnShared {
@@ -49,10 +58,15 @@ pub struct ConnSettings {
     pub hello: Vec<u8>,
     /// Counter of records dropped because the downstream could not be reached.
     pub dropped: Counter,
+    /// At-least-once: where acknowledgements of markers are reported (`None`: markers
+    /// are not used and nothing is read back).
+    pub acks: Option<Sender<ConnAck>>,
 }
 
 /// An outbound connection as seen by the operator thread.
 pub struct Conn {
+    /// Unique id, used in acknowledgements.
+    pub id: u64,
     /// Downstream task ID.
     pub task_id: String,
     /// Downstream `host:port`.
@@ -77,6 +91,7 @@ impl Conn {
         settings: &ConnSettings,
         queue_gauge: Gauge,
     ) -> Self {
+        let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = sync_channel(settings.queue_batches.max(1));
         let shared = Arc::new(ConnShared {
             gauge: queue_gauge,
@@ -84,15 +99,20 @@ impl Conn {
         });
         let handle = {
             let shared = shared.clone();
-            let addr = addr.clone();
-            let hello = settings.hello.clone();
-            let dropped = settings.dropped.clone();
+            let w = Writer {
+                id,
+                addr: addr.clone(),
+                hello: settings.hello.clone(),
+                dropped: settings.dropped.clone(),
+                acks: settings.acks.clone(),
+            };
             std::thread::Builder::new()
                 .name(format!("conn-{task_id}"))
-                .spawn(move || writer_loop(&addr, &hello, rx, &shared, &dropped))
+                .spawn(move || w.run(rx, &shared))
                 .ok()
         };
         Self {
+            id,
             task_id,
             addr,
             builder: BatchBuilder::with_capacity(settings.batch_bytes),
@@ -142,6 +162,16 @@ impl Conn {
                     self.shared.dequeued();
                 }
             }
+        }
+    }
+
+    /// Flushes the current batch and queues marker `seq` behind it (blocking while the
+    /// queue is full). Returns false when the writer has gone (the marker is lost).
+    pub fn push_marker(&mut self, seq: u64) -> bool {
+        self.flush();
+        match &self.tx {
+            Some(tx) => tx.send(marker_frame(seq)).is_ok(),
+            None => false,
         }
     }
 
@@ -204,63 +234,201 @@ fn batch_records(frame: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-fn writer_loop(
-    addr: &str,
-    hello: &[u8],
-    rx: Receiver<Vec<u8>>,
-    shared: &ConnShared,
-    dropped: &Counter,
-) {
-    let mut backoff = Duration::from_millis(20);
-    let mut stream = match connect(addr, hello) {
-        Ok(s) => {
-            shared.connected.store(true, Ordering::Relaxed);
-            Some(s)
+/// Markers written on one TCP connection and not answered yet.
+#[derive(Default)]
+struct Outstanding {
+    seqs: Mutex<HashSet<u64>>,
+}
+
+impl Outstanding {
+    fn insert(&self, seq: u64) {
+        if let Ok(mut s) = self.seqs.lock() {
+            s.insert(seq);
         }
-        Err(e) => {
-            tracing::warn!(%addr, error = %e, "cannot connect to downstream");
-            None
+    }
+
+    fn remove(&self, seq: u64) -> bool {
+        self.seqs.lock().map(|mut s| s.remove(&seq)).unwrap_or(false)
+    }
+
+    fn drain(&self) -> Vec<u64> {
+        self.seqs
+            .lock()
+            .map(|mut s| s.drain().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// One TCP connection and, under at-least-once, what it owes.
+struct Stream {
+    tcp: TcpStream,
+    outstanding: Arc<Outstanding>,
+}
+
+struct Writer {
+    id: u64,
+    addr: String,
+    hello: Vec<u8>,
+    dropped: Counter,
+    acks: Option<Sender<ConnAck>>,
+}
+
+impl Writer {
+    fn report(&self, seq: u64, ok: bool) {
+        if let Some(a) = &self.acks {
+            let _ = a.send(ConnAck {
+                conn: self.id,
+                seq,
+                ok,
+            });
         }
-    };
-    while let Ok(frame) = rx.recv() {
-        shared.dequeued();
-        let mut attempts = 0;
-        loop {
-            if stream.is_none() {
-                match connect(addr, hello) {
-                    Ok(s) => {
-                        tracing::info!(%addr, "connected to downstream");
-                        shared.connected.store(true, Ordering::Relaxed);
-                        backoff = Duration::from_millis(20);
-                        stream = Some(s);
+    }
+
+    /// Connects; under at-least-once also starts the thread reading acknowledgements.
+    fn open(&self, shared: &Arc<ConnShared>) -> std::io::Result<Stream> {
+        let tcp = connect(&self.addr, &self.hello)?;
+        let outstanding = Arc::new(Outstanding::default());
+        if let Some(acks) = &self.acks {
+            let read = tcp.try_clone()?;
+            let outstanding = outstanding.clone();
+            let acks = acks.clone();
+            let shared = shared.clone();
+            let id = self.id;
+            std::thread::Builder::new()
+                .name("conn-acks".into())
+                .spawn(move || read_acks(id, read, &outstanding, &acks, &shared))?;
+        }
+        Ok(Stream { tcp, outstanding })
+    }
+
+    /// A stream failed: whatever it still owed is failed, and so is the next marker
+    /// (records written to it may be lost).
+    fn broken(&self, stream: Stream, shared: &ConnShared) {
+        shared.connected.store(false, Ordering::Relaxed);
+        shared.lost.store(true, Ordering::Relaxed);
+        let _ = stream.tcp.shutdown(std::net::Shutdown::Both);
+        for seq in stream.outstanding.drain() {
+            self.report(seq, false);
+        }
+    }
+
+    fn run(&self, rx: Receiver<Vec<u8>>, shared: &Arc<ConnShared>) {
+        let addr = &self.addr;
+        let mut backoff = Duration::from_millis(20);
+        let mut stream = match self.open(shared) {
+            Ok(s) => {
+                shared.connected.store(true, Ordering::Relaxed);
+                Some(s)
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot connect to downstream");
+                None
+            }
+        };
+        while let Ok(frame) = rx.recv() {
+            let marker = frame.get(4) == Some(&FRAME_MARKER);
+            let seq = if marker {
+                frame
+                    .get(5..13)
+                    .map(|b| u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                    .unwrap_or(0)
+            } else {
+                shared.dequeued();
+                0
+            };
+            if marker && shared.lost.swap(false, Ordering::Relaxed) {
+                // Records before this marker were dropped: it must not be acknowledged.
+                self.report(seq, false);
+                continue;
+            }
+            let mut attempts = 0;
+            loop {
+                if stream.is_none() {
+                    match self.open(shared) {
+                        Ok(s) => {
+                            tracing::info!(%addr, "connected to downstream");
+                            shared.connected.store(true, Ordering::Relaxed);
+                            backoff = Duration::from_millis(20);
+                            stream = Some(s);
+                        }
+                        Err(e) => {
+                            tracing::debug!(%addr, error = %e, "reconnect failed");
+                            if marker {
+                                self.report(seq, false);
+                            } else {
+                                self.dropped.inc_by(batch_records(&frame));
+                                shared.lost.store(true, Ordering::Relaxed);
+                            }
+                            std::thread::sleep(backoff);
+                            backoff = (backoff * 2).min(Duration::from_secs(1));
+                            break;
+                        }
                     }
+                }
+                let Some(s) = stream.as_mut() else { break };
+                if marker {
+                    s.outstanding.insert(seq);
+                }
+                match s.tcp.write_all(&frame) {
+                    Ok(()) => break,
                     Err(e) => {
-                        tracing::debug!(%addr, error = %e, "reconnect failed");
-                        dropped.inc_by(batch_records(&frame));
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                        break;
-                    }
-                }
-            }
-            let Some(s) = stream.as_mut() else { break };
-            match s.write_all(&frame) {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(%addr, error = %e, "downstream connection failed");
-                    shared.connected.store(false, Ordering::Relaxed);
-                    stream = None;
-                    attempts += 1;
-                    if attempts > 1 {
-                        dropped.inc_by(batch_records(&frame));
-                        break;
+                        tracing::warn!(%addr, error = %e, "downstream connection failed");
+                        if let Some(s) = stream.take() {
+                            self.broken(s, shared);
+                        }
+                        if marker {
+                            // Reported failed with the rest of what the stream owed.
+                            break;
+                        }
+                        attempts += 1;
+                        if attempts > 1 {
+                            self.dropped.inc_by(batch_records(&frame));
+                            break;
+                        }
                     }
                 }
             }
         }
+        if let Some(s) = stream {
+            // Only the write side: acknowledgements of the last markers still come back.
+            let _ = s.tcp.shutdown(std::net::Shutdown::Write);
+        }
+        shared.connected.store(false, Ordering::Relaxed);
     }
-    if let Some(s) = stream {
-        let _ = s.shutdown(std::net::Shutdown::Write);
+}
+
+/// Reads acknowledgements until the downstream closes the connection; whatever is still
+/// owed then is failed.
+fn read_acks(
+    id: u64,
+    tcp: TcpStream,
+    outstanding: &Outstanding,
+    acks: &Sender<ConnAck>,
+    shared: &ConnShared,
+) {
+    let mut r = BufReader::with_capacity(1024, tcp);
+    loop {
+        match read_frame(&mut r) {
+            Ok(Some((FRAME_ACK, body))) => {
+                if let Ok((seq, ok)) = ack_body(&body)
+                    && outstanding.remove(seq)
+                {
+                    let _ = acks.send(ConnAck { conn: id, seq, ok });
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
     }
-    shared.connected.store(false, Ordering::Relaxed);
+    let owed = outstanding.drain();
+    if !owed.is_empty() {
+        shared.lost.store(true, Ordering::Relaxed);
+    }
+    for seq in owed {
+        let _ = acks.send(ConnAck {
+            conn: id,
+            seq,
+            ok: false,
+        });
+    }
 }

@@ -2,7 +2,7 @@
 //! operator's bounded input queue (a full queue stops reading, which back-pressures the
 //! upstream over TCP).
 
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
@@ -12,7 +12,8 @@ use concord_sdk::Record;
 use prometheus_client::metrics::gauge::Gauge;
 
 use crate::clock;
-use crate::wire::{FRAME_BATCH, FRAME_HELLO, MAX_FRAME};
+use crate::delivery::AckTo;
+use crate::wire::{FRAME_BATCH, FRAME_HELLO, FRAME_MARKER, marker_seq, read_frame};
 
 /// A unit of work for the operator thread.
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub enum InMsg {
     },
     /// Records injected by a source operator's own I/O thread.
     Ingest(Vec<Record>),
+    /// An at-least-once marker: everything before it (from its sender) has been queued.
+    Marker(AckTo),
 }
 
 /// Accepts connections on `listener` until the process exits.
@@ -61,26 +64,6 @@ pub fn spawn_listener(
     Ok(())
 }
 
-fn read_frame(r: &mut impl Read) -> std::io::Result<Option<(u8, Vec<u8>)>> {
-    let mut hdr = [0u8; 5];
-    match r.read_exact(&mut hdr) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
-    if !(1..=MAX_FRAME).contains(&len) {
-        return Err(std::io::Error::other(format!("bad frame length {len}")));
-    }
-    // Read into spare capacity (no zero-filling of up to 64 KiB per frame).
-    let mut body = Vec::with_capacity(len - 1);
-    let got = r.by_ref().take((len - 1) as u64).read_to_end(&mut body)?;
-    if got != len - 1 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(Some((hdr[4], body)))
-}
-
 fn read_loop(stream: TcpStream, tx: &SyncSender<InMsg>, queue: &Gauge) -> std::io::Result<()> {
     let peer = stream.peer_addr().ok();
     // Small buffer: frame headers are buffered, large bodies are read straight into
@@ -99,14 +82,30 @@ fn read_loop(stream: TcpStream, tx: &SyncSender<InMsg>, queue: &Gauge) -> std::i
         _ => return Err(std::io::Error::other("connection did not start with hello")),
     };
     tracing::debug!(?peer, %from, "upstream connected");
+    // Acknowledgements go back on this socket (created at the first marker).
+    let mut reply: Option<Arc<std::sync::Mutex<TcpStream>>> = None;
     while let Some((kind, body)) = read_frame(&mut r)? {
-        if kind != FRAME_BATCH {
-            continue;
-        }
-        let msg = InMsg::Batch {
-            from: from.clone(),
-            body: Bytes::from(body),
-            received_ns: clock::wall_ns(),
+        let msg = match kind {
+            FRAME_BATCH => InMsg::Batch {
+                from: from.clone(),
+                body: Bytes::from(body),
+                received_ns: clock::wall_ns(),
+            },
+            FRAME_MARKER => {
+                let seq = marker_seq(&body).map_err(std::io::Error::other)?;
+                let writer = match &reply {
+                    Some(w) => w.clone(),
+                    None => {
+                        let s = r.get_ref().try_clone()?;
+                        s.set_write_timeout(Some(std::time::Duration::from_secs(5)))?;
+                        let w = Arc::new(std::sync::Mutex::new(s));
+                        reply = Some(w.clone());
+                        w
+                    }
+                };
+                InMsg::Marker(AckTo::Upstream { seq, reply: writer })
+            }
+            _ => continue,
         };
         queue.inc();
         if tx.send(msg).is_err() {

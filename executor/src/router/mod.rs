@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use concord_sdk::TraceContext;
 
 use crate::config::Partitioning;
+use crate::delivery::{AckTo, Checkpoints};
 use crate::metrics::Metrics;
 use conn::{Conn, ConnSettings};
 
@@ -75,6 +76,8 @@ pub struct Router {
     no_route: u64,
     closing: Vec<JoinHandle<()>>,
     metrics: Arc<Metrics>,
+    /// At-least-once bookkeeping; `None` under at-most-once.
+    checkpoints: Option<Checkpoints>,
 }
 
 impl Router {
@@ -91,6 +94,73 @@ impl Router {
             no_route: 0,
             closing: Vec::new(),
             metrics,
+            checkpoints: None,
+        }
+    }
+
+    /// Turns on at-least-once markers; `settings.acks` of the router must be the sender
+    /// paired with `checkpoints`.
+    pub fn with_checkpoints(mut self, checkpoints: Checkpoints) -> Self {
+        self.checkpoints = Some(checkpoints);
+        self
+    }
+
+    /// True under at-least-once delivery.
+    pub fn at_least_once(&self) -> bool {
+        self.checkpoints.is_some()
+    }
+
+    /// True when some operator consumes this one's output (even with no instance now).
+    pub fn has_consumers(&self) -> bool {
+        !self.edges.is_empty()
+    }
+
+    /// A marker this operator has processed (everything before it is handed on).
+    /// Without at-least-once it is answered at once.
+    pub fn marker_arrived(&mut self, ack: AckTo) {
+        match &mut self.checkpoints {
+            Some(c) => c.arrived(ack),
+            None => ack.send(true),
+        }
+    }
+
+    /// Forwards the processed markers: one marker of ours on every downstream connection,
+    /// behind the records already routed to it. `durable` is the operator's own
+    /// checkpoint result; without consumers the markers are answered with it right away.
+    pub fn forward_markers(&mut self, durable: bool) {
+        let Some(c) = self.checkpoints.as_mut() else {
+            return;
+        };
+        if !c.has_pending() {
+            return;
+        }
+        if !durable || self.edges.is_empty() {
+            c.settle_local(durable);
+            return;
+        }
+        let seq = c.next_seq();
+        let mut sent = Vec::with_capacity(self.index.len());
+        for conn in self.conns.iter_mut().flatten() {
+            if conn.push_marker(seq) {
+                sent.push((conn.id, seq));
+            } else {
+                c.lost("downstream writer gone");
+            }
+        }
+        c.forward(seq, sent);
+    }
+
+    /// Applies acknowledgements from downstream (at-least-once).
+    pub fn poll_acks(&mut self) {
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.poll();
+            let t = c.take_tally();
+            if t.acked > 0 {
+                self.metrics.markers.get_or_create(&vec![("result".to_owned(), "acked".to_owned())]).inc_by(t.acked);
+            }
+            if t.failed > 0 {
+                self.metrics.markers.get_or_create(&vec![("result".to_owned(), "failed".to_owned())]).inc_by(t.failed);
+            }
         }
     }
 
@@ -114,6 +184,16 @@ impl Router {
                 && let Some(conn) = self.conns[slot].take()
             {
                 tracing::info!(task = %conn.task_id, addr = %conn.addr, "downstream removed; draining");
+                let mut conn = conn;
+                if let Some(c) = self.checkpoints.as_mut() {
+                    // Records it got since the last forward are covered by a final marker.
+                    let seq = c.next_seq();
+                    if conn.push_marker(seq) {
+                        c.carry(conn.id, seq);
+                    } else {
+                        c.lost("removed downstream's writer gone");
+                    }
+                }
                 if let Some(h) = conn.close() {
                     self.closing.push(h);
                 }
@@ -211,6 +291,9 @@ impl Router {
         for e in &mut self.edges {
             if e.slots.is_empty() {
                 self.no_route += 1;
+                if let Some(c) = self.checkpoints.as_mut() {
+                    c.lost("a consuming operator has no instance");
+                }
                 continue;
             }
             match e.partitioning {
