@@ -281,14 +281,33 @@ mod tests {
         c.arrived(a);
         let seq = c.next_seq();
         c.forward(seq, vec![(1, seq), (2, seq)]);
-        tx.send(ConnAck { conn: 1, seq, ok: true }).expect("send");
+        tx.send(ConnAck {
+            conn: 1,
+            seq,
+            ok: true,
+        })
+        .expect("send");
         c.poll();
-        assert!(a_rx.try_recv().is_err(), "one connection still owes an answer");
-        tx.send(ConnAck { conn: 2, seq, ok: true }).expect("send");
+        assert!(
+            a_rx.try_recv().is_err(),
+            "one connection still owes an answer"
+        );
+        tx.send(ConnAck {
+            conn: 2,
+            seq,
+            ok: true,
+        })
+        .expect("send");
         c.poll();
         assert_eq!(a_rx.try_recv().expect("answered"), (10, true));
         assert_eq!(c.in_flight(), 0);
-        assert_eq!(c.take_tally(), Tally { acked: 1, failed: 0 });
+        assert_eq!(
+            c.take_tally(),
+            Tally {
+                acked: 1,
+                failed: 0
+            }
+        );
     }
 
     #[test]
@@ -301,14 +320,30 @@ mod tests {
         c.arrived(b);
         let seq = c.next_seq();
         c.forward(seq, vec![(1, seq), (2, seq)]);
-        tx.send(ConnAck { conn: 2, seq, ok: false }).expect("send");
+        tx.send(ConnAck {
+            conn: 2,
+            seq,
+            ok: false,
+        })
+        .expect("send");
         c.poll();
         assert_eq!(a_rx.try_recv().expect("answered"), (1, false));
         assert_eq!(b_rx.try_recv().expect("answered"), (2, false));
         // A late answer of the other connection changes nothing.
-        tx.send(ConnAck { conn: 1, seq, ok: true }).expect("send");
+        tx.send(ConnAck {
+            conn: 1,
+            seq,
+            ok: true,
+        })
+        .expect("send");
         c.poll();
-        assert_eq!(c.take_tally(), Tally { acked: 0, failed: 2 });
+        assert_eq!(
+            c.take_tally(),
+            Tally {
+                acked: 0,
+                failed: 2
+            }
+        );
     }
 
     #[test]
@@ -338,10 +373,23 @@ mod tests {
         c.arrived(a);
         let seq = c.next_seq();
         c.forward(seq, vec![(1, seq)]);
-        tx.send(ConnAck { conn: 1, seq, ok: true }).expect("send");
+        tx.send(ConnAck {
+            conn: 1,
+            seq,
+            ok: true,
+        })
+        .expect("send");
         c.poll();
-        assert!(a_rx.try_recv().is_err(), "the closed connection has not answered");
-        tx.send(ConnAck { conn: 7, seq: close, ok: true }).expect("send");
+        assert!(
+            a_rx.try_recv().is_err(),
+            "the closed connection has not answered"
+        );
+        tx.send(ConnAck {
+            conn: 7,
+            seq: close,
+            ok: true,
+        })
+        .expect("send");
         c.poll();
         assert_eq!(a_rx.try_recv().expect("answered"), (1, true));
     }

@@ -140,9 +140,7 @@ pub fn ack_frame(seq: u64, ok: bool) -> [u8; 14] {
 
 /// The sequence number of a marker frame body.
 pub fn marker_seq(body: &[u8]) -> Result<u64, WireError> {
-    body.get(0..8)
-        .map(be_u64)
-        .ok_or(WireError("short marker"))
+    body.get(0..8).map(be_u64).ok_or(WireError("short marker"))
 }
 
 /// The sequence number and outcome of an acknowledgement frame body.
@@ -304,7 +302,10 @@ mod tests {
         assert_eq!((kind, marker_seq(&body).expect("seq")), (FRAME_MARKER, 42));
         let a = ack_frame(7, false);
         let (kind, body) = read_frame(&mut &a[..]).expect("io").expect("frame");
-        assert_eq!((kind, ack_body(&body).expect("ack")), (FRAME_ACK, (7, false)));
+        assert_eq!(
+            (kind, ack_body(&body).expect("ack")),
+            (FRAME_ACK, (7, false))
+        );
         assert!(read_frame(&mut &[][..]).expect("io").is_none());
         assert!(ack_body(&[0, 1]).is_err());
     }

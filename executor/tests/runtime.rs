@@ -117,7 +117,7 @@ fn single_threaded_callbacks_ordered_timers_and_destroy() {
                 queue_batches: 2,
                 hello: wire::hello_frame("{}"),
                 dropped: metrics.dropped_downstream_gone(),
-            acks: None,
+                acks: None,
             },
             Duration::from_millis(1),
             metrics.clone(),

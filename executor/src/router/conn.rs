@@ -248,7 +248,10 @@ impl Outstanding {
     }
 
     fn remove(&self, seq: u64) -> bool {
-        self.seqs.lock().map(|mut s| s.remove(&seq)).unwrap_or(false)
+        self.seqs
+            .lock()
+            .map(|mut s| s.remove(&seq))
+            .unwrap_or(false)
     }
 
     fn drain(&self) -> Vec<u64> {

@@ -156,10 +156,16 @@ impl Router {
             c.poll();
             let t = c.take_tally();
             if t.acked > 0 {
-                self.metrics.markers.get_or_create(&vec![("result".to_owned(), "acked".to_owned())]).inc_by(t.acked);
+                self.metrics
+                    .markers
+                    .get_or_create(&vec![("result".to_owned(), "acked".to_owned())])
+                    .inc_by(t.acked);
             }
             if t.failed > 0 {
-                self.metrics.markers.get_or_create(&vec![("result".to_owned(), "failed".to_owned())]).inc_by(t.failed);
+                self.metrics
+                    .markers
+                    .get_or_create(&vec![("result".to_owned(), "failed".to_owned())])
+                    .inc_by(t.failed);
             }
         }
     }

@@ -188,10 +188,7 @@ mod tests {
         t.read(&tp(1), 7);
         let b = t.mark(now);
         let seeks: BTreeMap<Tp, i64> = [(tp(0), 1), (tp(1), 7)].into();
-        assert_eq!(
-            t.ack(b, false),
-            AckAction::Rewind { seeks, replayed: 3 }
-        );
+        assert_eq!(t.ack(b, false), AckAction::Rewind { seeks, replayed: 3 });
         // An answer for an epoch from before the rewind is ignored.
         assert_eq!(t.ack(b, true), AckAction::None);
         // Reading again from the safe offsets continues normally.

@@ -112,7 +112,10 @@ impl Operator for KafkaSink {
         let mut cfg = client_config(c, &self.env.task_id)?;
         cfg.set("acks", &acks)
             // Idempotence needs acks=all; with weaker acks the user chose speed.
-            .set("enable.idempotence", (acks == "all" || acks == "-1").to_string())
+            .set(
+                "enable.idempotence",
+                (acks == "all" || acks == "-1").to_string(),
+            )
             .set("linger.ms", c.u64("lingerMs")?.unwrap_or(5).to_string())
             .set(
                 "batch.size",

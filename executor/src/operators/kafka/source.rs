@@ -72,7 +72,10 @@ impl Settings {
         Ok(Self {
             topics: topics(c)?,
             group: c.str("group")?.unwrap_or_else(|| {
-                format!("concord.{}.{}.{}", env.namespace, env.topology, env.operator)
+                format!(
+                    "concord.{}.{}.{}",
+                    env.namespace, env.topology, env.operator
+                )
             }),
             start_from,
             session_timeout_ms: c.u64("sessionTimeoutMs")?.unwrap_or(6000),
@@ -187,8 +190,14 @@ impl Operator for KafkaSource {
         let settings = Settings::from_config(ctx.config(), &self.env)?;
         let mut cfg = client_config(ctx.config(), &self.env.task_id)?;
         cfg.set("group.id", &settings.group)
-            .set("session.timeout.ms", settings.session_timeout_ms.to_string())
-            .set("heartbeat.interval.ms", (settings.session_timeout_ms / 3).max(100).to_string())
+            .set(
+                "session.timeout.ms",
+                settings.session_timeout_ms.to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (settings.session_timeout_ms / 3).max(100).to_string(),
+            )
             .set(
                 "auto.offset.reset",
                 match settings.start_from {
@@ -292,8 +301,15 @@ impl Reader {
                     }
                     self.apply(action);
                 }
-                if !rewound && self.tracker.timed_out(Instant::now(), self.settings.ack_timeout) {
-                    tracing::warn!(timeout_ms = self.settings.ack_timeout.as_millis() as u64, "marker not acknowledged in time; rewinding");
+                if !rewound
+                    && self
+                        .tracker
+                        .timed_out(Instant::now(), self.settings.ack_timeout)
+                {
+                    tracing::warn!(
+                        timeout_ms = self.settings.ack_timeout.as_millis() as u64,
+                        "marker not acknowledged in time; rewinding"
+                    );
                     let action = self.tracker.rewind();
                     self.apply(action);
                     rewound = true;
@@ -319,7 +335,11 @@ impl Reader {
                 last_gauges = Instant::now();
                 self.update_gauges();
             }
-            let every = if self.state.problem().is_some() { 2 } else { 10 };
+            let every = if self.state.problem().is_some() {
+                2
+            } else {
+                10
+            };
             if last_health.elapsed() >= Duration::from_secs(every) {
                 last_health = Instant::now();
                 self.check_health();
@@ -391,11 +411,15 @@ impl Reader {
                 if tpl.count() == 0 {
                     return;
                 }
-                match self.consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async) {
+                match self
+                    .consumer
+                    .commit(&tpl, rdkafka::consumer::CommitMode::Async)
+                {
                     Ok(()) => {
                         for e in tpl.elements() {
                             if let Offset::Offset(o) = e.offset() {
-                                self.committed.insert((e.topic().to_owned(), e.partition()), o);
+                                self.committed
+                                    .insert((e.topic().to_owned(), e.partition()), o);
                             }
                         }
                     }
@@ -403,7 +427,11 @@ impl Reader {
                 }
             }
             AckAction::Rewind { seeks, replayed } => {
-                tracing::warn!(partitions = seeks.len(), replayed, "rewinding to the last acknowledged offsets");
+                tracing::warn!(
+                    partitions = seeks.len(),
+                    replayed,
+                    "rewinding to the last acknowledged offsets"
+                );
                 for ((topic, p), off) in &seeks {
                     if let Err(e) = self.consumer.seek(
                         topic,
