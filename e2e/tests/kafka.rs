@@ -1,0 +1,504 @@
+//! Kafka in and out, end to end: a real broker (Tansu), etcd, mesos-lite, the controller
+//! and real executor tasks. `kafka-source -> map -> kafka-sink` runs while one task of
+//! each operator is killed with SIGKILL and the middle operator is scaled up and down:
+//! under at-least-once every input id reaches the output topic (duplicates are counted
+//! and reported); under at-most-once the losses are counted and reported. Partition
+//! assignment is checked after every scale of the source: each partition read by
+//! exactly one instance.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use concord_e2e::kafka::Kafka;
+use concord_e2e::{Controller, Etcd, MesosLite, concord, wait_for};
+use rdkafka::consumer::Consumer;
+use rdkafka::message::Message;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+const PARTITIONS: i32 = 4;
+
+/// Fields drop in order: controller, mesos-lite (stops its tasks), etcd, broker.
+struct Stack {
+    controller: Controller,
+    mesos: MesosLite,
+    etcd: Etcd,
+    kafka: Kafka,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        let kafka = Kafka::start().await;
+        let etcd = Etcd::start().await;
+        let mesos = MesosLite::start(2, 4.0, 4096).await;
+        let controller = Controller::start_scheduling(&etcd.url, &mesos.url).await;
+        Self {
+            controller,
+            mesos,
+            etcd,
+            kafka,
+            dir: tempfile::tempdir().expect("tmp"),
+        }
+    }
+
+    fn cli(&self, args: &[&str]) {
+        let out = concord(&self.controller.url, args);
+        assert!(
+            out.status.success(),
+            "concord {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn apply(&self, yaml: &str) {
+        let path = self.dir.path().join("topology.yaml");
+        std::fs::write(&path, yaml).expect("write");
+        self.cli(&["apply", "-f", path.to_str().expect("utf-8")]);
+    }
+
+    /// PIDs of the running tasks of `op`, from Mesos.
+    async fn pids(&self, op: &str) -> Vec<(String, u64)> {
+        self.mesos
+            .running_tasks()
+            .await
+            .into_iter()
+            .filter(|(id, _)| id.split('.').nth(2) == Some(op))
+            .filter_map(|(id, pid)| pid.map(|p| (id, p)))
+            .collect()
+    }
+
+    /// SIGKILL to one task of `op`, behind Mesos' back.
+    async fn kill_one(&self, op: &str) {
+        let pids = self.pids(op).await;
+        let (task, pid) = pids
+            .first()
+            .unwrap_or_else(|| panic!("no running task of {op}"));
+        let st = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success(), "kill -9 {pid} ({task})");
+        eprintln!("killed {task} (pid {pid})");
+    }
+
+    /// Metrics text of every registered task of `op` in topology `name`, by task ID.
+    async fn task_metrics(&self, name: &str, op: &str) -> BTreeMap<String, String> {
+        let prefix = format!("/concord/endpoints/default/{name}/{op}/");
+        let mut out = BTreeMap::new();
+        for (key, value) in self.etcd.dump(&prefix).await {
+            let Ok(ep) = serde_json::from_str::<serde_json::Value>(&value) else {
+                continue;
+            };
+            let Some(addr) = ep["metricsAddr"].as_str() else {
+                continue;
+            };
+            if let Ok(r) = reqwest::get(format!("http://{addr}/metrics")).await
+                && let Ok(text) = r.text().await
+            {
+                out.insert(key.rsplit('/').next().unwrap_or_default().to_owned(), text);
+            }
+        }
+        out
+    }
+
+    /// Partition -> tasks holding it, from the sources' `concord_kafka_partition_assigned`.
+    async fn assignment(&self, name: &str) -> BTreeMap<i32, Vec<String>> {
+        let mut owners: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        for (task, text) in self.task_metrics(name, "source").await {
+            for (labels, value) in samples(&text, "concord_kafka_partition_assigned") {
+                if value == 1.0
+                    && let Some(p) = labels.get("partition").and_then(|p| p.parse().ok())
+                {
+                    owners.entry(p).or_default().push(task.clone());
+                }
+            }
+        }
+        owners
+    }
+
+    /// Waits until every partition of the input is read by exactly one running source task.
+    async fn wait_assigned_once(&self, name: &str, instances: usize) {
+        wait_for(
+            Duration::from_secs(60),
+            "each partition read by one source instance",
+            || async {
+                let running: BTreeSet<String> = self
+                    .pids("source")
+                    .await
+                    .into_iter()
+                    .map(|(t, _)| t)
+                    .collect();
+                if running.len() != instances {
+                    return None;
+                }
+                let owners = self.assignment(name).await;
+                let all_once = (0..PARTITIONS).all(|p| {
+                    owners
+                        .get(&p)
+                        .is_some_and(|o| o.len() == 1 && running.contains(&o[0]))
+                });
+                all_once.then_some(())
+            },
+        )
+        .await;
+    }
+
+    async fn summed(&self, name: &str, op: &str, metric: &str) -> f64 {
+        self.task_metrics(name, op)
+            .await
+            .values()
+            .flat_map(|t| samples(t, metric))
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+/// Samples of `metric` in Prometheus text: (labels, value).
+fn samples(text: &str, metric: &str) -> Vec<(HashMap<String, String>, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(metric) else {
+            continue;
+        };
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(r) => match r.split_once("} ") {
+                Some((l, v)) => (l, v),
+                None => continue,
+            },
+            None => match rest.strip_prefix(' ') {
+                Some(v) => ("", v),
+                None => continue,
+            },
+        };
+        let labels = labels
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+            .collect();
+        if let Ok(v) = value.trim().parse() {
+            out.push((labels, v));
+        }
+    }
+    out
+}
+
+fn pipeline(name: &str, delivery: &str, bootstrap: &str, sources: u32, maps: u32) -> String {
+    format!(
+        r#"apiVersion: concord.io/v1alpha1
+kind: Topology
+metadata: {{name: {name}}}
+spec:
+  delivery: {delivery}
+  operators:
+    - name: source
+      instances: {sources}
+      runtime: {{builtin: {{name: kafka-source}}}}
+      config:
+        bootstrapServers: "{bootstrap}"
+        topic: in-{name}
+        startFrom: earliest
+        sessionTimeoutMs: 3000
+        checkpointIntervalMs: 100
+        ackTimeoutMs: 10000
+      resources: {{cpus: 0.1, mem: 64}}
+      restartBackoff: {{initialSeconds: 1, factor: 2, maxSeconds: 4}}
+    - name: map
+      instances: {maps}
+      runtime: {{builtin: {{name: map}}}}
+      inputs: [{{from: source, partitioning: shuffle}}]
+      resources: {{cpus: 0.1, mem: 32}}
+      restartBackoff: {{initialSeconds: 1, factor: 2, maxSeconds: 4}}
+    - name: sink
+      instances: 2
+      runtime: {{builtin: {{name: kafka-sink}}}}
+      config:
+        bootstrapServers: "{bootstrap}"
+        topic: out-{name}
+        lingerMs: 5
+      inputs: [{{from: map, partitioning: key}}]
+      resources: {{cpus: 0.1, mem: 64}}
+      restartBackoff: {{initialSeconds: 1, factor: 2, maxSeconds: 4}}
+"#
+    )
+}
+
+/// Produces `count` records with ids `first..first+count` (key and value carry the id)
+/// in `chunks` spread over `over`.
+async fn produce_ids(
+    kafka: &Kafka,
+    topic: &str,
+    first: u64,
+    count: u64,
+    chunks: u64,
+    over: Duration,
+) {
+    let per = count / chunks;
+    let pause = over / chunks as u32;
+    for c in 0..chunks {
+        let ids: Vec<String> = (first + c * per..first + (c + 1) * per)
+            .map(|i| format!("id-{i:07}"))
+            .collect();
+        let values: Vec<String> = ids.iter().map(|id| format!(r#"{{"id":"{id}"}}"#)).collect();
+        let records: Vec<(&[u8], &[u8])> = ids
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        kafka.produce(topic, &records).await;
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Reads the output topic from the start until every id in `want` has been seen or
+/// `timeout` passes; returns how often each id was seen.
+async fn read_ids(
+    kafka: &Kafka,
+    topic: &str,
+    want: &BTreeSet<String>,
+    timeout: Duration,
+) -> HashMap<String, u32> {
+    let consumer = kafka.consumer(&format!("check-{}", uuid_ish()), topic);
+    let want = want.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        let deadline = Instant::now() + timeout;
+        let mut quiet_since = Instant::now();
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                    *seen.entry(key).or_default() += 1;
+                    quiet_since = Instant::now();
+                }
+                Some(Err(e)) => eprintln!("consumer error: {e}"),
+                None => {
+                    // Everything arrived and nothing more for a while: duplicates counted.
+                    if want.iter().all(|id| seen.contains_key(id))
+                        && quiet_since.elapsed() > Duration::from_secs(3)
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        consumer.unsubscribe();
+        seen
+    })
+    .await
+    .expect("reader")
+}
+
+fn uuid_ish() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn ids(first: u64, count: u64) -> BTreeSet<String> {
+    (first..first + count)
+        .map(|i| format!("id-{i:07}"))
+        .collect()
+}
+
+/// Kills one task of each operator and scales `map` 2 -> 3 -> 1 while `produce` runs.
+async fn faults_while(s: &Stack, name: &str, produce: impl std::future::Future<Output = ()>) {
+    let faults = async {
+        let step = Duration::from_millis(1500);
+        tokio::time::sleep(step).await;
+        s.kill_one("source").await;
+        tokio::time::sleep(step).await;
+        s.kill_one("map").await;
+        tokio::time::sleep(step).await;
+        s.kill_one("sink").await;
+        tokio::time::sleep(step).await;
+        s.cli(&[
+            "scale",
+            "topology",
+            name,
+            "--operator",
+            "map",
+            "--instances",
+            "3",
+        ]);
+        tokio::time::sleep(step * 2).await;
+        s.cli(&[
+            "scale",
+            "topology",
+            name,
+            "--operator",
+            "map",
+            "--instances",
+            "1",
+        ]);
+    };
+    tokio::join!(produce, faults);
+}
+
+#[tokio::test]
+async fn at_least_once_loses_nothing_when_tasks_die_and_operators_scale() {
+    let s = Stack::start().await;
+    let name = "alo";
+    s.kafka
+        .create_topic(&format!("in-{name}"), PARTITIONS)
+        .await;
+    s.kafka
+        .create_topic(&format!("out-{name}"), PARTITIONS)
+        .await;
+    s.apply(&pipeline(name, "at-least-once", &s.kafka.bootstrap(), 2, 2));
+    s.controller.wait_ready(name, READY_TIMEOUT).await;
+    s.wait_assigned_once(name, 2).await;
+
+    let total = 8000;
+    faults_while(
+        &s,
+        name,
+        produce_ids(
+            &s.kafka,
+            &format!("in-{name}"),
+            0,
+            total,
+            80,
+            Duration::from_secs(12),
+        ),
+    )
+    .await;
+    let want = ids(0, total);
+    let seen = read_ids(
+        &s.kafka,
+        &format!("out-{name}"),
+        &want,
+        Duration::from_secs(120),
+    )
+    .await;
+    let lost: Vec<&String> = want.iter().filter(|id| !seen.contains_key(*id)).collect();
+    let duplicates: u32 = seen.values().map(|n| n - 1).sum();
+    let replayed = s
+        .summed(name, "source", "concord_replayed_records_total")
+        .await;
+    eprintln!(
+        "at-least-once: {total} in, {} distinct out, lost {}, duplicates {duplicates}, replayed (live tasks) {replayed}",
+        seen.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "lost {} ids, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    assert!(
+        seen.keys().all(|k| want.contains(k)),
+        "output holds ids never produced"
+    );
+
+    // Every input record acknowledged: the group's committed offsets reach the end.
+    let group = format!("concord.default.{name}.source");
+    let input = format!("in-{name}");
+    wait_for(
+        Duration::from_secs(30),
+        "committed offsets at the end of the input",
+        || async {
+            let committed = s.kafka.committed_offsets(&group, &input).await;
+            let ends = s.kafka.high_watermarks(&input).await;
+            (ends.iter().all(|(p, end)| committed.get(p) == Some(end))).then_some(())
+        },
+    )
+    .await;
+
+    // Scaling the source moves partitions: never one left unread, never one read twice.
+    s.cli(&[
+        "scale",
+        "topology",
+        name,
+        "--operator",
+        "source",
+        "--instances",
+        "3",
+    ]);
+    s.controller.wait_ready(name, READY_TIMEOUT).await;
+    s.wait_assigned_once(name, 3).await;
+    s.cli(&[
+        "scale",
+        "topology",
+        name,
+        "--operator",
+        "source",
+        "--instances",
+        "1",
+    ]);
+    s.controller.wait_ready(name, READY_TIMEOUT).await;
+    s.wait_assigned_once(name, 1).await;
+    // And what is produced now still arrives.
+    produce_ids(&s.kafka, &input, total, 400, 4, Duration::from_millis(400)).await;
+    let want = ids(total, 400);
+    let seen = read_ids(
+        &s.kafka,
+        &format!("out-{name}"),
+        &want,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        want.iter().all(|id| seen.contains_key(id)),
+        "records after the scale arrive"
+    );
+}
+
+#[tokio::test]
+async fn at_most_once_counts_what_it_loses_and_keeps_going() {
+    let s = Stack::start().await;
+    let name = "amo";
+    s.kafka
+        .create_topic(&format!("in-{name}"), PARTITIONS)
+        .await;
+    s.kafka
+        .create_topic(&format!("out-{name}"), PARTITIONS)
+        .await;
+    s.apply(&pipeline(name, "at-most-once", &s.kafka.bootstrap(), 2, 2));
+    s.controller.wait_ready(name, READY_TIMEOUT).await;
+    s.wait_assigned_once(name, 2).await;
+
+    let total = 8000;
+    faults_while(
+        &s,
+        name,
+        produce_ids(
+            &s.kafka,
+            &format!("in-{name}"),
+            0,
+            total,
+            80,
+            Duration::from_secs(12),
+        ),
+    )
+    .await;
+    s.controller.wait_ready(name, READY_TIMEOUT).await;
+    // Records produced once everything is running again all arrive.
+    produce_ids(
+        &s.kafka,
+        &format!("in-{name}"),
+        total,
+        400,
+        4,
+        Duration::from_millis(400),
+    )
+    .await;
+    let after = ids(total, 400);
+    let seen = read_ids(
+        &s.kafka,
+        &format!("out-{name}"),
+        &after,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        after.iter().all(|id| seen.contains_key(id)),
+        "records after recovery arrive"
+    );
+    let want = ids(0, total);
+    let lost = want.iter().filter(|id| !seen.contains_key(*id)).count();
+    let duplicates: u32 = seen.values().map(|n| n - 1).sum();
+    eprintln!("at-most-once: {total} in during faults, lost {lost}, duplicates {duplicates}");
+    assert!(seen.keys().all(|k| want.contains(k) || after.contains(k)));
+}
