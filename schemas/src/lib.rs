@@ -37,6 +37,7 @@
 //! ```
 
 pub mod api;
+mod builtin_config;
 pub mod duration;
 pub mod error;
 pub mod gitops;

@@ -191,6 +191,23 @@ impl Validator {
             );
         }
         self.runtime(path, &op.runtime);
+        if let Runtime::Builtin(b) = &op.runtime {
+            for (key, message) in crate::builtin_config::check(&b.name, &op.config) {
+                self.err(format!("{path}.config.{key}"), message);
+            }
+            if b.name == "kafka-source" && !op.inputs.is_empty() {
+                self.err(
+                    format!("{path}.inputs"),
+                    "kafka-source reads Kafka; it takes no inputs",
+                );
+            }
+            if b.name == "kafka-sink" && op.inputs.is_empty() {
+                self.err(
+                    format!("{path}.inputs"),
+                    "kafka-sink writes its inputs to Kafka; it needs at least one",
+                );
+            }
+        }
         for (name, value) in &op.env {
             let env_path = format!("{path}.env.{name}");
             if let Err(e) = check_env_name(name) {
@@ -897,6 +914,43 @@ spec:
     }
 
     #[test]
+    fn kafka_operators_config_is_checked_at_apply() {
+        let kafka = |t: &mut Topology| {
+            t.spec.operators[0].runtime = Runtime::Builtin(BuiltinRuntime {
+                name: "kafka-source".into(),
+            });
+        };
+        let found = errors(kafka);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, "spec.operators[0].config.bootstrapServers");
+        assert!(found[0].1.starts_with("required: the brokers to connect to"));
+        assert_eq!(found[1].0, "spec.operators[0].config.topic");
+        assert!(
+            errors(|t| {
+                kafka(t);
+                t.spec.operators[0].config = serde_json::from_value(serde_json::json!({
+                    "bootstrapServers": "127.0.0.1:9092", "topic": "in"
+                }))
+                .expect("config");
+            })
+            .is_empty()
+        );
+        assert_error(
+            |t| {
+                t.spec.operators[1].runtime = Runtime::Builtin(BuiltinRuntime {
+                    name: "kafka-sink".into(),
+                });
+                t.spec.operators[1].config = serde_json::from_value(serde_json::json!({
+                    "bootstrapServers": "127.0.0.1:9092", "topic": "out", "acks": "some"
+                }))
+                .expect("config");
+            },
+            "spec.operators[1].config.acks",
+            "expected one of all, -1, 1, 0",
+        );
+    }
+
+    #[test]
     fn builtin_names_come_from_the_known_list() {
         assert_error(
             |t| {
@@ -907,7 +961,8 @@ spec:
             "spec.operators[0].runtime.builtin.name",
             r#"unknown builtin operator "generater"; known: generator, map, filter, keyed-count, windowed-count, threshold, sink, tcp-source, http-source, file-source, kafka-source, kafka-sink"#,
         );
-        for name in BUILTIN_OPERATORS {
+        // The Kafka operators need configuration (tested below).
+        for name in BUILTIN_OPERATORS.iter().filter(|n| !n.starts_with("kafka-")) {
             assert!(
                 errors(|t| {
                     t.spec.operators[0].runtime = Runtime::Builtin(BuiltinRuntime {
