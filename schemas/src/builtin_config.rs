@@ -59,6 +59,25 @@ pub(crate) fn check(name: &str, config: &BTreeMap<String, Value>) -> Vec<(String
     c.found
 }
 
+/// Problems of a dead-letter target: (key, message).
+pub(crate) fn check_dead_letter(servers: &str, topic: &str) -> Vec<(String, String)> {
+    let config: BTreeMap<String, Value> = [
+        (
+            "bootstrapServers".to_owned(),
+            Value::String(servers.to_owned()),
+        ),
+        ("topic".to_owned(), Value::String(topic.to_owned())),
+    ]
+    .into();
+    let mut c = Checker {
+        config: &config,
+        found: Vec::new(),
+    };
+    c.bootstrap();
+    c.string("topic", true);
+    c.found
+}
+
 struct Checker<'a> {
     config: &'a BTreeMap<String, Value>,
     found: Vec<(String, String)>,
@@ -221,6 +240,14 @@ mod tests {
                 .1
                 .starts_with("expected one of none, gzip, snappy, lz4")
         );
+    }
+
+    #[test]
+    fn dead_letter_targets_are_checked() {
+        assert!(check_dead_letter("127.0.0.1:9092", "dlq").is_empty());
+        let found = check_dead_letter("127.0.0.1", " ");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[1].0, "topic");
     }
 
     #[test]

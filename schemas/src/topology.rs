@@ -160,6 +160,36 @@ pub struct OperatorSpec {
     #[serde(default = "default_progress_deadline")]
     #[schemars(range(min = 1, max = 604_800))]
     pub progress_deadline_seconds: u32,
+    /// What happens to a record the operator fails on. Absent: it is skipped (counted and
+    /// logged); with `deadLetter` it is also written to that Kafka topic.
+    #[serde(default, skip_serializing_if = "ErrorPolicy::is_skip")]
+    pub on_error: ErrorPolicy,
+}
+
+/// The per-operator policy for records an operator fails on (poison records).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorPolicy {
+    /// Also write each failed record, with the error in its headers, to this topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetter>,
+}
+
+impl ErrorPolicy {
+    /// True for the default: skip, count and log.
+    pub fn is_skip(&self) -> bool {
+        self.dead_letter.is_none()
+    }
+}
+
+/// A Kafka topic receiving an operator's failed records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeadLetter {
+    /// `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// The topic.
+    pub topic: String,
 }
 
 /// Upper bound on `instances`, to catch typos like `instances: 10000000`.

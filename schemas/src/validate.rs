@@ -208,6 +208,13 @@ impl Validator {
                 );
             }
         }
+        if let Some(dl) = &op.on_error.dead_letter {
+            for (key, message) in
+                crate::builtin_config::check_dead_letter(&dl.bootstrap_servers, &dl.topic)
+            {
+                self.err(format!("{path}.onError.deadLetter.{key}"), message);
+            }
+        }
         for (name, value) in &op.env {
             let env_path = format!("{path}.env.{name}");
             if let Err(e) = check_env_name(name) {
@@ -923,7 +930,11 @@ spec:
         let found = errors(kafka);
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(found[0].0, "spec.operators[0].config.bootstrapServers");
-        assert!(found[0].1.starts_with("required: the brokers to connect to"));
+        assert!(
+            found[0]
+                .1
+                .starts_with("required: the brokers to connect to")
+        );
         assert_eq!(found[1].0, "spec.operators[0].config.topic");
         assert!(
             errors(|t| {
@@ -962,7 +973,10 @@ spec:
             r#"unknown builtin operator "generater"; known: generator, map, filter, keyed-count, windowed-count, threshold, sink, tcp-source, http-source, file-source, kafka-source, kafka-sink"#,
         );
         // The Kafka operators need configuration (tested below).
-        for name in BUILTIN_OPERATORS.iter().filter(|n| !n.starts_with("kafka-")) {
+        for name in BUILTIN_OPERATORS
+            .iter()
+            .filter(|n| !n.starts_with("kafka-"))
+        {
             assert!(
                 errors(|t| {
                     t.spec.operators[0].runtime = Runtime::Builtin(BuiltinRuntime {

@@ -196,6 +196,7 @@ fn operator() -> impl Strategy<Value = OperatorSpec> {
                     reset_after_seconds: reset,
                 },
                 progress_deadline_seconds: deadline,
+                on_error: Default::default(),
             },
         )
 }
