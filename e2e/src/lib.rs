@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod kafka;
+pub use kafka::{Kafka, KafkaRecord};
+
 /// A free TCP port on 127.0.0.1 (bound and released; the OS will not hand it out again soon).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
