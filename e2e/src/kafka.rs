@@ -9,28 +9,33 @@
 //! `CONCORD_TANSU`. [`tansu_binary`] looks at `CONCORD_TANSU`, then that cache path, then
 //! `tansu` on `PATH`.
 //!
-//! # What this broker does (found with these helpers and `tests/kafka_broker.rs`)
+//! # What this broker does (found with these helpers; `tests/kafka_broker.rs` asserts it)
 //!
 //! - **Start**: it takes a port, not 0, and always needs both `--listener-url` and
 //!   `--advertised-listener-url` (the defaults are 0.0.0.0:9092 / localhost:9092). It
-//!   listens within ~10 ms of starting; it prints `listening on` even when its storage
-//!   then fails, so readiness is "accepts a TCP connection *and* still runs". SIGTERM
-//!   stops it at once (exit 0).
+//!   listens within ~10-150 ms; it prints `listening on` even when its storage then
+//!   fails, so readiness is "accepts a TCP connection *and* still runs". SIGTERM stops it
+//!   at once (exit 0); the same port can be bound again right after.
 //! - **Storage**: only `memory://` (and `postgres://`, `s3://`) are compiled in; `sqlite://`
-//!   answers `FeatureNotEnabled`, `file://` is unsupported. A restart is therefore a new,
-//!   empty broker at the same address: topics, records and committed offsets are gone.
-//! - **Topics**: the broker auto-creates a topic that a producer or a metadata request
-//!   names (with 3 partitions... see [`Kafka::auto_created_partitions`]); AdminClient
-//!   CreateTopics works (partition count honoured, metadata shows them at once) and a
-//!   second create of the same topic answers `TopicAlreadyExists`.
+//!   answers `FeatureNotEnabled { feature: "libsql" }`, `file://` is unsupported. A
+//!   restart is therefore a new, empty broker at the same address: topics, records and
+//!   committed offsets are gone. A producer created before the restart reconnects by
+//!   itself and delivers (idempotent, acks=all), auto-creating its topic again.
+//! - **Topics**: CreateTopics (rdkafka AdminClient) works: the partition count is
+//!   honoured, metadata shows all partitions at once, and a second create answers
+//!   `TopicAlreadyExists`. Auto-creation: a *producer's* metadata request creates a
+//!   missing topic (4 partitions were observed), a *consumer's* does not (librdkafka sends
+//!   `allow.auto.create.topics=false`), so a source on a missing topic sees no partitions.
 //! - **Groups**: the first join of a group takes about half of `session.timeout.ms`
-//!   (the harness uses 3000 ms, joins take ~1.5 s); two members of one group split the
-//!   partitions without overlap; committed offsets are returned by OffsetFetch and a new
-//!   member resumes from them.
-//! - **Offsets**: ListOffsets(LATEST) reports a wrong end offset, so rdkafka's
-//!   `fetch_watermarks` must not be used; [`Kafka::high_watermarks`] reads the high
-//!   watermarks fetch responses carry (librdkafka's cached `hi_offset`, from its
-//!   statistics), and tests assert on records consumed and offsets committed.
+//!   (the harness uses 3000 ms: a first read of 1000 records takes ~2.2 s, a group of two
+//!   settles in ~2 s); two members split four partitions 2/2 without overlap; committed
+//!   offsets come back from OffsetFetch and the group resumes from them.
+//! - **Offsets**: ListOffsets(LATEST) is wrong: rdkafka's `fetch_watermarks` answered
+//!   `(0, 1)` for partitions holding 216-271 records. Never use it (nor
+//!   `auto.offset.reset=latest` / "start at the end", which resolve through it).
+//!   [`Kafka::high_watermarks`] reads the high watermarks fetch responses carry
+//!   (librdkafka's `hi_offset`, from its statistics), which are right; tests assert on
+//!   records consumed and offsets committed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -445,8 +450,8 @@ impl Kafka {
         .await
     }
 
-    /// The number of partitions the broker gives a topic it auto-creates (a produce or
-    /// metadata request naming a topic that does not exist).
+    /// The number of partitions of `topic`, for a topic the broker auto-created (a
+    /// producer's first produce to a topic that did not exist).
     pub async fn auto_created_partitions(&self, topic: &str) -> usize {
         self.partitions(topic).await.len()
     }

@@ -1,22 +1,35 @@
 //! `concord dev up` and `dev status` when the stack cannot start: a missing etcd gives a
 //! clear message and starts nothing; a component that dies names its log in the state
 //! directory actually used. (A full `dev up` / `status` / `down` cycle runs in
-//! `quickstart.rs`, which starts the stack once for both.)
+//! `quickstart.rs`, which starts the stack once for both.) `dev up --with-kafka` runs a
+//! whole stack with the Kafka broker here: it takes a produce, and `dev down` stops it.
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use concord_e2e::{binary, free_port};
 
 /// `concord dev up --detach` on free ports with `state` as the state directory.
 fn dev_up(state: &Path, env: &[(&str, &std::ffi::OsStr)], remove: &[&str]) -> Output {
+    dev_up_with(state, &[], env, remove)
+}
+
+/// [`dev_up`] with more flags.
+fn dev_up_with(
+    state: &Path,
+    extra: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+    remove: &[&str],
+) -> Output {
     let mut cmd = Command::new(binary("concord"));
     cmd.args(["dev", "up", "--detach", "--state-dir"])
         .arg(state)
         .args(["--etcd-port", &free_port().to_string()])
         .args(["--etcd-peer-port", &free_port().to_string()])
         .args(["--mesos-port", &free_port().to_string()])
-        .args(["--api-port", &free_port().to_string()]);
+        .args(["--api-port", &free_port().to_string()])
+        .args(extra);
     for name in remove {
         cmd.env_remove(name);
     }
@@ -142,4 +155,176 @@ fn a_component_that_exits_at_start_up_is_reported_with_its_log_in_the_state_dir_
             "{name} stopped in:\n{stdout}"
         );
     }
+}
+
+fn dev_down(state: &Path) -> Output {
+    Command::new(binary("concord"))
+        .args(["dev", "down", "--state-dir"])
+        .arg(state)
+        .output()
+        .expect("run concord dev down")
+}
+
+/// Runs `dev down` for the state directory when dropped, so a failed test leaves nothing.
+struct DevDown<'a>(&'a Path);
+
+impl Drop for DevDown<'_> {
+    fn drop(&mut self) {
+        let _ = dev_down(self.0);
+    }
+}
+
+fn pid_of(state: &Path, name: &str) -> Option<i32> {
+    std::fs::read_to_string(state.join(format!("{name}.pid")))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            != Some("Z")
+    })
+}
+
+#[test]
+fn dev_up_with_kafka_runs_a_broker_that_takes_a_produce_and_dev_down_stops_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let state = tmp.path().join("state");
+    let port = free_port();
+    let _guard = DevDown(&state);
+    let tansu = concord_e2e::kafka::tansu_binary();
+    let out = dev_up_with(
+        &state,
+        &["--with-kafka", "--kafka-port", &port.to_string()],
+        &[("CONCORD_TANSU", tansu.as_os_str())],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("kafka       127.0.0.1:{port}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Kafka broker ready after"), "{stdout}");
+    let pid = pid_of(&state, "kafka").expect("kafka.pid");
+    assert!(alive(pid));
+    assert!(state.join("kafka.log").exists());
+
+    // `dev status` lists the broker with the rest.
+    let status = dev_status(&state);
+    let status_out = text(&status.stdout);
+    assert_eq!(status.status.code(), Some(0), "{status_out}");
+    assert!(
+        status_out
+            .lines()
+            .any(|l| l.starts_with("kafka") && l.contains(&format!("running (pid {pid})"))),
+        "{status_out}"
+    );
+
+    // A real produce, acknowledged by the broker (acks=all, idempotent).
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()
+            .expect("producer");
+        let delivered = producer
+            .send(
+                FutureRecord::to("dev-smoke").key("k").payload("hello"),
+                Duration::from_secs(20),
+            )
+            .await
+            .map_err(|(e, _)| e.to_string())
+            .expect("the dev broker takes a produce");
+        assert_eq!(delivered.offset, 0, "{delivered:?}");
+    });
+
+    let down = dev_down(&state);
+    let down_out = text(&down.stdout);
+    assert!(
+        down_out.contains(&format!("stopped kafka (pid {pid})")),
+        "{down_out}"
+    );
+    assert!(!alive(pid), "kafka (pid {pid}) survived dev down");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} still open after dev down"
+    );
+    let status = dev_status(&state);
+    let status_out = text(&status.stdout);
+    assert_eq!(status.status.code(), Some(1), "{status_out}");
+    assert!(
+        status_out
+            .lines()
+            .any(|l| l.starts_with("kafka") && l.trim_end().ends_with("stopped")),
+        "{status_out}"
+    );
+}
+
+#[test]
+fn dev_up_with_kafka_names_a_missing_broker_or_a_taken_port_and_starts_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let state = tmp.path().join("state");
+    let missing = tmp.path().join("no-such-tansu");
+    let out = dev_up_with(
+        &state,
+        &[
+            "--with-kafka",
+            "--tansu",
+            missing.to_str().expect("utf-8 path"),
+        ],
+        &[],
+        &[],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("tansu (the Kafka broker of --with-kafka) not found"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    assert!(stderr.contains("ensure_tansu"), "install advice: {stderr}");
+    assert!(
+        !text(&out.stdout).contains("started "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!state.exists());
+
+    // A taken Kafka port is reported like the others, before anything starts.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let tansu = concord_e2e::kafka::tansu_binary();
+    let out = dev_up_with(
+        &state,
+        &["--with-kafka", "--kafka-port", &port.to_string()],
+        &[("CONCORD_TANSU", tansu.as_os_str())],
+        &[],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "port {port} for the Kafka broker is in use on 127.0.0.1; free it or choose another with --kafka-port"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !text(&out.stdout).contains("started "),
+        "{}",
+        text(&out.stdout)
+    );
 }

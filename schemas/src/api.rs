@@ -113,3 +113,70 @@ pub struct ApiStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<SpecError>,
 }
+
+/// One Kafka partition a `kafka-source` task holds, from its executor's gauges
+/// (`concord_kafka_committed_offset`, `concord_kafka_end_offset`,
+/// `concord_kafka_lag_records`, for the partitions whose
+/// `concord_kafka_partition_assigned` is 1). Part of `GET .../topologies/NAME/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaPartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// The next offset the group will read (the committed position); `null` before the
+    /// first commit.
+    #[serde(default)]
+    pub committed_offset: Option<i64>,
+    /// The high watermark from the latest fetch response.
+    #[serde(default)]
+    pub end_offset: Option<i64>,
+    /// `end - committed`: records not yet committed.
+    #[serde(default)]
+    pub lag_records: Option<i64>,
+}
+
+/// The Kafka numbers of one task, or summed over an operator's tasks (then without
+/// `partitions`). Absent from the metrics answer for tasks that export no Kafka metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaMetrics {
+    /// Partitions held (assigned) now.
+    #[serde(default)]
+    pub partitions_assigned: u32,
+    /// Per task: the partitions held, sorted by topic and partition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<KafkaPartitionLag>,
+    /// Summed lag of the partitions held; `null` when none reports one.
+    #[serde(default)]
+    pub lag_records: Option<i64>,
+    /// `concord_replayed_records_total`: records delivered again after a restart or a
+    /// partition move (at-least-once).
+    #[serde(default)]
+    pub replayed_records_total: Option<u64>,
+    /// `concord_kafka_produced_total` (kafka-sink).
+    #[serde(default)]
+    pub produced_total: Option<u64>,
+    /// `concord_kafka_produce_errors_total` (kafka-sink).
+    #[serde(default)]
+    pub produce_errors_total: Option<u64>,
+}
+
+impl KafkaMetrics {
+    /// Adds another task's numbers into an operator's sum (partitions are counted, not
+    /// listed).
+    pub fn add(&mut self, other: &KafkaMetrics) {
+        fn add<T: std::ops::Add<Output = T> + Copy + Default>(a: &mut Option<T>, b: Option<T>) {
+            if let Some(b) = b {
+                *a = Some(a.unwrap_or_default() + b);
+            }
+        }
+        self.partitions_assigned += other.partitions_assigned;
+        add(&mut self.lag_records, other.lag_records);
+        add(
+            &mut self.replayed_records_total,
+            other.replayed_records_total,
+        );
+        add(&mut self.produced_total, other.produced_total);
+        add(&mut self.produce_errors_total, other.produce_errors_total);
+    }
+}

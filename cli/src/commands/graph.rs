@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use clap::{Args, ValueEnum};
+use concord_schemas::api::KafkaMetrics;
 use concord_schemas::{Partitioning, Topology};
 use serde::Deserialize;
 
@@ -54,6 +55,21 @@ pub struct OperatorView {
     pub records_out_per_second: Option<f64>,
     pub dropped_total: Option<u64>,
     pub p99_latency_seconds: Option<f64>,
+    /// Kafka sums (lag of a kafka-source, produced of a kafka-sink), when exported.
+    #[serde(default)]
+    pub kafka: Option<KafkaMetrics>,
+    #[serde(default)]
+    pub tasks: Vec<TaskView>,
+}
+
+/// One task's numbers (the part `describe` reads).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskView {
+    pub task_id: String,
+    pub instance: u32,
+    #[serde(default)]
+    pub kafka: Option<KafkaMetrics>,
 }
 
 /// One edge: `from` feeds `to` with `partitioning`.
@@ -127,6 +143,36 @@ pub fn rate(v: Option<f64>) -> String {
         Some(v) if v >= 1e4 => format!("{:.1}k/s", v / 1e3),
         Some(v) => format!("{v:.1}/s"),
     }
+}
+
+/// A record count: `950`, `1.2k`, `3.4M`.
+pub fn count(n: i64) -> String {
+    let a = n.unsigned_abs() as f64;
+    let sign = if n < 0 { "-" } else { "" };
+    if a >= 1e9 {
+        format!("{sign}{:.1}G", a / 1e9)
+    } else if a >= 1e6 {
+        format!("{sign}{:.1}M", a / 1e6)
+    } else if a >= 1e3 {
+        format!("{sign}{:.1}k", a / 1e3)
+    } else {
+        n.to_string()
+    }
+}
+
+/// Kafka notes of a node: `lag 1.2k` on sources, replays and produce errors when any.
+fn kafka_extra(k: &KafkaMetrics) -> Vec<String> {
+    let mut extra = Vec::new();
+    if let Some(lag) = k.lag_records {
+        extra.push(format!("lag {}", count(lag)));
+    }
+    if let Some(r) = k.replayed_records_total.filter(|r| *r > 0) {
+        extra.push(format!("replayed {}", count(r as i64)));
+    }
+    if let Some(e) = k.produce_errors_total.filter(|e| *e > 0) {
+        extra.push(format!("produce errors {}", count(e as i64)));
+    }
+    extra
 }
 
 fn latency(v: Option<f64>) -> Option<String> {
@@ -234,6 +280,9 @@ pub fn render_text(t: &Topology, m: Option<&MetricsView>) -> String {
                     if let Some(d) = mv.dropped_total.filter(|d| *d > 0) {
                         extra.push(format!("dropped {d}"));
                     }
+                    if let Some(k) = &mv.kafka {
+                        extra.extend(kafka_extra(k));
+                    }
                     if mv.instances_unreachable > 0 {
                         extra.push(format!("{} unreachable", mv.instances_unreachable));
                     }
@@ -323,6 +372,13 @@ pub fn render_dot(t: &Topology, m: Option<&MetricsView>) -> String {
                 rate(mv.records_in_per_second),
                 rate(mv.records_out_per_second)
             ));
+            if let Some(k) = &mv.kafka {
+                let extra = kafka_extra(k);
+                if !extra.is_empty() {
+                    label.push('\n');
+                    label.push_str(&extra.join("  "));
+                }
+            }
         }
         let _ = writeln!(out, "  {} [label={}];", dot_quote(name), dot_quote(&label));
     }
@@ -476,6 +532,57 @@ mod tests {
         );
         let dot = render_dot(&t, Some(&m));
         assert_eq!(dot.matches(" -> ").count(), 21);
+    }
+
+    #[test]
+    fn kafka_sources_show_their_lag() {
+        let yaml = r#"apiVersion: concord.io/v1alpha1
+kind: Topology
+metadata: {name: k2k}
+spec:
+  operators:
+    - name: clicks
+      instances: 2
+      runtime: {builtin: {name: kafka-source}}
+    - name: count
+      runtime: {builtin: {name: keyed-count}}
+      inputs: [{from: clicks, partitioning: key}]
+    - name: out
+      runtime: {builtin: {name: kafka-sink}}
+      inputs: [{from: count}]
+"#;
+        let t = concord_schemas::parse_yaml(yaml.as_bytes(), "k2k.yaml")
+            .expect("valid")
+            .remove(0);
+        let m: MetricsView = serde_json::from_value(serde_json::json!({"operators": [
+            {"name": "clicks", "recordsOutPerSecond": 50.0,
+             "kafka": {"partitionsAssigned": 4, "lagRecords": 1234, "replayedRecordsTotal": 7}},
+            {"name": "count", "recordsInPerSecond": 50.0, "recordsOutPerSecond": 50.0},
+            {"name": "out", "recordsInPerSecond": 50.0,
+             "kafka": {"partitionsAssigned": 0, "producedTotal": 900, "produceErrorsTotal": 0}}
+        ]}))
+        .expect("metrics view");
+        let text = render_text(&t, Some(&m));
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in\n{text}"))
+                .to_owned()
+        };
+        assert!(line("clicks").ends_with("lag 1.2k, replayed 7"), "{text}");
+        assert!(!line("count").contains("lag"), "{text}");
+        assert!(!line("out").contains("lag"), "{text}");
+        let dot = render_dot(&t, Some(&m));
+        assert!(dot.contains("lag 1.2k  replayed 7"), "{dot}");
+    }
+
+    #[test]
+    fn counts_are_compact() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1234), "1.2k");
+        assert_eq!(count(2_500_000), "2.5M");
+        assert_eq!(count(-1500), "-1.5k");
     }
 
     #[test]

@@ -40,7 +40,19 @@
 //!      "windowSeconds":1.0, ...the same numbers as the operator...}]}]}
 //! ```
 //! Totals are summed over the tasks that answered; rates are `null` when no task of the
-//! operator has a rate yet. `scrape` is `ok`, `unreachable` (with `error`) or
+//! operator has a rate yet.
+//!
+//! Tasks that export Kafka metrics (`kafka-source`, `kafka-sink`) carry a `kafka` object,
+//! and so does their operator (the sum, without the partition list):
+//!
+//! ```json
+//! "kafka":{"partitionsAssigned":2,"partitions":[{"topic":"clicks","partition":0,
+//!   "committedOffset":1000,"endOffset":1200,"lagRecords":200}, ...],"lagRecords":1200,
+//!   "replayedRecordsTotal":12,"producedTotal":null,"produceErrorsTotal":null}
+//! ```
+//! Only partitions whose `concord_kafka_partition_assigned` is 1 are listed; a partition's
+//! lag is the executor's `concord_kafka_lag_records`, else `end - committed`. Lag comes
+//! from the high watermark of fetch responses, not ListOffsets (see docs/kafka.md). `scrape` is `ok`, `unreachable` (with `error`) or
 //! `noEndpoint` (the task runs but has not registered its endpoint in etcd).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -49,6 +61,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use concord_schemas::Topology;
+use concord_schemas::api::{KafkaMetrics, KafkaPartitionLag};
 use etcd_client::GetOptions;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -144,6 +157,9 @@ pub struct OperatorMetrics {
     /// Sums over the tasks that answered.
     #[serde(flatten)]
     pub numbers: Numbers,
+    /// Kafka sums over the tasks that export Kafka metrics; absent when none does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaMetrics>,
     /// Per task.
     pub tasks: Vec<TaskMetrics>,
 }
@@ -181,6 +197,9 @@ pub struct TaskMetrics {
     /// The task's numbers.
     #[serde(flatten)]
     pub numbers: Numbers,
+    /// Its Kafka partitions and counters; absent when it exports no Kafka metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaMetrics>,
 }
 
 /// The value executors write at their endpoint key (only the fields read here).
@@ -420,6 +439,7 @@ pub async fn topology_metrics(
                     error: Some(error),
                     window_seconds: None,
                     numbers: Numbers::default(),
+                    kafka: None,
                 },
                 None,
             ),
@@ -446,6 +466,7 @@ pub async fn topology_metrics(
                             error: Some("the task has not registered its endpoint in etcd".into()),
                             window_seconds: None,
                             numbers: Numbers::default(),
+                            kafka: None,
                         },
                         None,
                     ));
@@ -522,9 +543,51 @@ fn task_numbers(t: &Target, s: &Scraped) -> (TaskMetrics, Option<Buckets>) {
             error: None,
             window_seconds,
             numbers,
+            kafka: kafka_numbers(now),
         },
         window,
     )
+}
+
+/// A gauge or counter value as a whole number (`None` when not finite).
+fn int(v: f64) -> Option<i64> {
+    v.is_finite().then(|| v.round() as i64)
+}
+
+/// The Kafka numbers of one reading: the partitions held (assigned = 1) with their
+/// offsets and lag, the summed lag and the counters. `None` without Kafka metrics.
+pub(crate) fn kafka_numbers(c: &ExecutorCounters) -> Option<KafkaMetrics> {
+    if !c.has_kafka() {
+        return None;
+    }
+    let mut k = KafkaMetrics::default();
+    for ((topic, partition), p) in &c.kafka_partitions {
+        if p.assigned.is_none_or(|a| a < 1.0) {
+            continue;
+        }
+        let committed = p.committed.and_then(int).filter(|o| *o >= 0);
+        let end = p.end.and_then(int).filter(|o| *o >= 0);
+        let lag = p
+            .lag
+            .and_then(int)
+            .or_else(|| Some(end? - committed?))
+            .map(|l| l.max(0));
+        if let Some(l) = lag {
+            k.lag_records = Some(k.lag_records.unwrap_or(0) + l);
+        }
+        k.partitions.push(KafkaPartitionLag {
+            topic: topic.clone(),
+            partition: *partition,
+            committed_offset: committed,
+            end_offset: end,
+            lag_records: lag,
+        });
+    }
+    k.partitions_assigned = k.partitions.len() as u32;
+    k.replayed_records_total = c.replayed.map(whole);
+    k.produced_total = c.kafka_produced.map(whole);
+    k.produce_errors_total = c.kafka_produce_errors.map(whole);
+    Some(k)
 }
 
 fn add_u64(a: &mut Option<u64>, b: Option<u64>) {
@@ -550,12 +613,16 @@ fn aggregate(
     let mut latency = Buckets::new();
     let mut reporting = BTreeSet::new();
     let mut unreachable = 0;
+    let mut kafka: Option<KafkaMetrics> = None;
     for (t, window) in &tasks {
         if t.scrape != ScrapeState::Ok {
             unreachable += 1;
             continue;
         }
         reporting.insert(t.instance);
+        if let Some(k) = &t.kafka {
+            kafka.get_or_insert_with(KafkaMetrics::default).add(k);
+        }
         let m = &t.numbers;
         add_f64(&mut n.records_in_per_second, m.records_in_per_second);
         add_f64(&mut n.records_out_per_second, m.records_out_per_second);
@@ -580,6 +647,7 @@ fn aggregate(
         instances_reporting: reporting.len() as u32,
         instances_unreachable: unreachable,
         numbers: n,
+        kafka,
         tasks: tasks.into_iter().map(|(t, _)| t).collect(),
     }
 }
@@ -628,6 +696,93 @@ mod tests {
         assert!(
             cache
                 .record("a", t0 + MAX_AGE * 3, counters(99.0))
+                .is_none()
+        );
+    }
+
+    fn reading(text: &str) -> Arc<ExecutorCounters> {
+        let (samples, errors) = scrape::parse(text);
+        assert!(errors.is_empty(), "{errors:?}");
+        Arc::new(ExecutorCounters::from_samples(&samples))
+    }
+
+    #[test]
+    fn kafka_sources_report_held_partitions_and_operators_sum_lag() {
+        let target = |i: u32| Target {
+            operator: "src".into(),
+            instance: i,
+            task_id: format!("t{i}"),
+            metrics_addr: "127.0.0.1:1".into(),
+            ready: true,
+        };
+        let t0 = Instant::now();
+        let scraped = |c: Arc<ExecutorCounters>| Scraped {
+            now: (t0, c),
+            base: None,
+        };
+        // Instance 0: partitions 0 and 2 held, 3 given away (assigned 0).
+        let a = task_numbers(&target(0), &scraped(reading(scrape::tests::KAFKA_SOURCE)));
+        let k = a.0.kafka.clone().expect("kafka numbers");
+        assert_eq!(k.partitions_assigned, 2);
+        assert_eq!(
+            k.partitions
+                .iter()
+                .map(|p| (p.partition, p.committed_offset, p.end_offset, p.lag_records))
+                .collect::<Vec<_>>(),
+            [
+                (0, Some(1000), Some(1200), Some(200)),
+                (2, Some(250), Some(1250), Some(1000))
+            ]
+        );
+        assert_eq!(k.lag_records, Some(1200));
+        assert_eq!(k.replayed_records_total, Some(12));
+        // Instance 1 exports no lag gauge: end - committed; no commit yet: no lag.
+        let b = task_numbers(
+            &target(1),
+            &scraped(reading(
+                r#"concord_kafka_partition_assigned{topic="clicks",partition="1",operator="src",instance="1"} 1
+concord_kafka_committed_offset{topic="clicks",partition="1",operator="src",instance="1"} 40
+concord_kafka_end_offset{topic="clicks",partition="1",operator="src",instance="1"} 100
+concord_kafka_partition_assigned{topic="other",partition="0",operator="src",instance="1"} 1
+concord_kafka_committed_offset{topic="other",partition="0",operator="src",instance="1"} -1001
+concord_kafka_end_offset{topic="other",partition="0",operator="src",instance="1"} 5
+concord_replayed_records_total{operator="src",instance="1"} 3
+"#,
+            )),
+        );
+        let kb = b.0.kafka.clone().expect("kafka numbers");
+        assert_eq!(kb.partitions[0].lag_records, Some(60));
+        assert_eq!(kb.partitions[1].committed_offset, None);
+        assert_eq!(kb.partitions[1].lag_records, None);
+        assert_eq!(kb.lag_records, Some(60));
+        // A task without Kafka metrics has no `kafka` at all.
+        let plain = task_numbers(&target(2), &scraped(counters(5.0)));
+        assert!(plain.0.kafka.is_none());
+
+        let op = aggregate("src", 3, vec![a, b, plain]);
+        let sum = op.kafka.clone().expect("operator kafka");
+        assert_eq!(sum.partitions_assigned, 4);
+        assert_eq!(sum.lag_records, Some(1260));
+        assert_eq!(sum.replayed_records_total, Some(15));
+        assert!(sum.partitions.is_empty());
+        let json = serde_json::to_value(&op).expect("json");
+        assert_eq!(json["kafka"]["lagRecords"], 1260);
+        assert!(json["kafka"].get("partitions").is_none());
+        assert_eq!(
+            json["tasks"][0]["kafka"]["partitions"][1]["endOffset"],
+            1250
+        );
+        assert!(json["tasks"][2].get("kafka").is_none());
+        // Operators without Kafka tasks carry no `kafka`.
+        let none = aggregate(
+            "gen",
+            1,
+            vec![task_numbers(&target(0), &scraped(counters(1.0)))],
+        );
+        assert!(
+            serde_json::to_value(&none)
+                .expect("json")
+                .get("kafka")
                 .is_none()
         );
     }

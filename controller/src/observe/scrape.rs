@@ -200,6 +200,53 @@ pub struct ExecutorCounters {
     pub resident_memory_bytes: Option<f64>,
     /// `concord_ready` is 1.
     pub ready: Option<bool>,
+    /// The `concord_kafka_*` partition gauges of a kafka-source, by (topic, partition).
+    pub kafka_partitions: BTreeMap<(String, i32), KafkaPartitionReading>,
+    /// `concord_replayed_records_total`.
+    pub replayed: Option<f64>,
+    /// `concord_kafka_produced_total` (kafka-sink).
+    pub kafka_produced: Option<f64>,
+    /// `concord_kafka_produce_errors_total` (kafka-sink).
+    pub kafka_produce_errors: Option<f64>,
+}
+
+/// The gauges of one Kafka partition as one executor exported them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KafkaPartitionReading {
+    /// `concord_kafka_partition_assigned` (1 while assigned, 0 after).
+    pub assigned: Option<f64>,
+    /// `concord_kafka_committed_offset`.
+    pub committed: Option<f64>,
+    /// `concord_kafka_end_offset` (high watermark).
+    pub end: Option<f64>,
+    /// `concord_kafka_lag_records`.
+    pub lag: Option<f64>,
+}
+
+impl ExecutorCounters {
+    /// Whether this executor exports any Kafka metric.
+    pub fn has_kafka(&self) -> bool {
+        !self.kafka_partitions.is_empty()
+            || self.replayed.is_some()
+            || self.kafka_produced.is_some()
+            || self.kafka_produce_errors.is_some()
+    }
+
+    fn kafka_gauge(&mut self, s: &Sample) -> Option<&mut Option<f64>> {
+        let topic = s.label("topic")?.to_owned();
+        let partition = s.label("partition")?.parse().ok()?;
+        let p = self.kafka_partitions.entry((topic, partition)).or_default();
+        Some(match s.name.as_str() {
+            "concord_kafka_partition_assigned" => &mut p.assigned,
+            "concord_kafka_committed_offset" => &mut p.committed,
+            "concord_kafka_end_offset" => &mut p.end,
+            _ => &mut p.lag,
+        })
+    }
+}
+
+fn add_opt(a: &mut Option<f64>, b: f64) {
+    *a = Some(a.unwrap_or(0.0) + b);
 }
 
 impl ExecutorCounters {
@@ -227,6 +274,24 @@ impl ExecutorCounters {
                 "concord_process_cpu_percent" => c.cpu_percent = Some(s.value),
                 "concord_process_resident_memory_bytes" => c.resident_memory_bytes = Some(s.value),
                 "concord_ready" => c.ready = Some(s.value >= 1.0),
+                "concord_kafka_partition_assigned"
+                | "concord_kafka_committed_offset"
+                | "concord_kafka_end_offset"
+                | "concord_kafka_lag_records" => {
+                    // Samples without a topic or a numeric partition are skipped.
+                    if let Some(slot) = c.kafka_gauge(s) {
+                        *slot = Some(s.value);
+                    }
+                }
+                "concord_replayed_records_total" | "concord_replayed_records" => {
+                    add_opt(&mut c.replayed, s.value);
+                }
+                "concord_kafka_produced_total" | "concord_kafka_produced" => {
+                    add_opt(&mut c.kafka_produced, s.value);
+                }
+                "concord_kafka_produce_errors_total" | "concord_kafka_produce_errors" => {
+                    add_opt(&mut c.kafka_produce_errors, s.value);
+                }
                 _ => {}
             }
         }
@@ -282,7 +347,7 @@ pub fn quantile(q: f64, buckets: &Buckets) -> Option<f64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const EXPOSITION: &str = r#"# HELP concord_records_in Records received.
@@ -325,6 +390,61 @@ concord_ready{operator="count",instance="0"} 1
         assert_eq!(c.ready, Some(true));
         assert_eq!(c.latency.len(), 4);
         assert_eq!(c.latency.get(&OrderedBound(f64::INFINITY)), Some(&100.0));
+    }
+
+    /// What a kafka-source executor exports (labels as prometheus-client writes them:
+    /// the metric's own, then the registry's `operator` and `instance`).
+    pub(crate) const KAFKA_SOURCE: &str = r#"# TYPE concord_kafka_partition_assigned gauge
+concord_kafka_partition_assigned{topic="clicks",partition="0",operator="src",instance="0"} 1
+concord_kafka_partition_assigned{topic="clicks",partition="2",operator="src",instance="0"} 1
+concord_kafka_partition_assigned{topic="clicks",partition="3",operator="src",instance="0"} 0
+concord_kafka_committed_offset{topic="clicks",partition="0",operator="src",instance="0"} 1000
+concord_kafka_committed_offset{topic="clicks",partition="2",operator="src",instance="0"} 250
+concord_kafka_committed_offset{topic="clicks",partition="3",operator="src",instance="0"} 7
+concord_kafka_end_offset{topic="clicks",partition="0",operator="src",instance="0"} 1200
+concord_kafka_end_offset{topic="clicks",partition="2",operator="src",instance="0"} 1250
+concord_kafka_end_offset{topic="clicks",partition="3",operator="src",instance="0"} 9
+concord_kafka_lag_records{topic="clicks",partition="0",operator="src",instance="0"} 200
+concord_kafka_lag_records{topic="clicks",partition="2",operator="src",instance="0"} 1000
+concord_kafka_lag_records{topic="clicks",partition="3",operator="src",instance="0"} 2
+concord_kafka_lag_records{topic="clicks",operator="src",instance="0"} 5
+concord_kafka_lag_records{topic="clicks",partition="x",operator="src",instance="0"} 5
+# TYPE concord_replayed_records counter
+concord_replayed_records_total{operator="src",instance="0"} 12
+concord_records_out_total{operator="src",instance="0",stream="default"} 4000
+# EOF
+"#;
+
+    #[test]
+    fn kafka_source_gauges_are_read_per_partition() {
+        let (samples, errors) = parse(KAFKA_SOURCE);
+        assert!(errors.is_empty(), "{errors:?}");
+        let c = ExecutorCounters::from_samples(&samples);
+        assert!(c.has_kafka());
+        assert_eq!(c.kafka_partitions.len(), 3, "{:?}", c.kafka_partitions);
+        let p2 = &c.kafka_partitions[&("clicks".to_owned(), 2)];
+        assert_eq!(p2.assigned, Some(1.0));
+        assert_eq!(p2.committed, Some(250.0));
+        assert_eq!(p2.end, Some(1250.0));
+        assert_eq!(p2.lag, Some(1000.0));
+        assert_eq!(
+            c.kafka_partitions[&("clicks".to_owned(), 3)].assigned,
+            Some(0.0)
+        );
+        assert_eq!(c.replayed, Some(12.0));
+        assert_eq!(c.kafka_produced, None);
+        assert_eq!(c.records_out, 4000.0);
+        // A sink's counters; an executor without Kafka has none of it.
+        let (samples, _) = parse(
+            "concord_kafka_produced_total{operator=\"out\",instance=\"1\"} 900\nconcord_kafka_produce_errors_total{operator=\"out\",instance=\"1\"} 3\n",
+        );
+        let c = ExecutorCounters::from_samples(&samples);
+        assert_eq!(
+            (c.kafka_produced, c.kafka_produce_errors),
+            (Some(900.0), Some(3.0))
+        );
+        let (samples, _) = parse(EXPOSITION);
+        assert!(!ExecutorCounters::from_samples(&samples).has_kafka());
     }
 
     #[test]
