@@ -104,6 +104,9 @@ pub struct OperatorSpec {
     /// Resources (only named ports are read).
     #[serde(default)]
     pub resources: Resources,
+    /// What happens to records the operator fails on.
+    #[serde(default)]
+    pub on_error: crate::record_errors::ErrorPolicy,
 }
 
 fn one() -> u32 {

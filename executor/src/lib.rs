@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod http;
 pub mod metrics;
 pub mod operators;
+pub mod record_errors;
 pub mod router;
 pub mod runtime;
 pub mod trace;

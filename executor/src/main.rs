@@ -134,6 +134,14 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
         })
     };
 
+    let errors = concord_executor::record_errors::RecordErrors::new(
+        &spec.on_error,
+        &args.operator,
+        &task_id,
+        metrics.failed_records("skipped"),
+        metrics.failed_records("dead_lettered"),
+    )
+    .map_err(anyhow::Error::msg)?;
     let env = BuiltinEnv {
         ingest: Ingest::new(in_tx, metrics.input_queue.clone()),
         tokio: handle,
@@ -147,6 +155,7 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
         at_least_once,
         metrics: metrics.clone(),
         state: state.clone(),
+        errors: errors.clone(),
     };
     let operator = operators::build(&spec, &env).context("creating operator")?;
     let hello = serde_json::json!({
@@ -184,6 +193,7 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
         tracer,
         sampler: Sampler::new(args.trace_sample_rate),
         source_wait: Duration::from_millis(args.source_wait_ms),
+        errors,
     };
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()

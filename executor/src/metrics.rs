@@ -98,6 +98,10 @@ pub struct Metrics {
     pub dropped: Family<Labels, Counter>,
     /// Operator callbacks that returned an error.
     pub errors: Counter,
+    /// Records an operator failed on, by `action` (`skipped`, `dead_lettered`).
+    pub failed_records: Family<Labels, Counter>,
+    /// Restarts of a process operator's child after it died.
+    pub process_restarts: Counter,
     /// At-least-once markers answered, by `result` (`acked`, `failed`).
     pub markers: Family<Labels, Counter>,
     /// Kafka sources and sinks.
@@ -149,6 +153,8 @@ impl Metrics {
             dropped: Family::default(),
             errors: Counter::default(),
             markers: Family::default(),
+            failed_records: Family::default(),
+            process_restarts: Counter::default(),
             kafka: KafkaMetrics::default(),
             input_batches: Counter::default(),
             processing_latency: Histogram::new(exponential_buckets(1e-6, 2.0, 24)),
@@ -198,6 +204,16 @@ impl Metrics {
             "At-least-once markers answered, by result",
             m.markers.clone(),
         );
+        registry.register(
+            "concord_failed_records",
+            "Records the operator failed on, by action",
+            m.failed_records.clone(),
+        );
+        registry.register(
+            "concord_process_restarts",
+            "Restarts of the operator process after it died",
+            m.process_restarts.clone(),
+        );
         m.kafka.register(&mut registry);
         registry.register(
             "concord_input_batches",
@@ -246,6 +262,13 @@ impl Metrics {
             m.resident_memory.clone(),
         );
         Self { registry, ..m }
+    }
+
+    /// Counter of failed records handled with `action` (`skipped`, `dead_lettered`).
+    pub fn failed_records(&self, action: &str) -> Counter {
+        self.failed_records
+            .get_or_create(&vec![("action".to_owned(), action.to_owned())])
+            .clone()
     }
 
     /// Counter of records dropped for lack of any downstream instance.

@@ -15,6 +15,7 @@ use concord_sdk::{Config, Context, Emitter, Operator, Record, TraceContext};
 
 use crate::clock;
 use crate::metrics::Metrics;
+use crate::record_errors::RecordErrors;
 use crate::router::inbound::InMsg;
 use crate::router::{Router, RoutingTable};
 use crate::trace::{Sampler, Span, Tracer, hex_id};
@@ -92,6 +93,8 @@ pub struct Runtime {
     pub sampler: Sampler,
     /// How long an operator with outputs waits for its first downstream before `init`.
     pub source_wait: Duration,
+    /// Failed records: counted, logged, dead-lettered.
+    pub errors: Arc<RecordErrors>,
 }
 
 type Timers = BTreeSet<(u64, Bytes)>;
@@ -358,6 +361,7 @@ impl Runtime {
         let config = &self.config;
         let instance = self.instance;
         let metrics = &self.metrics;
+        let failures = &*self.errors;
         let mut host = Host {
             router: &mut self.router,
             timers,
@@ -416,6 +420,7 @@ impl Runtime {
                         instance,
                         rec,
                         received_ns,
+                        failures,
                     )
                     .is_err()
                     {
@@ -426,7 +431,11 @@ impl Runtime {
             InMsg::Marker(ack) => {
                 metrics.input_queue.dec();
                 // Everything before the marker has been processed and routed.
-                let durable = match operator.checkpoint() {
+                let durable = match operator
+                    .checkpoint()
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| failures.flush())
+                {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::warn!(error = %e, "checkpoint failed; records before it will be replayed");
@@ -448,6 +457,7 @@ impl Runtime {
                         instance,
                         rec,
                         received_ns,
+                        failures,
                     )
                     .is_err()
                     {
@@ -488,7 +498,9 @@ fn call_record(
     instance: u32,
     rec: Record,
     received_ns: u64,
+    errors: &RecordErrors,
 ) -> Result<(), ()> {
+    let copy = errors.wants_records().then(|| rec.clone());
     let mut span = None;
     let mut hop = None;
     if let Some(t) = rec.trace {
@@ -520,7 +532,7 @@ fn call_record(
         });
     }
     result.map_err(|e| {
-        tracing::debug!(error = %e, "process_record failed");
+        errors.failed(copy.as_ref(), event_time, &e.to_string());
     })
 }
 

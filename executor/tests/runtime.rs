@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use concord_executor::delivery::{AckTo, Checkpoints};
 use concord_executor::metrics::Metrics;
+use concord_executor::record_errors::{ErrorPolicy, RecordErrors};
 use concord_executor::router::conn::ConnSettings;
 use concord_executor::router::{Router, RoutingTable};
 use concord_executor::runtime::{Ingest, Runtime, RuntimeState};
@@ -68,10 +70,13 @@ impl Operator for Probe {
         Ok(())
     }
 
-    fn process_record(&mut self, _ctx: &mut Context<'_>, _r: Record) -> Result<(), OperatorError> {
+    fn process_record(&mut self, _ctx: &mut Context<'_>, r: Record) -> Result<(), OperatorError> {
         self.enter();
         *self.0.records.lock().expect("lock") += 1;
         self.leave();
+        if r.key.starts_with(b"poison") {
+            return Err(OperatorError::msg("cannot digest this one"));
+        }
         Ok(())
     }
 
@@ -95,6 +100,79 @@ impl Operator for Probe {
     fn destroy(&mut self) {
         self.0.events.lock().expect("lock").push("destroy".into());
     }
+}
+
+fn record_errors(metrics: &Metrics) -> Arc<RecordErrors> {
+    RecordErrors::new(
+        &ErrorPolicy::default(),
+        "probe",
+        "t",
+        metrics.failed_records("skipped"),
+        metrics.failed_records("dead_lettered"),
+    )
+    .expect("errors")
+}
+
+#[test]
+fn poison_records_are_counted_and_skipped_and_markers_still_acknowledged() {
+    let shared = Arc::new(Shared::default());
+    let metrics = Arc::new(Metrics::new("probe", 0));
+    let (in_tx, in_rx) = sync_channel(4);
+    let (route_tx, route_rx) = channel();
+    route_tx.send(RoutingTable::default()).expect("send");
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let (acks_tx, acks_rx) = channel();
+    let rt = Runtime {
+        operator: Box::new(Probe(shared.clone())),
+        config: Config::default(),
+        instance: 0,
+        is_source: false,
+        router: Router::new(
+            ConnSettings {
+                batch_bytes: 1024,
+                queue_batches: 2,
+                hello: wire::hello_frame("{}"),
+                dropped: metrics.dropped_downstream_gone(),
+                acks: Some(acks_tx),
+            },
+            Duration::from_millis(1),
+            metrics.clone(),
+        )
+        .with_checkpoints(Checkpoints::new(acks_rx)),
+        input: in_rx,
+        routing: route_rx,
+        shutdown: shutdown.clone(),
+        state: Arc::new(RuntimeState::default()),
+        metrics: metrics.clone(),
+        tracer: Arc::new(Tracer::new("probe", 0, "t")),
+        sampler: Sampler::new(0.0),
+        source_wait: Duration::ZERO,
+        errors: record_errors(&metrics),
+    };
+    let handle = std::thread::spawn(move || rt.run().map(|_| ()));
+    let ingest = Ingest::new(in_tx, metrics.input_queue.clone());
+    let recs = ["a", "poison-1", "b", "poison-2", "c"]
+        .iter()
+        .map(|k| Record::new(k.as_bytes().to_vec(), Bytes::new(), 1))
+        .collect();
+    assert!(ingest.send(recs));
+    let (tx, rx) = channel();
+    assert!(ingest.send_marker(AckTo::Local { seq: 9, reply: tx }));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).expect("answered"),
+        (9, true),
+        "a failed record counts as processed: no replay, no crash loop"
+    );
+    assert_eq!(*shared.records.lock().expect("lock"), 5);
+    let text = metrics.render();
+    assert!(
+        text.contains(
+            r#"concord_failed_records_total{operator="probe",instance="0",action="skipped"} 2"#
+        ),
+        "{text}"
+    );
+    shutdown.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("run");
 }
 
 #[test]
@@ -130,6 +208,7 @@ fn single_threaded_callbacks_ordered_timers_and_destroy() {
         tracer: Arc::new(Tracer::new("probe", 0, "t")),
         sampler: Sampler::new(0.0),
         source_wait: Duration::ZERO,
+        errors: record_errors(&metrics),
     };
     let handle = std::thread::spawn(move || rt.run().map(|_| ()));
 

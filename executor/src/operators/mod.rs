@@ -61,6 +61,8 @@ pub struct BuiltinEnv {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Lifecycle flags; operators report problems here.
     pub state: std::sync::Arc<crate::runtime::RuntimeState>,
+    /// Failed (poison) records go here.
+    pub errors: std::sync::Arc<crate::record_errors::RecordErrors>,
 }
 
 /// Creates the operator the spec asks for.

@@ -5,6 +5,12 @@
 //! at the end of each batch the frame is sent and the child's single reply frame
 //! (produced records, timers, logs, errors) is applied. Lock-step and batched.
 //!
+//! A child that dies (crashes, exits) is restarted, and the records of the frame it died
+//! on are sent again one at a time: a record the new child dies on as well is a poison
+//! record, handed to the operator's error policy (counted, logged, dead-lettered) and
+//! skipped, so one bad record never crash-loops the task. The child's state is lost
+//! with it.
+//!
 //! Tracing: a sampled record goes to a child that announced the `trace` feature as a
 //! `TracedRecord` carrying this hop's span; the child answers what it produced for it as
 //! `TracedProduce` with that span, which is routed with it, so the trace continues
@@ -38,6 +44,22 @@ pub struct ProcessOperator {
     trace_capable: bool,
     /// Spans of the traced records in the pending frame.
     traced: Vec<TraceContext>,
+    /// What the pending frame holds, to send again if the child dies on it.
+    pending: Vec<Pending>,
+}
+
+/// An item of the pending frame.
+enum Pending {
+    Record(Record, Option<TraceContext>),
+    Timer(Bytes, u64),
+}
+
+/// Why an exchange failed.
+enum Failure {
+    /// The child answered with an `Error` message.
+    Reported(OperatorError),
+    /// The child is gone (or its pipes are).
+    Died(String),
 }
 
 impl ProcessOperator {
@@ -66,13 +88,151 @@ impl ProcessOperator {
             frame: FrameWriter::new(),
             trace_capable: false,
             traced: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
+    /// A description of how the child ended, for logs.
+    fn exit_status(&mut self) -> String {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => status.to_string(),
+            _ => "pipe closed".to_owned(),
+        }
+    }
+
+    /// Starts the child and initialises it.
+    fn start(&mut self, ctx: &mut Context<'_>) -> Result<(), OperatorError> {
+        let local = Path::new(&self.command);
+        let program = if !self.command.contains('/') && local.exists() {
+            format!("./{}", self.command)
+        } else {
+            self.command.clone()
+        };
+        let mut child = Command::new(&program)
+            .args(&self.args)
+            .envs(&self.env_vars)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| OperatorError::msg(format!("start `{program}`: {e}")))?;
+        self.stdin = child
+            .stdin
+            .take()
+            .map(|s| BufWriter::with_capacity(256 << 10, s));
+        self.stdout = child
+            .stdout
+            .take()
+            .map(|s| BufReader::with_capacity(256 << 10, s));
+        self.child = Some(child);
+        let init = serde_json::json!({
+            "operator": self.env.operator,
+            "instance": self.env.instance,
+            "taskId": self.env.task_id,
+            "config": ctx.config().values(),
+        });
+        self.frame = FrameWriter::new();
+        self.frame.push(&Message::Init {
+            json: init.to_string(),
+        });
+        match self.exchange(ctx) {
+            Ok(()) => Ok(()),
+            Err(Failure::Reported(e)) => Err(e),
+            Err(Failure::Died(why)) => Err(OperatorError::msg(format!(
+                "operator process died during init: {why}"
+            ))),
+        }
+    }
+
+    fn stop_child(&mut self) {
+        self.stdin = None;
+        self.stdout = None;
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The child died on the pending frame: restart it and send the frame's items again
+    /// one at a time; an item it dies on again is a poison record, skipped.
+    fn recover(&mut self, ctx: &mut Context<'_>, why: String) -> Result<(), OperatorError> {
+        let items = std::mem::take(&mut self.pending);
+        self.frame = FrameWriter::new();
+        self.traced.clear();
+        tracing::warn!(items = items.len(), reason = %why, "operator process died; restarting it and retrying the batch one record at a time");
+        let mut reported = None;
+        for item in items {
+            if self.child.is_none() {
+                self.env.metrics.process_restarts.inc();
+                if let Err(e) = self.start(ctx) {
+                    // It does not even start: fail the task, so the reconciler's restart
+                    // back-off (and CrashLoop in status) takes over.
+                    tracing::error!(error = %e, "operator process cannot be restarted; exiting");
+                    std::process::exit(1);
+                }
+            }
+            let (record, event_time) = match &item {
+                Pending::Record(r, _) => (Some(r.clone()), r.event_time),
+                Pending::Timer(_, t) => (None, *t),
+            };
+            self.push(item);
+            match self.exchange(ctx) {
+                Ok(()) => {}
+                Err(Failure::Reported(e)) => {
+                    reported.get_or_insert(e);
+                }
+                Err(Failure::Died(w)) => {
+                    let status = self.exit_status();
+                    self.stop_child();
+                    self.env.errors.failed(
+                        record.as_ref(),
+                        event_time,
+                        &format!("operator process died on this record ({w}; {status})"),
+                    );
+                }
+            }
+            self.pending.clear();
+        }
+        match reported {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds an item to the pending frame.
+    fn push(&mut self, item: Pending) {
+        match &item {
+            Pending::Record(record, None) => {
+                self.frame
+                    .push_record(&record.key, &record.value, record.event_time)
+            }
+            Pending::Record(record, Some(span)) => {
+                self.traced.push(*span);
+                if self.trace_capable {
+                    self.frame.push_traced_record(
+                        &record.key,
+                        &record.value,
+                        record.event_time,
+                        *span,
+                    );
+                } else {
+                    // An older SDK: its output for this record starts untraced.
+                    self.frame
+                        .push_record(&record.key, &record.value, record.event_time);
+                }
+            }
+            Pending::Timer(key, time) => self.frame.push(&Message::Timer {
+                key: key.to_vec(),
+                time: *time,
+            }),
+        }
+        self.pending.push(item);
+    }
+
     /// Sends the pending frame and applies the reply.
-    fn exchange(&mut self, ctx: &mut Context<'_>) -> Result<(), OperatorError> {
+    fn exchange(&mut self, ctx: &mut Context<'_>) -> Result<(), Failure> {
         let (Some(stdin), Some(stdout)) = (self.stdin.as_mut(), self.stdout.as_mut()) else {
-            return Err(OperatorError::msg("operator process is not running"));
+            return Err(Failure::Died("operator process is not running".to_owned()));
         };
         let frame = self.frame.finish();
         let traced = std::mem::take(&mut self.traced);
@@ -84,10 +244,10 @@ impl ProcessOperator {
         stdin
             .write_all(&frame)
             .and_then(|()| stdin.flush())
-            .map_err(|e| OperatorError::msg(format!("write to operator process: {e}")))?;
+            .map_err(|e| Failure::Died(format!("write to operator process: {e}")))?;
         let reply = read_frame(stdout)
-            .map_err(|e| OperatorError::msg(format!("read from operator process: {e}")))?
-            .ok_or_else(|| OperatorError::msg("operator process exited"))?;
+            .map_err(|e| Failure::Died(format!("read from operator process: {e}")))?
+            .ok_or_else(|| Failure::Died("operator process exited".to_owned()))?;
         if !traced.is_empty() {
             let replied_ns = clock::wall_ns();
             for span in traced {
@@ -152,7 +312,7 @@ impl ProcessOperator {
             }
         }
         match first_error {
-            Some(m) => Err(OperatorError::Failed(m)),
+            Some(m) => Err(Failure::Reported(OperatorError::Failed(m))),
             None => Ok(()),
         }
     }
@@ -192,39 +352,7 @@ impl Operator for ProcessOperator {
 
     fn init(&mut self, ctx: &mut Context<'_>) -> Result<(), OperatorError> {
         self.fetch_local_artifacts();
-        let local = Path::new(&self.command);
-        let program = if !self.command.contains('/') && local.exists() {
-            format!("./{}", self.command)
-        } else {
-            self.command.clone()
-        };
-        let mut child = Command::new(&program)
-            .args(&self.args)
-            .envs(&self.env_vars)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| OperatorError::msg(format!("start `{program}`: {e}")))?;
-        self.stdin = child
-            .stdin
-            .take()
-            .map(|s| BufWriter::with_capacity(256 << 10, s));
-        self.stdout = child
-            .stdout
-            .take()
-            .map(|s| BufReader::with_capacity(256 << 10, s));
-        self.child = Some(child);
-        let init = serde_json::json!({
-            "operator": self.env.operator,
-            "instance": self.env.instance,
-            "taskId": self.env.task_id,
-            "config": ctx.config().values(),
-        });
-        self.frame.push(&Message::Init {
-            json: init.to_string(),
-        });
-        self.exchange(ctx)
+        self.start(ctx)
     }
 
     fn process_record(
@@ -232,26 +360,8 @@ impl Operator for ProcessOperator {
         ctx: &mut Context<'_>,
         record: Record,
     ) -> Result<(), OperatorError> {
-        match ctx.trace() {
-            None => self
-                .frame
-                .push_record(&record.key, &record.value, record.event_time),
-            Some(span) => {
-                self.traced.push(span);
-                if self.trace_capable {
-                    self.frame.push_traced_record(
-                        &record.key,
-                        &record.value,
-                        record.event_time,
-                        span,
-                    );
-                } else {
-                    // An older SDK: its output for this record starts untraced.
-                    self.frame
-                        .push_record(&record.key, &record.value, record.event_time);
-                }
-            }
-        }
+        let span = ctx.trace();
+        self.push(Pending::Record(record, span));
         Ok(())
     }
 
@@ -261,10 +371,7 @@ impl Operator for ProcessOperator {
         key: Bytes,
         time: u64,
     ) -> Result<(), OperatorError> {
-        self.frame.push(&Message::Timer {
-            key: key.to_vec(),
-            time,
-        });
+        self.push(Pending::Timer(key, time));
         Ok(())
     }
 
@@ -272,7 +379,21 @@ impl Operator for ProcessOperator {
         if self.frame.is_empty() {
             return Ok(());
         }
-        self.exchange(ctx)
+        match self.exchange(ctx) {
+            Ok(()) => {
+                self.pending.clear();
+                Ok(())
+            }
+            Err(Failure::Reported(e)) => {
+                self.pending.clear();
+                Err(e)
+            }
+            Err(Failure::Died(why)) => {
+                let status = self.exit_status();
+                self.stop_child();
+                self.recover(ctx, format!("{why}; {status}"))
+            }
+        }
     }
 
     fn destroy(&mut self) {
