@@ -623,3 +623,71 @@ async fn clickfraud_from_kafka_to_kafka_acknowledges_every_click_through_failure
         .await;
     eprintln!("replayed by live source tasks: {replayed}");
 }
+
+#[tokio::test]
+async fn poison_records_are_dead_lettered_and_everything_else_flows_on() {
+    let s = Stack::start().await;
+    let name = "dlq";
+    let (input, output, dead) = ("in-dlq", "out-dlq", "dead-dlq");
+    s.kafka.create_topic(input, 2).await;
+    s.kafka.create_topic(output, 2).await;
+    s.kafka.create_topic(dead, 1).await;
+    // The map keys by the JSON field `id`: a value that is not JSON fails it.
+    let yaml = pipeline(name, "at-least-once", &s.kafka.bootstrap(), 1, 1).replace(
+        "      runtime: {builtin: {name: map}}\n",
+        &format!(
+            "      runtime: {{builtin: {{name: map}}}}\n      config: {{keyBy: id}}\n      onError: {{deadLetter: {{bootstrapServers: \"{}\", topic: {dead}}}}}\n",
+            s.kafka.bootstrap()
+        ),
+    );
+    assert!(yaml.contains("deadLetter"));
+    s.apply(&yaml);
+    s.controller.wait_ready(name, READY_TIMEOUT).await;
+
+    produce_ids(&s.kafka, input, 0, 200, 2, Duration::from_millis(200)).await;
+    let poison: Vec<(&[u8], &[u8])> = (0..5).map(|_| (&b"bad"[..], &b"not json {"[..])).collect();
+    s.kafka.produce(input, &poison).await;
+    produce_ids(&s.kafka, input, 200, 200, 2, Duration::from_millis(200)).await;
+
+    let want = ids(0, 400);
+    let seen = read_ids(&s.kafka, output, &want, Duration::from_secs(60)).await;
+    assert!(
+        want.iter().all(|id| seen.contains_key(id)),
+        "every good record arrives"
+    );
+    let dead_letters = s
+        .kafka
+        .consume_all(
+            dead,
+            &format!("check-{}", uuid_ish()),
+            5,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(
+        dead_letters.len(),
+        5,
+        "exactly the poison records, not replayed"
+    );
+    assert!(
+        dead_letters
+            .iter()
+            .all(|r| r.value.as_deref() == Some(&b"not json {"[..]))
+    );
+    // Acknowledged like any other record: the source commits past them.
+    let group = format!("concord.default.{name}.source");
+    wait_for(
+        Duration::from_secs(30),
+        "committed offsets at the end of the input",
+        || async {
+            let committed = s.kafka.committed_offsets(&group, input).await;
+            let ends = s.kafka.high_watermarks(input).await;
+            ends.iter()
+                .all(|(p, end)| committed.get(p) == Some(end))
+                .then_some(())
+        },
+    )
+    .await;
+    let failed = s.summed(name, "map", "concord_failed_records_total").await;
+    assert_eq!(failed, 5.0);
+}
