@@ -328,3 +328,95 @@ fn dev_up_with_kafka_names_a_missing_broker_or_a_taken_port_and_starts_nothing()
         text(&out.stdout)
     );
 }
+
+/// The README's Kafka section: `dev up --with-kafka`, then the click-fraud job from
+/// Kafka to Kafka and its feed (on this test's free ports, with windows of seconds
+/// instead of a minute), until alerts are in the `alerts` topic.
+#[test]
+fn dev_up_with_kafka_runs_the_click_fraud_job_from_kafka_to_kafka() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let state = tmp.path().join("state");
+    let (kafka_port, api_port) = (free_port(), free_port());
+    let _guard = DevDown(&state);
+    let tansu = concord_e2e::kafka::tansu_binary();
+    let out = Command::new(binary("concord"))
+        .args(["dev", "up", "--detach", "--with-kafka", "--state-dir"])
+        .arg(&state)
+        .args(["--etcd-port", &free_port().to_string()])
+        .args(["--etcd-peer-port", &free_port().to_string()])
+        .args(["--mesos-port", &free_port().to_string()])
+        .args(["--api-port", &api_port.to_string()])
+        .args(["--kafka-port", &kafka_port.to_string()])
+        .env("CONCORD_TANSU", &tansu)
+        .output()
+        .expect("dev up");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let bootstrap = format!("127.0.0.1:{kafka_port}");
+    let api = format!("http://127.0.0.1:{api_port}");
+    let examples = concord_e2e::repo_path("manifests/examples");
+    let fraud = concord_e2e::relocatable(
+        &std::fs::read_to_string(examples.join("clickfraud-kafka.yaml")).expect("example"),
+    )
+    .replace("127.0.0.1:19092", &bootstrap)
+    .replace(
+        "sizeMs: 60000, slideMs: 10000",
+        "sizeMs: 4000, slideMs: 1000",
+    )
+    .replace("{field: count, min: 10000}", "{field: count, min: 200}");
+    let feed = std::fs::read_to_string(examples.join("clicks-feed.yaml"))
+        .expect("example")
+        .replace("127.0.0.1:19092", &bootstrap);
+    let fraud_path = tmp.path().join("clickfraud-kafka.yaml");
+    let feed_path = tmp.path().join("clicks-feed.yaml");
+    std::fs::write(&fraud_path, fraud).expect("write");
+    std::fs::write(&feed_path, feed).expect("write");
+    let concord = |args: &[&str]| {
+        let out = Command::new(binary("concord"))
+            .args(args)
+            .env("CONCORD_API", &api)
+            .output()
+            .expect("concord");
+        assert!(
+            out.status.success(),
+            "concord {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    let applied = concord(&["apply", "-f", fraud_path.to_str().expect("utf-8")]);
+    assert!(
+        applied.contains("topology/clickfraud-kafka created"),
+        "{applied}"
+    );
+    concord(&["apply", "-f", feed_path.to_str().expect("utf-8")]);
+    concord(&["rollout", "status", "clickfraud-kafka", "--timeout", "2m"]);
+
+    // Alerts arrive in Kafka.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "dev-check")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "3000")
+            .set("topic.metadata.refresh.interval.ms", "1000")
+            .create()
+            .expect("consumer");
+        use rdkafka::consumer::Consumer;
+        consumer.subscribe(&["alerts"]).expect("subscribe");
+        let got = tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while std::time::Instant::now() < deadline {
+                if let Some(Ok(_)) = consumer.poll(Duration::from_millis(500)) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .expect("poll");
+        assert!(got, "no alert reached the `alerts` topic in 2 minutes");
+    });
+    let describe = concord(&["describe", "topology", "clickfraud-kafka"]);
+    assert!(describe.contains("Kafka"), "{describe}");
+}

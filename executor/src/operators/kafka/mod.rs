@@ -28,7 +28,9 @@ fn client_config(c: &Config, client_id: &str) -> Result<ClientConfig, OperatorEr
         .set("client.id", client_id)
         // Reconnect quickly at first, then back off (librdkafka's own back-off).
         .set("reconnect.backoff.ms", "100")
-        .set("reconnect.backoff.max.ms", "5000");
+        .set("reconnect.backoff.max.ms", "5000")
+        // A topic created after the operator started is seen within seconds.
+        .set("topic.metadata.refresh.interval.ms", "5000");
     let props: Option<BTreeMap<String, serde_json::Value>> = c.parse("properties")?;
     for (k, v) in props.unwrap_or_default() {
         let v = match v {
