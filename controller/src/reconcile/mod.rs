@@ -282,7 +282,8 @@ async fn write_statuses(
         match write {
             state::StatusWrite::Put { ns, name, status } => {
                 let key = format!("{ns}/{name}");
-                match store.put_status(&ns, &name, &status).await {
+                // The one O(tasks) step of a status change, off the reconciler's loop.
+                match store.put_status(&ns, &name, &status.to_status()).await {
                     Ok(_) => {
                         let _ = feedback.send(state::Feedback::StatusWritten { key, status });
                     }
@@ -449,6 +450,24 @@ pub mod bench {
         /// Tasks tracked.
         pub fn tasks(&self) -> usize {
             self.inner.bench_tasks()
+        }
+
+        /// Operators planned and task summaries built by all passes so far.
+        pub fn work(&self) -> (u64, u64) {
+            let s = self.inner.bench_stats();
+            (s.operators_planned, s.tasks_summarised)
+        }
+
+        /// What the status writer does with the status last assembled for topology
+        /// `key` (`ns/name`) when it changed: build the stored document, encode it, and
+        /// decode the copy etcd held (`Store::put_status` compares with it). Returns the
+        /// time taken and the encoded size in bytes.
+        pub fn status_write_work(&self, key: &str) -> Option<(Duration, usize)> {
+            let doc = self.inner.bench_status(key)?;
+            let started = std::time::Instant::now();
+            let bytes = serde_json::to_vec(&doc.to_status()).ok()?;
+            let _: concord_schemas::TopologyStatus = serde_json::from_slice(&bytes).ok()?;
+            Some((started.elapsed(), bytes.len()))
         }
     }
 }
