@@ -183,6 +183,30 @@ impl StatusDoc {
         }
     }
 
+    /// The document as stored under the status key: each operator without its task
+    /// list, which the writer stores in a key of its own.
+    pub fn without_tasks(&self) -> TopologyStatus {
+        TopologyStatus {
+            observed_generation: self.observed_generation,
+            conditions: self.conditions.clone(),
+            operators: self
+                .operators
+                .iter()
+                .map(|o| OperatorStatus {
+                    name: o.name.clone(),
+                    desired: o.desired,
+                    running: o.running,
+                    updated: o.updated,
+                    ready: o.ready,
+                    template_hash: o.template_hash.clone(),
+                    tasks: Vec::new(),
+                })
+                .collect(),
+            last_stable_generation: self.last_stable_generation,
+            events: self.events.clone(),
+        }
+    }
+
     /// The condition of `type_`, if present.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == type_)
@@ -334,8 +358,11 @@ mod tests {
         let mut changed = doc.clone();
         Arc::make_mut(&mut changed.operators[0]).ready = 1;
         assert_ne!(doc, changed);
-        let stored = doc.to_status();
-        assert_eq!(stored.operators[0], *part);
-        assert_eq!(stored.observed_generation, 3);
+        let served = doc.to_status();
+        assert_eq!(served.operators[0], *part);
+        assert_eq!(served.observed_generation, 3);
+        let stored = doc.without_tasks();
+        assert!(stored.operators[0].tasks.is_empty());
+        assert_eq!(stored.operators[0].desired, 1);
     }
 }
