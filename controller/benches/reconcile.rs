@@ -5,20 +5,29 @@
 //! Times the controller's real reconcile code over injected state (every task reported
 //! RUNNING and ready, as after a Mesos reconciliation): no test machine can run 10,000
 //! task processes, and the point is the control plane's own cost.
-//! * one topology holding all tasks: a one-operator change reconciles that topology;
+//! * one topology holding all tasks: a change of one operator (a new config, which
+//!   starts a rolling replace, or scaling it down by one instance) reconciles that
+//!   operator within the topology;
 //! * the same number of tasks spread over topologies of 100 tasks: a one-operator
 //!   change reconciles only the topology it belongs to.
+//!
+//! A second table shows the work behind the first: operators planned and task
+//! summaries built per one-operator change, and what the status writer encodes (off
+//! the reconciler's loop) for it: the changed operator's task list plus the document
+//! without tasks, next to the whole document as one value (the layout before).
 
 use std::time::Duration;
 
 use concord_controller::reconcile::bench::Detached;
 use concord_schemas::Topology;
 
-fn topology(name: &str, operators: usize, instances: u32, label: &str) -> Topology {
+/// `operators` operators of `instances` each, except `op0`, which has `first`
+/// instances and the config label `label`.
+fn topology(name: &str, operators: usize, instances: u32, first: u32, label: &str) -> Topology {
     let mut ops = Vec::new();
     for i in 0..operators {
         let mut op = serde_json::json!({
-            "name": format!("op{i}"), "instances": instances,
+            "name": format!("op{i}"), "instances": if i == 0 { first } else { instances },
             "runtime": {"builtin": {"name": if i == 0 { "generator" } else { "map" }}},
             "config": {"label": if i == 0 { label } else { "fixed" }},
         });
@@ -52,20 +61,71 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Median time to reconcile after a config change of one operator of topology `name`.
+fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    if ms < 1.0 {
+        format!("{ms:.3} ms")
+    } else {
+        format!("{ms:.2} ms")
+    }
+}
+
+const ROUNDS: usize = 5;
+
+/// A row of the second table.
+struct Work {
+    layout: String,
+    planned: f64,
+    summarised: f64,
+    write: Option<(Duration, usize)>,
+    whole: Option<(Duration, usize)>,
+}
+
+/// Operators planned and task summaries built per round by `f`.
+fn per_round(r: &mut Detached, f: impl FnOnce(&mut Detached)) -> (f64, f64) {
+    let (p0, s0) = r.work();
+    f(r);
+    let (p1, s1) = r.work();
+    (
+        (p1 - p0) as f64 / ROUNDS as f64,
+        (s1 - s0) as f64 / ROUNDS as f64,
+    )
+}
+
+/// Median time to reconcile after a config change of `op0` of topology `name`.
 fn change_one(
     r: &mut Detached,
     name: &str,
     operators: usize,
     instances: u32,
-    rounds: usize,
     rev: &mut i64,
 ) -> Duration {
     let mut times = Vec::new();
-    for round in 0..rounds {
+    for round in 0..ROUNDS {
         *rev += 1;
         r.update(
-            topology(name, operators, instances, &format!("v{round}")),
+            topology(name, operators, instances, instances, &format!("v{round}")),
+            *rev,
+        );
+        times.push(r.reconcile());
+    }
+    median(times)
+}
+
+/// Median time to reconcile after scaling `op0` of topology `name` down by one
+/// instance (one kill), round after round.
+fn scale_one(
+    r: &mut Detached,
+    name: &str,
+    operators: usize,
+    instances: u32,
+    rev: &mut i64,
+) -> Duration {
+    let mut times = Vec::new();
+    for round in 1..=ROUNDS as u32 {
+        *rev += 1;
+        r.update(
+            topology(name, operators, instances, instances - round, "v"),
             *rev,
         );
         times.push(r.reconcile());
@@ -75,23 +135,38 @@ fn change_one(
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    println!("| tasks | layout | full pass (all topologies) | one-operator change | RSS growth |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| tasks | layout | full pass (all topologies) | one-operator config change | scale one operator by one | RSS growth |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut work = Vec::new();
     for total in [1_000u32, 10_000] {
         // All tasks in one topology of 10 operators.
+        let per_op = total / 10;
         let before = rss_kb();
         let mut r = Detached::new().await;
         let mut rev = 1;
-        r.insert(topology("big", 10, total / 10, "v"), rev);
+        r.insert(topology("big", 10, per_op, per_op, "v"), rev);
         let full = r.reconcile();
-        let change = change_one(&mut r, "big", 10, total / 10, 5, &mut rev);
+        let tasks = r.tasks();
+        let scale = scale_one(&mut r, "big", 10, per_op, &mut rev);
+        let mut change = Duration::ZERO;
+        let (planned, summarised) = per_round(&mut r, |r| {
+            change = change_one(r, "big", 10, per_op, &mut rev);
+        });
+        work.push(Work {
+            layout: format!("{tasks} tasks, 1 topology × 10 operators × {per_op}"),
+            planned,
+            summarised,
+            write: r.status_write_work("default/big", Some("op0")),
+            whole: r.status_write_work("default/big", None),
+        });
         let grown = rss_kb().saturating_sub(before);
         println!(
-            "| {} | 1 topology × 10 operators × {} | {:.2} ms | {:.2} ms | {:.1} MB |",
-            r.tasks(),
-            total / 10,
-            full.as_secs_f64() * 1e3,
-            change.as_secs_f64() * 1e3,
+            "| {tasks} | 1 topology × 10 operators × {per_op} | {} | {} | {} | {:.1} MB |",
+            ms(full),
+            ms(change),
+            ms(scale),
             grown as f64 / 1024.0
         );
         drop(r);
@@ -101,18 +176,50 @@ async fn main() {
         let mut r = Detached::new().await;
         let count = (total / 100) as usize;
         for i in 0..count {
-            r.insert(topology(&format!("t{i}"), 10, 10, "v"), 1);
+            r.insert(topology(&format!("t{i}"), 10, 10, 10, "v"), 1);
         }
         let full = r.reconcile();
+        let tasks = r.tasks();
         let mut rev = 1;
-        let change = change_one(&mut r, "t0", 10, 10, 5, &mut rev);
+        let scale = scale_one(&mut r, "t0", 10, 10, &mut rev);
+        let mut change = Duration::ZERO;
+        let (planned, summarised) = per_round(&mut r, |r| {
+            change = change_one(r, "t0", 10, 10, &mut rev);
+        });
+        work.push(Work {
+            layout: format!("{tasks} tasks, {count} topologies × 10 operators × 10"),
+            planned,
+            summarised,
+            write: r.status_write_work("default/t0", Some("op0")),
+            whole: r.status_write_work("default/t0", None),
+        });
         let grown = rss_kb().saturating_sub(before);
         println!(
-            "| {} | {count} topologies × 10 operators × 10 | {:.2} ms | {:.3} ms | {:.1} MB |",
-            r.tasks(),
-            full.as_secs_f64() * 1e3,
-            change.as_secs_f64() * 1e3,
+            "| {tasks} | {count} topologies × 10 operators × 10 | {} | {} | {} | {:.1} MB |",
+            ms(full),
+            ms(change),
+            ms(scale),
             grown as f64 / 1024.0
+        );
+    }
+    println!();
+    println!(
+        "| layout | operators planned per one-operator change | task summaries built | status writer: task list + document | as one document |"
+    );
+    println!("|---|---|---|---|---|");
+    let show = |w: Option<(Duration, usize)>| {
+        w.map_or("-".to_owned(), |(t, b)| {
+            format!("{:.0} kB, {}", b as f64 / 1e3, ms(t))
+        })
+    };
+    for w in work {
+        println!(
+            "| {} | {:.0} | {:.0} | {} | {} |",
+            w.layout,
+            w.planned,
+            w.summarised,
+            show(w.write),
+            show(w.whole)
         );
     }
 }

@@ -2,14 +2,18 @@
 //!
 //! Layout (DESIGN.md): `<prefix>/topologies/<ns>/<name>` holds the spec as JSON and
 //! `<prefix>/status/<ns>/<name>` the status, in a key of its own so that status writes
-//! never look like spec changes. Every write is an etcd transaction that compares the
+//! never look like spec changes. The controller keeps each operator's task list in
+//! `<prefix>/taskstatus/<ns>/<name>/<operator>` (docs/design-notes.md, note 13): a
+//! topology of 10,000 tasks would not fit etcd's request limit as one document, and a
+//! change of one operator rewrites only that operator's list. Readers merge them back. Every write is an etcd transaction that compares the
 //! revision it read, so concurrent writers get [`StoreError::Conflict`] instead of
 //! silently overwriting each other.
 
 use chrono::Utc;
-use concord_schemas::{Topology, TopologyStatus};
+use concord_schemas::{TaskSummary, Topology, TopologyStatus};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp,
+    TxnOpResponse,
 };
 use std::time::Duration;
 use thiserror::Error;
@@ -234,6 +238,19 @@ impl Store {
         format!("{}/status/{ns}/{name}", self.prefix)
     }
 
+    /// `<prefix>/taskstatus/<ns>/<name>/`: prefix of the topology's per-operator task lists.
+    pub fn task_status_prefix(&self, ns: &str, name: &str) -> String {
+        format!("{}/taskstatus/{ns}/{name}/", self.prefix)
+    }
+
+    /// Prefix of every per-operator task list in a namespace, or in all namespaces.
+    pub fn task_status_root(&self, ns: Option<&str>) -> String {
+        match ns {
+            Some(ns) => format!("{}/taskstatus/{ns}/", self.prefix),
+            None => format!("{}/taskstatus/", self.prefix),
+        }
+    }
+
     /// Prefix of every spec key in a namespace, or in all namespaces.
     pub fn spec_prefix(&self, ns: Option<&str>) -> String {
         match ns {
@@ -281,7 +298,7 @@ impl Store {
         resp.kvs().first().map(decode_spec).transpose()
     }
 
-    /// Reads one topology's status.
+    /// Reads one topology's status, its operators' task lists merged in.
     pub async fn get_status(
         &self,
         ns: &str,
@@ -290,7 +307,24 @@ impl Store {
         let key = self.status_key(ns, name);
         let mut client = self.client.clone();
         let resp = client.get(key.as_str(), None).await?;
-        resp.kvs().first().map(decode_status).transpose()
+        let Some(mut status) = resp.kvs().first().map(decode_status).transpose()? else {
+            return Ok(None);
+        };
+        // The task lists at the same revision, so the document is one snapshot.
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let tasks = client
+            .get(
+                self.task_status_prefix(ns, name),
+                Some(GetOptions::new().with_prefix().with_revision(revision)),
+            )
+            .await?;
+        let mut parts = std::collections::HashMap::new();
+        for kv in tasks.kvs() {
+            let (_, _, op) = split_task_status_key(kv.key())?;
+            parts.insert(op, decode_task_status(kv)?);
+        }
+        merge_task_status(&mut status, parts);
+        Ok(Some(status))
     }
 
     /// Reads a topology with its status merged in, as the API returns it.
@@ -386,10 +420,31 @@ impl Store {
                 Some(GetOptions::new().with_prefix().with_revision(revision)),
             )
             .await?;
+        let tasks = client
+            .get(
+                self.task_status_root(ns),
+                Some(GetOptions::new().with_prefix().with_revision(revision)),
+            )
+            .await?;
+        let mut parts: std::collections::HashMap<
+            (String, String),
+            std::collections::HashMap<_, _>,
+        > = std::collections::HashMap::new();
+        for kv in tasks.kvs() {
+            let (ns, name, op) = split_task_status_key(kv.key())?;
+            parts
+                .entry((ns, name))
+                .or_default()
+                .insert(op, decode_task_status(kv)?);
+        }
         let mut by_key = std::collections::HashMap::new();
         for kv in statuses.kvs() {
             let (ns, name) = split_ns_name(kv.key())?;
-            by_key.insert((ns, name), decode_status(kv)?);
+            let mut status = decode_status(kv)?;
+            if let Some(parts) = parts.remove(&(ns.clone(), name.clone())) {
+                merge_task_status(&mut status, parts);
+            }
+            by_key.insert((ns, name), status);
         }
         let mut items = Vec::with_capacity(specs.kvs().len());
         for kv in specs.kvs() {
@@ -571,6 +626,10 @@ impl Store {
             .and_then([
                 TxnOp::delete(key.as_str(), None),
                 TxnOp::delete(status_key, None),
+                TxnOp::delete(
+                    self.task_status_prefix(ns, name),
+                    Some(DeleteOptions::new().with_prefix()),
+                ),
             ])
             .or_else([TxnOp::get(key.as_str(), None)]);
         let mut client = self.client.clone();
@@ -630,6 +689,115 @@ impl Store {
             })
         }
     }
+}
+
+impl Store {
+    /// Writes one operator's task list (`<prefix>/taskstatus/<ns>/<name>/<operator>`).
+    /// Only the status writer writes these keys, and it knows what it wrote last, so
+    /// there is no read to compare with first; the write is fenced like every other.
+    pub async fn put_task_status(
+        &self,
+        ns: &str,
+        name: &str,
+        operator: &str,
+        tasks: &[TaskSummary],
+    ) -> Result<(), StoreError> {
+        let key = format!("{}{operator}", self.task_status_prefix(ns, name));
+        let bytes =
+            serde_json::to_vec(&TaskStatusRef { tasks }).map_err(|source| StoreError::Encode {
+                key: key.clone(),
+                source,
+            })?;
+        self.txn_fenced(&key, TxnOp::put(key.as_str(), bytes, None))
+            .await
+    }
+
+    /// Removes the task list of an operator gone from the topology.
+    pub async fn delete_task_status(
+        &self,
+        ns: &str,
+        name: &str,
+        operator: &str,
+    ) -> Result<(), StoreError> {
+        let key = format!("{}{operator}", self.task_status_prefix(ns, name));
+        self.txn_fenced(&key, TxnOp::delete(key.as_str(), None))
+            .await
+    }
+
+    /// Runs `op` in a transaction that holds only while this term's fence does.
+    async fn txn_fenced(&self, key: &str, op: TxnOp) -> Result<(), StoreError> {
+        let txn = Txn::new().when(self.guard(Vec::new())).and_then([op]);
+        let resp = self.client.clone().txn(txn).await?;
+        if resp.succeeded() {
+            return Ok(());
+        }
+        self.check_fence(key).await?;
+        // The fence held when checked: it was lost and taken again in between.
+        Err(StoreError::Fenced {
+            key: key.to_owned(),
+        })
+    }
+}
+
+/// The value of a task-list key (borrowed for writing).
+#[derive(serde::Serialize)]
+struct TaskStatusRef<'a> {
+    tasks: &'a [TaskSummary],
+}
+
+/// The value of a task-list key.
+#[derive(serde::Deserialize)]
+struct TaskStatusValue {
+    #[serde(default)]
+    tasks: Vec<TaskSummary>,
+}
+
+/// Decodes a task-list key-value.
+fn decode_task_status(kv: &KeyValue) -> Result<Vec<TaskSummary>, StoreError> {
+    serde_json::from_slice::<TaskStatusValue>(kv.value())
+        .map(|v| v.tasks)
+        .map_err(|source| StoreError::Corrupt {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            source,
+        })
+}
+
+/// Fills each operator's `tasks` from its own key. A document that still carries its
+/// tasks inline (written before the lists had keys of their own) keeps them.
+pub fn merge_task_status(
+    status: &mut TopologyStatus,
+    mut parts: std::collections::HashMap<String, Vec<TaskSummary>>,
+) {
+    for op in &mut status.operators {
+        if op.tasks.is_empty()
+            && let Some(tasks) = parts.remove(&op.name)
+        {
+            op.tasks = tasks;
+        }
+    }
+}
+
+/// The `<ns>`, `<name>` and `<operator>` at the end of a task-list key.
+pub fn split_task_status_key(key: &[u8]) -> Result<(String, String, String), StoreError> {
+    let text = String::from_utf8_lossy(key);
+    let mut parts = text.rsplitn(4, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(op), Some(name), Some(ns))
+            if !op.is_empty() && !name.is_empty() && !ns.is_empty() =>
+        {
+            Ok((ns.to_owned(), name.to_owned(), op.to_owned()))
+        }
+        _ => Err(StoreError::Corrupt {
+            key: text.clone().into_owned(),
+            source: serde::de::Error::custom("key does not end in <namespace>/<name>/<operator>"),
+        }),
+    }
+}
+
+/// Decodes a task-list key-value for watchers: the operator and its tasks.
+pub fn decode_task_status_kv(kv: &KeyValue) -> Result<(String, Vec<TaskSummary>), StoreError> {
+    let (_, _, op) = split_task_status_key(kv.key())?;
+    Ok((op, decode_task_status(kv)?))
 }
 
 /// What applying `input` over `stored` does: only `spec`, labels and annotations are
@@ -714,4 +882,55 @@ fn found_revision(resp: &etcd_client::TxnResponse) -> String {
         }
     }
     "unknown".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concord_schemas::OperatorStatus;
+
+    #[test]
+    fn task_list_keys_name_namespace_topology_and_operator() {
+        assert_eq!(
+            split_task_status_key(b"/concord/taskstatus/default/wc/count").ok(),
+            Some(("default".into(), "wc".into(), "count".into()))
+        );
+        assert!(split_task_status_key(b"/concord/taskstatus/default/wc/").is_err());
+        assert!(split_task_status_key(b"count").is_err());
+    }
+
+    #[test]
+    fn task_lists_fill_operators_without_tasks_and_inline_ones_are_kept() {
+        let task = |id: &str| TaskSummary {
+            task_id: id.into(),
+            ..Default::default()
+        };
+        let mut status = TopologyStatus {
+            operators: vec![
+                OperatorStatus {
+                    name: "a".into(),
+                    ..Default::default()
+                },
+                OperatorStatus {
+                    name: "b".into(),
+                    tasks: vec![task("inline")],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let parts = std::collections::HashMap::from([
+            ("a".to_owned(), vec![task("a-0")]),
+            ("b".to_owned(), vec![task("b-0")]),
+            ("gone".to_owned(), vec![task("x")]),
+        ]);
+        merge_task_status(&mut status, parts);
+        assert_eq!(status.operators[0].tasks, vec![task("a-0")]);
+        assert_eq!(status.operators[1].tasks, vec![task("inline")]);
+        assert_eq!(
+            status.operators.len(),
+            2,
+            "lists of unknown operators are ignored"
+        );
+    }
 }

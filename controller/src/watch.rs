@@ -9,11 +9,14 @@
 use std::collections::HashMap;
 
 use concord_schemas::api::{WatchEvent, WatchEventType};
-use concord_schemas::{Topology, TopologyStatus};
+use concord_schemas::{TaskSummary, Topology, TopologyStatus};
 use etcd_client::{EventType, GetOptions, WatchOptions};
 use futures::Stream;
 
-use crate::store::{Store, decode_spec, decode_status, split_ns_name};
+use crate::store::{
+    Store, decode_spec, decode_status, decode_task_status_kv, merge_task_status, split_ns_name,
+    split_task_status_key,
+};
 
 /// What to watch.
 #[derive(Debug, Clone, Default)]
@@ -30,12 +33,17 @@ pub struct WatchSpec {
 struct Entry {
     spec: Option<Topology>,
     status: Option<TopologyStatus>,
+    /// Each operator's task list, kept in a key of its own.
+    tasks: HashMap<String, Vec<TaskSummary>>,
 }
 
 impl Entry {
     fn merged(&self) -> Option<Topology> {
         self.spec.clone().map(|mut t| {
-            t.status = self.status.clone();
+            t.status = self.status.clone().map(|mut s| {
+                merge_task_status(&mut s, self.tasks.clone());
+                s
+            });
             t
         })
     }
@@ -46,6 +54,7 @@ type Id = (String, String);
 enum KeyKind {
     Spec(Id),
     Status(Id),
+    Tasks(Id),
 }
 
 /// Streams watch events until the client goes away or the etcd watch ends.
@@ -53,11 +62,16 @@ pub fn watch(store: Store, spec: WatchSpec) -> impl Stream<Item = WatchEvent> {
     async_stream::stream! {
         let topo_prefix = store.spec_prefix(None);
         let status_prefix = store.status_prefix(None);
+        let tasks_prefix = store.task_status_root(None);
         let in_scope = |id: &Id| {
             spec.namespace.as_deref().is_none_or(|ns| ns == id.0)
                 && spec.name.as_deref().is_none_or(|n| n == id.1)
         };
         let classify = |key: &[u8]| -> Option<KeyKind> {
+            if String::from_utf8_lossy(key).starts_with(&tasks_prefix) {
+                let (ns, name, _) = split_task_status_key(key).ok()?;
+                return Some(KeyKind::Tasks((ns, name)));
+            }
             let id = split_ns_name(key).ok()?;
             let key = String::from_utf8_lossy(key);
             if key.starts_with(&topo_prefix) {
@@ -97,6 +111,11 @@ pub fn watch(store: Store, spec: WatchSpec) -> impl Stream<Item = WatchEvent> {
                 Some(KeyKind::Status(id)) if in_scope(&id) => {
                     if let Ok(status) = decode_status(kv) {
                         cache.entry(id).or_default().status = Some(status);
+                    }
+                }
+                Some(KeyKind::Tasks(id)) if in_scope(&id) => {
+                    if let Ok((op, tasks)) = decode_task_status_kv(kv) {
+                        cache.entry(id).or_default().tasks.insert(op, tasks);
                     }
                 }
                 _ => {}
@@ -179,6 +198,24 @@ pub fn watch(store: Store, spec: WatchSpec) -> impl Stream<Item = WatchEvent> {
                     (KeyKind::Status(id), EventType::Delete) if in_scope(&id) => {
                         if let Some(entry) = cache.get_mut(&id) {
                             entry.status = None;
+                        }
+                    }
+                    (KeyKind::Tasks(id), EventType::Put) if in_scope(&id) => {
+                        let Ok((op, tasks)) = decode_task_status_kv(kv) else { continue };
+                        let entry = cache.entry(id).or_default();
+                        entry.tasks.insert(op, tasks);
+                        // Shown once the document it belongs to is there.
+                        if entry.status.is_some()
+                            && let Some(obj) = entry.merged()
+                        {
+                            yield WatchEvent::object(WatchEventType::Modified, obj, kv.mod_revision());
+                        }
+                    }
+                    (KeyKind::Tasks(id), EventType::Delete) if in_scope(&id) => {
+                        if let (Some(entry), Ok((_, _, op))) =
+                            (cache.get_mut(&id), split_task_status_key(kv.key()))
+                        {
+                            entry.tasks.remove(&op);
                         }
                     }
                     _ => {}

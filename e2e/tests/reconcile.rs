@@ -305,9 +305,9 @@ async fn delete_stops_every_task_then_removes_the_topology() {
         .map(|(k, _)| k)
         .collect();
     assert!(
-        !keys
-            .iter()
-            .any(|k| k.contains("/topologies/") || k.contains("/status/")),
+        !keys.iter().any(|k| k.contains("/topologies/")
+            || k.contains("/status/")
+            || k.contains("/taskstatus/")),
         "{keys:?}"
     );
 }
@@ -619,10 +619,16 @@ async fn status_changed_during_an_etcd_outage_is_written_once_etcd_is_back() {
             .any(|e| e.reason == "Failed" && e.message.contains(&victim)),
         "{events:?}"
     );
-    // Stored in etcd itself, not only served from the controller's memory.
+    // Stored in etcd itself, not only served from the controller's memory: the status
+    // document, and the operator's task list in a key of its own.
     let stored = s.etcd.dump("/concord/status/default/outage").await;
     assert_eq!(stored.len(), 1);
-    assert!(stored[0].1.contains(&replacement), "{}", stored[0].1);
+    let tasks = s
+        .etcd
+        .dump("/concord/taskstatus/default/outage/count")
+        .await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert!(tasks[0].1.contains(&replacement), "{}", tasks[0].1);
     s.controller.wait_ready("outage", READY_TIMEOUT).await;
 }
 

@@ -264,3 +264,85 @@ async fn deletion_marks_then_finalizes_and_blocks_updates_meanwhile() {
         Err(StoreError::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn operators_task_lists_live_in_keys_of_their_own_and_are_merged_back() {
+    use concord_schemas::{OperatorStatus, TaskSummary};
+    let etcd = Etcd::start().await;
+    let store = store(&etcd).await;
+    store.apply(topology("wc", 2)).await.expect("create");
+    let task = |id: &str, instance| TaskSummary {
+        task_id: id.into(),
+        instance,
+        state: "TASK_RUNNING".into(),
+        ..Default::default()
+    };
+    let counts = |name: &str, n| OperatorStatus {
+        name: name.into(),
+        desired: n,
+        ready: n,
+        ..Default::default()
+    };
+    // As the reconciler's writer stores it: the lists, then the document without them.
+    let source = vec![task("s-0", 0)];
+    let count = vec![task("c-0", 0), task("c-1", 1)];
+    store
+        .put_task_status("default", "wc", "source", &source)
+        .await
+        .expect("source tasks");
+    store
+        .put_task_status("default", "wc", "count", &count)
+        .await
+        .expect("count tasks");
+    let stored = TopologyStatus {
+        observed_generation: 1,
+        operators: vec![counts("source", 1), counts("count", 2)],
+        ..Default::default()
+    };
+    store
+        .put_status("default", "wc", &stored)
+        .await
+        .expect("document");
+
+    let mut expected = stored.clone();
+    expected.operators[0].tasks = source;
+    expected.operators[1].tasks = count.clone();
+    assert_eq!(
+        store.get_status("default", "wc").await.expect("get"),
+        Some(expected.clone())
+    );
+    let (list, _) = store.list(None).await.expect("list");
+    assert_eq!(list[0].status, Some(expected.clone()));
+
+    // One operator's list rewritten leaves the others and the document alone.
+    let before = revision(&etcd).await;
+    store
+        .put_task_status("default", "wc", "count", &count[..1])
+        .await
+        .expect("count shrinks");
+    assert_eq!(revision(&etcd).await, before + 1, "one key written");
+    expected.operators[1].tasks.truncate(1);
+    assert_eq!(
+        store.get_status("default", "wc").await.expect("get"),
+        Some(expected)
+    );
+
+    // Finalizing a deletion removes the lists with the rest.
+    store
+        .mark_deleted("default", "wc", None)
+        .await
+        .expect("mark");
+    let stored = store
+        .get("default", "wc")
+        .await
+        .expect("get")
+        .expect("still there");
+    store
+        .finalize_delete("default", "wc", stored.mod_revision)
+        .await
+        .expect("finalize");
+    assert!(
+        etcd.dump(PREFIX).await.is_empty(),
+        "spec, status and task lists are all gone"
+    );
+}

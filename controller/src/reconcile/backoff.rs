@@ -1,7 +1,7 @@
 //! Per-instance restart back-off (DESIGN.md, lesson 5): exponential, capped, reset by a
 //! long enough healthy run or by a new template, and visible in status.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use concord_schemas::RestartBackoff;
@@ -38,24 +38,72 @@ impl InstanceHistory {
     }
 }
 
-/// All instances' histories.
+/// All instances' histories, by topology and operator, so one operator's entries are
+/// reached (and dropped) without looking at any other's.
 #[derive(Debug, Default)]
 pub struct BackoffTable {
-    entries: HashMap<InstanceKey, InstanceHistory>,
+    entries: HashMap<String, HashMap<String, BTreeMap<u32, InstanceHistory>>>,
+    /// Per topology, the instances with restarts to reset once their task has run long
+    /// enough: the only entries a pass of another operator could change.
+    restarted: HashMap<String, BTreeSet<(String, u32)>>,
 }
 
 impl BackoffTable {
     /// The history of an instance, if it has one.
     pub fn get(&self, key: &InstanceKey) -> Option<&InstanceHistory> {
-        self.entries.get(key)
+        self.history(&key.topology, &key.operator, key.instance)
+    }
+
+    /// The history of `instance` of `operator` in `topology`, if it has one.
+    pub fn history(
+        &self,
+        topology: &str,
+        operator: &str,
+        instance: u32,
+    ) -> Option<&InstanceHistory> {
+        self.entries.get(topology)?.get(operator)?.get(&instance)
+    }
+
+    /// The histories of one operator's instances.
+    pub fn operator(
+        &self,
+        topology: &str,
+        operator: &str,
+    ) -> Option<&BTreeMap<u32, InstanceHistory>> {
+        self.entries.get(topology)?.get(operator)
     }
 
     /// Whether `key` may not be relaunched at `now`.
     pub fn blocked(&self, key: &InstanceKey, now: DateTime<Utc>) -> bool {
+        self.get(key).and_then(|h| h.until).is_some_and(|u| u > now)
+    }
+
+    fn entry(&mut self, key: InstanceKey) -> &mut InstanceHistory {
         self.entries
-            .get(key)
-            .and_then(|h| h.until)
-            .is_some_and(|u| u > now)
+            .entry(key.topology)
+            .or_default()
+            .entry(key.operator)
+            .or_default()
+            .entry(key.instance)
+            .or_default()
+    }
+
+    /// Keeps [`Self::restarted`] in step with one entry.
+    fn track(&mut self, topology: &str, operator: &str, instance: u32) {
+        let restarted = self
+            .history(topology, operator, instance)
+            .is_some_and(|h| h.restarts > 0 || h.until.is_some());
+        if restarted {
+            self.restarted
+                .entry(topology.to_owned())
+                .or_default()
+                .insert((operator.to_owned(), instance));
+        } else if let Some(set) = self.restarted.get_mut(topology) {
+            set.remove(&(operator.to_owned(), instance));
+            if set.is_empty() {
+                self.restarted.remove(topology);
+            }
+        }
     }
 
     /// Records an unexpected end of the instance's task and schedules the next launch.
@@ -67,7 +115,9 @@ impl BackoffTable {
         reason: String,
         now: DateTime<Utc>,
     ) -> &InstanceHistory {
-        let entry = self.entries.entry(key).or_default();
+        let (topology, operator, instance) =
+            (key.topology.clone(), key.operator.clone(), key.instance);
+        let entry = self.entry(key);
         if entry.template_hash != template_hash {
             *entry = InstanceHistory {
                 template_hash: template_hash.to_owned(),
@@ -85,12 +135,19 @@ impl BackoffTable {
         entry.until = Some(now + Duration::milliseconds((secs * 1000.0) as i64));
         entry.last_exit_reason = Some(reason);
         entry.running_since = None;
-        entry
+        self.track(&topology, &operator, instance);
+        self.entry(InstanceKey {
+            topology,
+            operator,
+            instance,
+        })
     }
 
     /// Records that the instance's task is running.
     pub fn record_running(&mut self, key: InstanceKey, template_hash: &str, now: DateTime<Utc>) {
-        let entry = self.entries.entry(key).or_default();
+        let (topology, operator, instance) =
+            (key.topology.clone(), key.operator.clone(), key.instance);
+        let entry = self.entry(key);
         if entry.template_hash != template_hash {
             *entry = InstanceHistory {
                 template_hash: template_hash.to_owned(),
@@ -98,37 +155,99 @@ impl BackoffTable {
             };
         }
         entry.running_since.get_or_insert(now);
+        self.track(&topology, &operator, instance);
     }
 
-    /// Resets histories whose task has run long enough, and drops those of templates no
-    /// longer wanted (a new spec resets back-off).
-    pub fn maintain(
+    /// For every instance of one operator: drops the histories of instances at or above
+    /// `instances` (scaled down) and of templates no longer wanted (a new spec resets
+    /// back-off), and resets those whose task has run long enough.
+    pub fn maintain_operator(
         &mut self,
-        key: &InstanceKey,
+        topology: &str,
+        operator: &str,
+        instances: u32,
         desired_hash: &str,
         policy: &RestartBackoff,
         now: DateTime<Utc>,
     ) {
-        if let Some(entry) = self.entries.get_mut(key) {
-            if entry.template_hash != desired_hash {
-                self.entries.remove(key);
-                return;
+        let Some(entries) = self
+            .entries
+            .get_mut(topology)
+            .and_then(|o| o.get_mut(operator))
+        else {
+            return;
+        };
+        let mut changed = Vec::new();
+        entries.retain(|&i, entry| {
+            let before = (entry.restarts, entry.until);
+            let keep = i < instances && entry.template_hash == desired_hash;
+            if keep {
+                Self::maybe_reset(entry, policy, now);
             }
-            Self::maybe_reset(entry, policy, now);
+            if !keep || before != (entry.restarts, entry.until) {
+                changed.push(i);
+            }
+            keep
+        });
+        if entries.is_empty()
+            && let Some(ops) = self.entries.get_mut(topology)
+        {
+            ops.remove(operator);
+            if ops.is_empty() {
+                self.entries.remove(topology);
+            }
         }
+        for i in changed {
+            self.track(topology, operator, i);
+        }
+    }
+
+    /// Operators of `topology` with an instance whose restarts a pass would reset now
+    /// (its task has run for `reset_after`); `policy` gives each operator's back-off.
+    pub fn due_resets<'a>(
+        &self,
+        topology: &str,
+        now: DateTime<Utc>,
+        policy: impl Fn(&str) -> Option<&'a RestartBackoff>,
+    ) -> BTreeSet<String> {
+        let mut due = BTreeSet::new();
+        for (operator, instance) in self.restarted.get(topology).into_iter().flatten() {
+            let Some(h) = self.history(topology, operator, *instance) else {
+                continue;
+            };
+            if let Some(policy) = policy(operator)
+                && h.running_since.is_some_and(|since| {
+                    (now - since).num_milliseconds() as f64 >= policy.reset_after_seconds * 1000.0
+                })
+            {
+                due.insert(operator.clone());
+            }
+        }
+        due
     }
 
     /// Forgets every instance of a topology (deleted) or operator.
     pub fn forget(&mut self, topology: &str, operator: Option<&str>) {
-        self.entries
-            .retain(|k, _| !(k.topology == topology && operator.is_none_or(|o| o == k.operator)));
-    }
-
-    /// Forgets instances at or above `instances` (scaled down).
-    pub fn forget_above(&mut self, topology: &str, operator: &str, instances: u32) {
-        self.entries.retain(|k, _| {
-            !(k.topology == topology && k.operator == operator && k.instance >= instances)
-        });
+        match operator {
+            None => {
+                self.entries.remove(topology);
+                self.restarted.remove(topology);
+            }
+            Some(op) => {
+                if let Some(ops) = self.entries.get_mut(topology) {
+                    ops.remove(op);
+                    if ops.is_empty() {
+                        self.entries.remove(topology);
+                    }
+                }
+                if let Some(set) = self.restarted.get_mut(topology) {
+                    set.retain(|(o, _)| o != op);
+                    if set.is_empty() {
+                        self.restarted.remove(topology);
+                    }
+                }
+            }
+        }
     }
 
     fn maybe_reset(entry: &mut InstanceHistory, policy: &RestartBackoff, now: DateTime<Utc>) {
@@ -228,11 +347,18 @@ mod tests {
         table.record_failure(key(), "h1", &policy, "x".into(), t0);
         table.record_failure(key(), "h1", &policy, "x".into(), t0);
         table.record_running(key(), "h1", t0 + Duration::seconds(5));
-        table.maintain(&key(), "h1", &policy, t0 + Duration::seconds(20));
+        table.maintain_operator(
+            "default/wc",
+            "split",
+            1,
+            "h1",
+            &policy,
+            t0 + Duration::seconds(20),
+        );
         assert_eq!(table.get(&key()).expect("entry").restarts, 0);
 
         table.record_failure(key(), "h1", &policy, "x".into(), t0);
-        table.maintain(&key(), "h2", &policy, t0);
+        table.maintain_operator("default/wc", "split", 1, "h2", &policy, t0);
         assert!(table.get(&key()).is_none(), "new template resets back-off");
     }
 

@@ -250,6 +250,7 @@ async fn write_statuses(
     feedback: mpsc::UnboundedSender<state::Feedback>,
 ) {
     let mut retry: VecDeque<state::StatusWrite> = VecDeque::new();
+    let mut task_lists = TaskLists::default();
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut delay = Duration::from_millis(200);
     loop {
@@ -282,8 +283,8 @@ async fn write_statuses(
         match write {
             state::StatusWrite::Put { ns, name, status } => {
                 let key = format!("{ns}/{name}");
-                match store.put_status(&ns, &name, &status).await {
-                    Ok(_) => {
+                match task_lists.write(&store, &ns, &name, &status).await {
+                    Ok(()) => {
                         let _ = feedback.send(state::Feedback::StatusWritten { key, status });
                     }
                     Err(e) => {
@@ -300,8 +301,11 @@ async fn write_statuses(
                 name,
                 mod_revision,
             } => match store.finalize_delete(&ns, &name, mod_revision).await {
+                // The task lists went with it.
                 // Done, or the spec changed meanwhile: the watch brings the news either way.
-                Ok(()) | Err(crate::StoreError::Conflict { .. }) => {}
+                Ok(()) | Err(crate::StoreError::Conflict { .. }) => {
+                    task_lists.forget(&format!("{ns}/{name}"));
+                }
                 Err(e) => {
                     let _ = feedback.send(state::Feedback::FinalizeFailed {
                         key: format!("{ns}/{name}"),
@@ -317,6 +321,56 @@ async fn write_statuses(
                 }
             }
         }
+    }
+}
+
+/// The operators' task lists the writer stored, per topology, so a status change
+/// rewrites only the lists that changed (docs/design-notes.md, note 13). Empty after a
+/// restart: the first write of each topology then stores every list once.
+#[derive(Default)]
+struct TaskLists {
+    stored: std::collections::HashMap<
+        String,
+        std::collections::HashMap<String, std::sync::Arc<concord_schemas::OperatorStatus>>,
+    >,
+}
+
+impl TaskLists {
+    /// Writes the changed task lists, removes those of operators gone, then the
+    /// document itself (without tasks; only if it changed). The lists go first, so a
+    /// reader never sees counts ahead of the tasks they count.
+    async fn write(
+        &mut self,
+        store: &Store,
+        ns: &str,
+        name: &str,
+        status: &status::StatusDoc,
+    ) -> Result<(), crate::StoreError> {
+        let stored = self.stored.entry(format!("{ns}/{name}")).or_default();
+        for op in &status.operators {
+            let same = stored
+                .get(&op.name)
+                .is_some_and(|s| std::sync::Arc::ptr_eq(s, op) || s.tasks == op.tasks);
+            if !same {
+                store.put_task_status(ns, name, &op.name, &op.tasks).await?;
+                stored.insert(op.name.clone(), op.clone());
+            }
+        }
+        let gone: Vec<String> = stored
+            .keys()
+            .filter(|k| !status.operators.iter().any(|o| &o.name == *k))
+            .cloned()
+            .collect();
+        for op in gone {
+            store.delete_task_status(ns, name, &op).await?;
+            stored.remove(&op);
+        }
+        store.put_status(ns, name, &status.without_tasks()).await?;
+        Ok(())
+    }
+
+    fn forget(&mut self, key: &str) {
+        self.stored.remove(key);
     }
 }
 
@@ -449,6 +503,43 @@ pub mod bench {
         /// Tasks tracked.
         pub fn tasks(&self) -> usize {
             self.inner.bench_tasks()
+        }
+
+        /// Operators planned and task summaries built by all passes so far.
+        pub fn work(&self) -> (u64, u64) {
+            let s = self.inner.bench_stats();
+            (s.operators_planned, s.tasks_summarised)
+        }
+
+        /// What the status writer encodes when the status last assembled for topology
+        /// `key` (`ns/name`) changed in one operator, `operator`: that operator's task
+        /// list, and the document without tasks (which `Store::put_status` also
+        /// decodes from etcd to compare). Returns the time taken and the bytes written;
+        /// with `operator` `None`, the whole document as one value instead (as stored
+        /// before the task lists had keys of their own).
+        pub fn status_write_work(
+            &self,
+            key: &str,
+            operator: Option<&str>,
+        ) -> Option<(Duration, usize)> {
+            let doc = self.inner.bench_status(key)?;
+            let started = std::time::Instant::now();
+            let bytes = match operator {
+                Some(op) => {
+                    let part = doc.operators.iter().find(|o| o.name == op)?;
+                    let tasks = serde_json::to_vec(&part.tasks).ok()?;
+                    let stored = serde_json::to_vec(&doc.without_tasks()).ok()?;
+                    let _: concord_schemas::TopologyStatus =
+                        serde_json::from_slice(&stored).ok()?;
+                    tasks.len() + stored.len()
+                }
+                None => {
+                    let whole = serde_json::to_vec(&doc.to_status()).ok()?;
+                    let _: concord_schemas::TopologyStatus = serde_json::from_slice(&whole).ok()?;
+                    whole.len()
+                }
+            };
+            Some((started.elapsed(), bytes))
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use concord_schemas::{
-    Event, OperatorStatus, TaskSummary, Topology, TopologyStatus, template_hash,
+    Event, OperatorSpec, OperatorStatus, TaskSummary, Topology, TopologySpec, template_hash,
 };
 use mesos_v1::{AgentId, Offer, ReconcileTask, SchedulerEvent, TaskId, TaskState, TaskStatus};
 use tokio::sync::mpsc;
@@ -19,7 +19,7 @@ use super::identity::TaskName;
 use super::informer::{Entry, InformerEvent};
 use super::launch::{LaunchRequest, OfferSpace, attributes_match, describe_needs, task_info};
 use super::planner::{Desired, LiveTask, Phase, plan_operator};
-use super::status::{OperatorView, build_conditions};
+use super::status::{OperatorView, StatusDoc, build_conditions};
 use super::{ReadinessMode, ReconcilerConfig};
 use crate::readiness::Readiness;
 use crate::store::split_ns_name;
@@ -70,7 +70,7 @@ pub enum StatusWrite {
     Put {
         ns: String,
         name: String,
-        status: TopologyStatus,
+        status: StatusDoc,
     },
     Finalize {
         ns: String,
@@ -100,11 +100,11 @@ pub enum Feedback {
     /// The answer to a SUPPRESS (`revive: false`) or REVIVE; `error` if it failed.
     OfferMode { revive: bool, error: Option<String> },
     /// This status is stored for the topology `key` (`ns/name`).
-    StatusWritten { key: String, status: TopologyStatus },
+    StatusWritten { key: String, status: StatusDoc },
     /// Writing this status failed; the key is reconciled again after a back-off.
     StatusWriteFailed {
         key: String,
-        status: TopologyStatus,
+        status: StatusDoc,
         reason: String,
     },
     /// Removing a deleted topology whose tasks are all gone failed (not a conflict).
@@ -169,6 +169,34 @@ struct Progress {
     since: DateTime<Utc>,
 }
 
+/// What of a topology the next pass must look at again.
+#[derive(Debug)]
+enum Dirty {
+    /// Every operator: a new or deleted topology, a resync, a (re)subscription, a
+    /// re-listed spec.
+    All,
+    /// Only these operators; none: only the topology-level status (a write to retry,
+    /// a new generation that changed no operator).
+    Operators(BTreeSet<String>),
+}
+
+/// One operator as it was last planned: its part of the status and the launches it
+/// waits for. Kept until the operator changes, so a pass plans only what changed.
+#[derive(Debug)]
+struct OperatorPlan {
+    view: OperatorView,
+    requests: Vec<LaunchRequest>,
+}
+
+/// Counts of the work passes did (tests and the benchmark read them).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassStats {
+    /// Operators planned (tasks diffed, status part rebuilt).
+    pub operators_planned: u64,
+    /// Task summaries built for status.
+    pub tasks_summarised: u64,
+}
+
 /// Where the post-subscribe reconciliation stands.
 #[derive(Debug)]
 enum Sync {
@@ -206,28 +234,37 @@ pub struct Reconciler {
     specs: HashMap<String, SpecEntry>,
     specs_listed: bool,
     tasks: HashMap<String, TaskRecord>,
-    by_topology: HashMap<String, BTreeSet<String>>,
+    /// Task IDs by topology and operator.
+    by_topology: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
     ready_tasks: HashSet<String>,
     hosts: HashMap<String, String>,
     backoff: BackoffTable,
     pending: BTreeMap<String, Vec<LaunchRequest>>,
-    pending_since: HashMap<(String, String, u32), Instant>,
+    /// Since when each (operator, instance) of a topology waits for an offer.
+    pending_since: HashMap<String, HashMap<(String, u32), Instant>>,
     unfit: HashMap<String, String>,
     events: HashMap<String, VecDeque<Event>>,
     progress: HashMap<(String, String), Progress>,
     /// The status last computed per topology (conditions keep their transition times).
-    last_status: HashMap<String, TopologyStatus>,
+    last_status: HashMap<String, StatusDoc>,
     /// The status etcd is known to hold per topology (confirmed by the writer).
-    written: HashMap<String, TopologyStatus>,
+    written: HashMap<String, StatusDoc>,
     /// The status last handed to the writer and not yet confirmed or failed.
-    writing: HashMap<String, TopologyStatus>,
+    writing: HashMap<String, StatusDoc>,
+    /// Each topology's operators as last planned.
+    plans: HashMap<String, HashMap<String, OperatorPlan>>,
+    /// Operators whose status part is stale for a reason that does not call for a pass
+    /// of its own (an agent's host name changed); planned on the topology's next pass.
+    deferred: HashMap<String, BTreeSet<String>>,
+    pub(super) stats: PassStats,
     last_stable: HashMap<String, i64>,
     /// Desired instances per operator as last reconciled, to see a scale-up.
     instances: HashMap<String, BTreeMap<String, u32>>,
     /// Back-off of failed kills, status writes and SUPPRESS/REVIVE.
     retries: Retries,
-    timers: BinaryHeap<Reverse<(Instant, String)>>,
-    dirty: BTreeSet<String>,
+    /// When to look at a topology (or one of its operators) again.
+    timers: BinaryHeap<Reverse<(Instant, String, Option<String>)>>,
+    dirty: BTreeMap<String, Dirty>,
     subscribed: bool,
     offer_mode: OfferMode,
     /// SUPPRESS/REVIVE failed: not asked again before this.
@@ -276,11 +313,14 @@ impl Reconciler {
             last_status: HashMap::new(),
             written: HashMap::new(),
             writing: HashMap::new(),
+            plans: HashMap::new(),
+            deferred: HashMap::new(),
+            stats: PassStats::default(),
             last_stable: HashMap::new(),
             instances,
             retries: Retries::new(RETRY_INITIAL, RETRY_MAX),
             timers: BinaryHeap::new(),
-            dirty: BTreeSet::new(),
+            dirty: BTreeMap::new(),
             subscribed: false,
             offer_mode: OfferMode::Unknown,
             offer_mode_retry_at: None,
@@ -316,16 +356,21 @@ impl Reconciler {
                 for e in entries {
                     self.put_spec(e);
                 }
-                self.dirty.extend(old);
                 self.specs_listed = true;
-                self.dirty.extend(self.specs.keys().cloned());
+                // What happened while the watch was gone is not known: look at everything.
+                for key in old
+                    .into_iter()
+                    .chain(self.specs.keys().cloned().collect::<Vec<_>>())
+                {
+                    self.mark_all(key);
+                }
             }
             InformerEvent::Put(e) => self.put_spec(e),
             InformerEvent::Delete(key) => {
                 if let Ok((ns, name)) = split_ns_name(key.as_bytes()) {
                     let key = format!("{ns}/{name}");
                     self.specs.remove(&key);
-                    self.dirty.insert(key);
+                    self.mark_all(key);
                 }
             }
         }
@@ -335,22 +380,48 @@ impl Reconciler {
         match serde_json::from_slice::<Topology>(&e.value) {
             Ok(mut t) => {
                 t.metadata.resource_version = Some(e.mod_revision.to_string());
-                let key = t.key();
-                // A new template resets back-off (handled in maintain); a new generation
-                // restarts progress tracking.
-                self.dirty.insert(key.clone());
-                self.specs.insert(
-                    key,
-                    SpecEntry {
-                        topology: Arc::new(t),
-                        mod_revision: e.mod_revision,
-                    },
-                );
+                self.set_spec(t, e.mod_revision);
             }
             Err(err) => {
                 tracing::error!(key = %e.key, error = %err, "stored topology is not valid; ignoring it")
             }
         }
+    }
+
+    /// Stores a spec and marks what it changed: the operators whose spec differs from
+    /// the one known (added and removed ones too), or everything for a new topology, a
+    /// deletion or a change outside the operators.
+    fn set_spec(&mut self, t: Topology, mod_revision: i64) {
+        let key = t.key();
+        let changed = self.specs.get(&key).and_then(|old| {
+            let old = &old.topology;
+            let same_outside = old.metadata.deletion_timestamp.is_none()
+                && t.metadata.deletion_timestamp.is_none()
+                && same_outside_operators(&old.spec, &t.spec);
+            same_outside.then(|| {
+                changed_operators(&old.spec.operators, &t.spec.operators)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+        });
+        match changed {
+            // Even with no operator changed, the generation in status may be new.
+            Some(ops) => {
+                for op in ops {
+                    self.mark_operator(&key, &op);
+                }
+                self.mark_status(key.clone());
+            }
+            None => self.mark_all(key.clone()),
+        }
+        self.specs.insert(
+            key,
+            SpecEntry {
+                topology: Arc::new(t),
+                mod_revision,
+            },
+        );
     }
 
     pub fn on_endpoint(&mut self, ev: InformerEvent) {
@@ -449,8 +520,9 @@ impl Reconciler {
                     );
                     if let Some(agent) = &failure.agent_id
                         && failure.executor_id.is_none()
+                        && self.hosts.remove(agent.as_str()).is_some()
                     {
-                        self.hosts.remove(agent.as_str());
+                        self.defer_agent(agent.as_str());
                     }
                 }
             }
@@ -463,7 +535,7 @@ impl Reconciler {
                 for id in task_ids {
                     tracing::warn!(task = %id, %reason, "launch failed");
                     if let Some(rec) = self.remove_task(&id) {
-                        self.dirty.insert(rec.name.topology_key());
+                        self.mark_operator(&rec.name.topology_key(), &rec.name.operator);
                     }
                 }
             }
@@ -475,8 +547,8 @@ impl Reconciler {
                 tracing::warn!(task = %task_id, %reason, retry_in = ?delay, "kill failed; retrying");
                 let at = mono_now() + delay;
                 rec.kill_retry_at = Some(at);
-                let key = rec.name.topology_key();
-                self.timers.push(Reverse((at, key)));
+                let (key, op) = (rec.name.topology_key(), rec.name.operator.clone());
+                self.timers.push(Reverse((at, key, Some(op))));
             }
             Feedback::OfferMode { revive, error } => {
                 let asked = if revive {
@@ -498,7 +570,7 @@ impl Reconciler {
                         self.offer_mode = OfferMode::Unknown;
                         let at = mono_now() + delay;
                         self.offer_mode_retry_at = Some(at);
-                        self.timers.push(Reverse((at, WAKE.to_owned())));
+                        self.timers.push(Reverse((at, WAKE.to_owned(), None)));
                     }
                     Some(_) => {}
                 }
@@ -523,12 +595,12 @@ impl Reconciler {
                 }
                 let delay = self.retries.failed(&format!("status:{key}"));
                 tracing::warn!(topology = %key, %reason, retry_in = ?delay, "status write failed; retrying");
-                self.timers.push(Reverse((mono_now() + delay, key)));
+                self.timers.push(Reverse((mono_now() + delay, key, None)));
             }
             Feedback::FinalizeFailed { key, reason } => {
                 let delay = self.retries.failed(&format!("finalize:{key}"));
                 tracing::warn!(topology = %key, %reason, retry_in = ?delay, "removing the topology failed; retrying");
-                self.timers.push(Reverse((mono_now() + delay, key)));
+                self.timers.push(Reverse((mono_now() + delay, key, None)));
             }
         }
     }
@@ -550,7 +622,7 @@ impl Reconciler {
                             "Killed",
                             format!("task {task_id} killed on request; it will be replaced"),
                         );
-                        self.dirty.insert(key);
+                        self.mark_operator(&key, &op);
                         Ok(())
                     }
                 };
@@ -559,31 +631,46 @@ impl Reconciler {
         }
     }
 
-    /// Keys whose timers are due become dirty.
+    /// Operators (or topologies) whose timers are due become dirty.
     pub fn fire_timers(&mut self) {
         let now = mono_now();
-        while let Some(Reverse((at, _))) = self.timers.peek() {
+        while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
                 break;
             }
-            if let Some(Reverse((_, key))) = self.timers.pop() {
+            if let Some(Reverse((_, key, op))) = self.timers.pop() {
                 if key == SYNC {
                     self.advance_sync();
                 } else if key != WAKE {
-                    self.dirty.insert(key);
+                    match op {
+                        Some(op) => self.mark_operator(&key, &op),
+                        None => self.mark_status(key),
+                    }
                 }
             }
         }
     }
 
     pub fn next_timer(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Every known topology is planned again in full.
+    fn mark_everything(&mut self) {
+        let keys: BTreeSet<String> = self
+            .specs
+            .keys()
+            .chain(self.by_topology.keys())
+            .cloned()
+            .collect();
+        for key in keys {
+            self.mark_all(key);
+        }
     }
 
     /// Periodic full resync: every topology is looked at again.
     pub fn resync(&mut self) {
-        self.dirty.extend(self.specs.keys().cloned());
-        self.dirty.extend(self.by_topology.keys().cloned());
+        self.mark_everything();
         // Launches Mesos never answered are asked about explicitly.
         let stale: Vec<ReconcileTask> = self
             .tasks
@@ -624,7 +711,7 @@ impl Reconciler {
         });
         let deadline = mono_now() + RECONCILE_WAIT;
         self.sync = Sync::Reconciling { awaiting, deadline };
-        self.timers.push(Reverse((deadline, SYNC.into())));
+        self.timers.push(Reverse((deadline, SYNC.into(), None)));
         self.advance_sync();
     }
 
@@ -650,7 +737,7 @@ impl Reconciler {
                 }
                 let until = now + IMPLICIT_GRACE;
                 self.sync = Sync::Settling { until };
-                self.timers.push(Reverse((until, SYNC.into())));
+                self.timers.push(Reverse((until, SYNC.into(), None)));
             }
             Sync::Settling { until } if *until <= now => {
                 // Anything still unconfirmed was not reported by the implicit reconciliation either.
@@ -672,8 +759,7 @@ impl Reconciler {
                     "task state reconciled with Mesos; acting"
                 );
                 self.sync = Sync::Ready;
-                self.dirty.extend(self.specs.keys().cloned());
-                self.dirty.extend(self.by_topology.keys().cloned());
+                self.mark_everything();
             }
             _ => {}
         }
@@ -704,7 +790,7 @@ impl Reconciler {
             if self.tasks.contains_key(&id) {
                 self.task_gone(&id, status.state.clone(), reason);
             }
-            self.dirty.insert(key);
+            self.mark_operator(&key, &name.operator);
             return;
         }
         let now = utc_now();
@@ -762,7 +848,7 @@ impl Reconciler {
                 format!("task {id} is running{host}"),
             );
         }
-        self.dirty.insert(key);
+        self.mark_operator(&key, &name.operator);
     }
 
     /// A task ended (or was never there): forget it; an unexpected end starts back-off.
@@ -825,18 +911,22 @@ impl Reconciler {
                 self.timers.push(Reverse((
                     mono_now() + wait + Duration::from_millis(10),
                     key.clone(),
+                    Some(rec.name.operator.clone()),
                 )));
             }
         }
-        self.dirty.insert(key);
+        self.mark_operator(&key, &rec.name.operator);
     }
 
     // ----- offers -----
 
     fn on_offers(&mut self, offers: Vec<Offer>) {
         for offer in &offers {
-            self.hosts
-                .insert(offer.agent_id.as_str().to_owned(), offer.hostname.clone());
+            let agent = offer.agent_id.as_str();
+            if self.hosts.get(agent) != Some(&offer.hostname) {
+                self.hosts.insert(agent.to_owned(), offer.hostname.clone());
+                self.defer_agent(agent);
+            }
         }
         let acting = matches!(self.sync, Sync::Ready);
         let mut queue: Vec<LaunchRequest> = if acting {
@@ -875,8 +965,9 @@ impl Reconciler {
                         unconfirmed: false,
                     },
                 );
-                self.pending_since
-                    .remove(&(key.clone(), req.operator.name.clone(), req.instance));
+                if let Some(since) = self.pending_since.get_mut(&key) {
+                    since.remove(&(req.operator.name.clone(), req.instance));
+                }
                 self.event(
                     &key,
                     Some(&req.operator.name),
@@ -906,9 +997,16 @@ impl Reconciler {
                 });
             }
         }
-        // What could not be placed stays pending; the next reconcile recomputes it.
+        // What could not be placed stays pending; the next reconcile of the operators
+        // that waited recomputes it.
         for key in &placed_keys {
-            self.pending.remove(key);
+            if let Some(requests) = self.pending.remove(key) {
+                let ops: BTreeSet<String> =
+                    requests.iter().map(|r| r.operator.name.clone()).collect();
+                for op in ops {
+                    self.mark_operator(key, &op);
+                }
+            }
             self.unfit.remove(key);
         }
         for req in &queue {
@@ -921,7 +1019,6 @@ impl Reconciler {
                 )
             });
         }
-        self.dirty.extend(placed_keys);
     }
 
     /// Whether a task of `req`'s operator already runs on the offer's host: on the same
@@ -930,19 +1027,20 @@ impl Reconciler {
     fn operator_on_host(&self, req: &LaunchRequest, offer: &Offer) -> bool {
         let key = format!("{}/{}", req.namespace, req.topology);
         let agent = offer.agent_id.as_str();
-        self.by_topology.get(&key).is_some_and(|ids| {
-            ids.iter()
-                .filter_map(|id| self.tasks.get(id))
-                .filter(|r| r.name.operator == req.operator.name)
-                .filter_map(|r| r.agent_id.as_deref())
-                .any(|a| {
-                    a == agent
-                        || self
-                            .hosts
-                            .get(a)
-                            .is_some_and(|h| h.eq_ignore_ascii_case(&offer.hostname))
-                })
-        })
+        self.operator_tasks(&key, &req.operator.name)
+            .is_some_and(|ids| {
+                ids.iter()
+                    .filter_map(|id| self.tasks.get(id))
+                    .filter(|r| r.name.operator == req.operator.name)
+                    .filter_map(|r| r.agent_id.as_deref())
+                    .any(|a| {
+                        a == agent
+                            || self
+                                .hosts
+                                .get(a)
+                                .is_some_and(|h| h.eq_ignore_ascii_case(&offer.hostname))
+                    })
+            })
     }
 
     // ----- reconcile -----
@@ -954,9 +1052,9 @@ impl Reconciler {
             return;
         }
         let keys = std::mem::take(&mut self.dirty);
-        for key in keys {
+        for (key, dirty) in keys {
             let started = std::time::Instant::now();
-            self.reconcile(&key);
+            self.reconcile(&key, dirty);
             self.metrics
                 .reconcile_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -984,25 +1082,26 @@ impl Reconciler {
         }
     }
 
-    fn reconcile(&mut self, key: &str) {
+    /// One pass over a topology: plans the operators in `dirty` (all of them on a full
+    /// pass), keeps the others' last plans, then assembles the status from the
+    /// per-operator parts and hands it to the writer if etcd does not hold it yet.
+    fn reconcile(&mut self, key: &str, dirty: Dirty) {
         let now = utc_now();
-        let ids: Vec<String> = self
-            .by_topology
-            .get(key)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
         let Some(spec) = self.specs.get(key).cloned() else {
             // Topology gone from etcd: nothing of it may keep running.
-            for id in &ids {
-                self.kill(id);
+            for id in self.topology_task_ids(key) {
+                self.kill(&id);
             }
             self.pending.remove(key);
+            self.pending_since.remove(key);
             self.unfit.remove(key);
             self.backoff.forget(key, None);
             self.events.remove(key);
             self.last_status.remove(key);
             self.written.remove(key);
             self.writing.remove(key);
+            self.plans.remove(key);
+            self.deferred.remove(key);
             self.retries.succeeded(&format!("status:{key}"));
             self.retries.succeeded(&format!("finalize:{key}"));
             self.last_stable.remove(key);
@@ -1010,15 +1109,56 @@ impl Reconciler {
             self.progress.retain(|(k, _), _| k != key);
             return;
         };
-        self.resend_due_kills(&ids);
         let t = spec.topology.clone();
         let deleting = t.metadata.deletion_timestamp.is_some();
         let generation = t.metadata.generation.unwrap_or(0);
-        let mut requests = Vec::new();
-        let mut views = Vec::new();
-        let mut next_check: Option<DateTime<Utc>> = None;
+        let mut plans = self.plans.remove(key).unwrap_or_default();
+        let deferred = self.deferred.remove(key).unwrap_or_default();
 
-        // Tasks of operators no longer in the spec.
+        // What to plan: everything on a full pass; otherwise the operators marked, those
+        // riding along (deferred, or with a back-off reset due), and spec operators
+        // never planned.
+        let full = deleting || matches!(dirty, Dirty::All) || plans.is_empty();
+        let with_tasks: Vec<String> = self
+            .by_topology
+            .get(key)
+            .map(|ops| ops.keys().cloned().collect())
+            .unwrap_or_default();
+        let marked: BTreeSet<String> = match dirty {
+            _ if full => t
+                .spec
+                .operators
+                .iter()
+                .map(|o| o.name.clone())
+                .chain(with_tasks.iter().cloned())
+                .collect(),
+            Dirty::All => BTreeSet::new(),
+            Dirty::Operators(mut ops) => {
+                ops.extend(deferred);
+                ops.extend(
+                    self.backoff
+                        .due_resets(key, now, |op| t.operator(op).map(|o| &o.restart_backoff)),
+                );
+                ops.extend(
+                    t.spec
+                        .operators
+                        .iter()
+                        .filter(|o| !plans.contains_key(&o.name))
+                        .map(|o| o.name.clone()),
+                );
+                ops
+            }
+        };
+
+        // Kills not answered (or failed) are sent again; tasks of operators no longer
+        // in the spec (every task, when deleting) are killed.
+        let ids: Vec<String> = marked
+            .iter()
+            .filter_map(|op| self.operator_tasks(key, op))
+            .flatten()
+            .cloned()
+            .collect();
+        self.resend_due_kills(&ids);
         for id in &ids {
             if let Some(rec) = self.tasks.get(id)
                 && (deleting || t.operator(&rec.name.operator).is_none())
@@ -1036,248 +1176,65 @@ impl Reconciler {
         }
 
         let previous_instances = self.instances.remove(key);
-        let mut current_instances = BTreeMap::new();
-        for op in &t.spec.operators {
-            let hash = template_hash(op);
-            let instances = if deleting { 0 } else { op.instances };
+        let mut current_instances = if full {
+            BTreeMap::new()
+        } else {
+            previous_instances.clone().unwrap_or_default()
+        };
+        let mut requests_changed = full;
+        for op in t.spec.operators.iter().filter(|o| marked.contains(&o.name)) {
+            let before = previous_instances
+                .as_ref()
+                .and_then(|p| p.get(&op.name))
+                .copied();
+            let mut plan = self.plan_operator(key, &t, op, deleting, before, now);
             if !deleting {
-                current_instances.insert(op.name.clone(), instances);
-                if let Some(&before) = previous_instances.as_ref().and_then(|p| p.get(&op.name))
-                    && instances > before
-                {
-                    self.event(
-                        key,
-                        Some(&op.name),
-                        "ScaledUp",
-                        format!("scaling from {before} to {instances} instances"),
-                    );
-                }
+                current_instances.insert(op.name.clone(), plan.view.status.desired);
             }
-            let desired = Desired {
-                instances,
-                template_hash: hash.clone(),
-                max_surge: op.update_strategy.max_surge,
-                max_unavailable: op.update_strategy.max_unavailable,
-            };
-            let live: Vec<LiveTask> = ids
-                .iter()
-                .filter_map(|id| self.tasks.get(id).map(|r| (id, r)))
-                .filter(|(_, r)| r.name.operator == op.name)
-                .map(|(id, r)| LiveTask {
-                    task_id: id.clone(),
-                    instance: r.name.instance,
-                    template_hash: r.name.template_hash.clone(),
-                    phase: if r.kill_sent.is_some() || r.state == TaskState::Killing {
-                        Phase::Terminating
-                    } else if r.state == TaskState::Running {
-                        Phase::Running
-                    } else {
-                        Phase::Starting
-                    },
-                    ready: r.state == TaskState::Running && self.is_ready(id),
-                })
-                .collect();
-            for i in 0..instances {
-                let ik = InstanceKey {
-                    topology: key.to_owned(),
-                    operator: op.name.clone(),
-                    instance: i,
-                };
-                self.backoff.maintain(&ik, &hash, &op.restart_backoff, now);
-            }
-            self.backoff.forget_above(key, &op.name, instances);
-            let actions = plan_operator(&desired, &live, |i| {
-                self.backoff.blocked(
-                    &InstanceKey {
-                        topology: key.to_owned(),
-                        operator: op.name.clone(),
-                        instance: i,
-                    },
-                    now,
-                )
-            });
-
-            let has_old = live
-                .iter()
-                .any(|l| l.template_hash != hash && l.phase != Phase::Terminating);
-            for id in &actions.kill {
-                let surplus = live
-                    .iter()
-                    .any(|l| &l.task_id == id && l.instance >= instances);
-                if self.kill(id) && !deleting {
-                    let (reason, why) = if surplus {
-                        ("ScaledDown", "scaled down")
-                    } else if has_old {
-                        ("RollingUpdate", "replaced by the new template")
-                    } else {
-                        ("Killed", "duplicate of another task")
-                    };
-                    self.event(
-                        key,
-                        Some(&op.name),
-                        reason,
-                        format!("killing task {id}: {why}"),
-                    );
-                }
-            }
-            let op_arc = Arc::new(op.clone());
-            for &i in &actions.launch {
-                let pk = (key.to_owned(), op.name.clone(), i);
-                let since = *self.pending_since.entry(pk).or_insert_with(mono_now);
-                if mono_now().duration_since(since) >= UNFIT_AFTER {
-                    self.unfit.entry(key.to_owned()).or_insert_with(|| {
-                        format!(
-                            "operator {} needs {} per instance; no offer has fit for {}s",
-                            op.name,
-                            describe_needs(op),
-                            UNFIT_AFTER.as_secs()
-                        )
-                    });
-                }
-                requests.push(LaunchRequest {
-                    namespace: t.metadata.namespace.clone(),
-                    topology: t.metadata.name.clone(),
-                    operator: op_arc.clone(),
-                    instance: i,
-                    template_hash: hash.clone(),
-                    delivery: t.spec.delivery,
-                });
-            }
-            for &i in &actions.backing_off {
-                let ik = InstanceKey {
-                    topology: key.to_owned(),
-                    operator: op.name.clone(),
-                    instance: i,
-                };
-                if let Some(until) = self.backoff.get(&ik).and_then(|h| h.until) {
-                    next_check = Some(next_check.map_or(until, |c| c.min(until)));
-                }
-            }
-
-            // Status of this operator.
-            let running = live.iter().filter(|l| l.phase == Phase::Running).count() as u32;
-            let updated = live
-                .iter()
-                .filter(|l| l.phase == Phase::Running && l.template_hash == hash)
-                .count() as u32;
-            let ready = live
-                .iter()
-                .filter(|l| l.ready && l.template_hash == hash && l.instance < instances)
-                .count() as u32;
-            let complete = ready == instances
-                && live.len() as u32 == instances
-                && live.iter().all(|l| l.template_hash == hash);
-            // Progress is more ready instances of the current template (as Kubernetes counts
-            // it): a task that starts and crashes again is not progress.
-            let fingerprint = format!("{hash}/{instances}/{ready}");
-            let progress = self
-                .progress
-                .entry((key.to_owned(), op.name.clone()))
-                .or_insert(Progress {
-                    fingerprint: fingerprint.clone(),
-                    since: now,
-                });
-            if progress.fingerprint != fingerprint {
-                *progress = Progress {
-                    fingerprint,
-                    since: now,
-                };
-            }
-            let deadline =
-                progress.since + chrono::Duration::seconds(i64::from(op.progress_deadline_seconds));
-            let deadline_exceeded = !complete && now >= deadline;
-            if !complete && !deadline_exceeded {
-                next_check = Some(next_check.map_or(deadline, |c| c.min(deadline)));
-            }
-            let crash_looping: Vec<u32> = (0..instances)
-                .filter(|i| {
-                    self.backoff
-                        .get(&InstanceKey {
-                            topology: key.to_owned(),
-                            operator: op.name.clone(),
-                            instance: *i,
-                        })
-                        .is_some_and(|h| h.crash_looping(now))
-                })
-                .collect();
-            let mut tasks: Vec<TaskSummary> = live
-                .iter()
-                .filter_map(|l| self.tasks.get(&l.task_id).map(|r| (l, r)))
-                .map(|(l, r)| {
-                    let ik = InstanceKey {
-                        topology: key.to_owned(),
-                        operator: op.name.clone(),
-                        instance: l.instance,
-                    };
-                    let history = self.backoff.get(&ik);
-                    TaskSummary {
-                        task_id: l.task_id.clone(),
-                        instance: l.instance,
-                        template_hash: l.template_hash.clone(),
-                        state: r.state.as_str().to_owned(),
-                        agent_id: r.agent_id.clone(),
-                        host: r.agent_id.as_ref().and_then(|a| self.hosts.get(a).cloned()),
-                        since: Some(r.since),
-                        restarts: history.map_or(0, |h| h.restarts),
-                        last_exit_reason: history.and_then(|h| h.last_exit_reason.clone()),
-                        backoff_until: None,
+            match plans.get(&op.name) {
+                Some(old) => {
+                    requests_changed |= !same_requests(&old.requests, &plan.requests);
+                    // Unchanged: keep the part etcd's copy shares, so comparing the
+                    // assembled document stays a pointer comparison for it.
+                    if old.view.status == plan.view.status {
+                        plan.view.status = old.view.status.clone();
                     }
-                })
-                .collect();
-            // Instances waiting in back-off have no task; show them too.
-            for &i in &actions.backing_off {
-                let ik = InstanceKey {
-                    topology: key.to_owned(),
-                    operator: op.name.clone(),
-                    instance: i,
-                };
-                if let Some(h) = self.backoff.get(&ik) {
-                    tasks.push(TaskSummary {
-                        task_id: String::new(),
-                        instance: i,
-                        template_hash: hash.clone(),
-                        state: "BackOff".into(),
-                        restarts: h.restarts,
-                        last_exit_reason: h.last_exit_reason.clone(),
-                        backoff_until: h.until,
-                        ..Default::default()
-                    });
                 }
+                None => requests_changed = true,
             }
-            tasks.sort_by(|a, b| (a.instance, &a.task_id).cmp(&(b.instance, &b.task_id)));
-            views.push(OperatorView {
-                status: OperatorStatus {
-                    name: op.name.clone(),
-                    desired: instances,
-                    running,
-                    updated,
-                    ready,
-                    template_hash: hash,
-                    tasks,
-                },
-                complete,
-                deadline_exceeded,
-                crash_looping,
-                rolling: has_old,
-                backing_off: !actions.backing_off.is_empty(),
-            });
+            plans.insert(op.name.clone(), plan);
         }
+        // Operators gone from the spec leave the status.
+        let before = plans.len();
+        plans.retain(|name, _| t.operator(name).is_some());
+        requests_changed |= plans.len() != before;
+        current_instances.retain(|name, _| t.operator(name).is_some());
 
         if !deleting {
             self.instances.insert(key.to_owned(), current_instances);
         }
-        if requests.is_empty() {
+        let waiting = plans.values().any(|p| !p.requests.is_empty());
+        if !waiting {
             self.pending.remove(key);
             self.unfit.remove(key);
-            self.pending_since.retain(|(k, _, _), _| k != key);
-        } else {
+            self.pending_since.remove(key);
+        } else if requests_changed || !self.pending.contains_key(key) {
+            // In spec order, as offers are matched in this order.
+            let requests = t
+                .spec
+                .operators
+                .iter()
+                .filter_map(|o| plans.get(&o.name))
+                .flat_map(|p| p.requests.iter().cloned())
+                .collect();
             self.pending.insert(key.to_owned(), requests);
-            self.timers
-                .push(Reverse((mono_now() + UNFIT_AFTER, key.to_owned())));
         }
 
         if deleting {
-            let remaining = self.by_topology.get(key).map_or(0, BTreeSet::len);
+            let remaining = self
+                .by_topology
+                .get(key)
+                .map_or(0, |ops| ops.values().map(BTreeSet::len).sum());
             if remaining == 0 {
                 tracing::info!(topology = %key, "all tasks gone; removing the topology");
                 let _ = self.status_tx.send(StatusWrite::Finalize {
@@ -1289,23 +1246,30 @@ impl Reconciler {
             return;
         }
 
-        let previous = self.last_status.get(key).cloned().unwrap_or_default();
+        let views: Vec<&OperatorView> = t
+            .spec
+            .operators
+            .iter()
+            .filter_map(|o| plans.get(&o.name).map(|p| &p.view))
+            .collect();
+        let (previous_conditions, previous_stable) = self
+            .last_status
+            .get(key)
+            .map(|s| (s.conditions.clone(), s.last_stable_generation))
+            .unwrap_or_default();
         let unfit = self.unfit.get(key).cloned();
-        let conditions = build_conditions(&views, unfit.as_deref(), &previous, now);
+        let conditions = build_conditions(&views, unfit.as_deref(), &previous_conditions, now);
         let all_ready = views.iter().all(|v| v.complete);
+        let operators: Vec<Arc<OperatorStatus>> = views.iter().map(|v| v.status.clone()).collect();
+        self.plans.insert(key.to_owned(), plans);
         if let Some(msg) = &unfit
-            && !previous
-                .conditions
+            && !previous_conditions
                 .iter()
                 .any(|c| c.reason == "InsufficientResources")
         {
             self.event(key, None, "InsufficientResources", msg.clone());
         }
-        let mut last_stable = self
-            .last_stable
-            .get(key)
-            .copied()
-            .or(previous.last_stable_generation);
+        let mut last_stable = self.last_stable.get(key).copied().or(previous_stable);
         if all_ready && last_stable != Some(generation) {
             last_stable = Some(generation);
             self.last_stable.insert(key.to_owned(), generation);
@@ -1321,10 +1285,10 @@ impl Reconciler {
                 spec: t.clone(),
             });
         }
-        let status = TopologyStatus {
+        let status = StatusDoc {
             observed_generation: generation,
             conditions,
-            operators: views.into_iter().map(|v| v.status).collect(),
+            operators,
             last_stable_generation: last_stable,
             events: self
                 .events
@@ -1332,11 +1296,6 @@ impl Reconciler {
                 .map(|e| e.iter().cloned().collect())
                 .unwrap_or_default(),
         };
-        if let Some(at) = next_check {
-            let wait = (at - now).to_std().unwrap_or_default() + Duration::from_millis(20);
-            self.timers
-                .push(Reverse((mono_now() + wait, key.to_owned())));
-        }
         self.last_status.insert(key.to_owned(), status.clone());
         // Written only when etcd does not hold it yet and it is not on its way there; a
         // failed write leaves `written` as it was, so the retry sends it again.
@@ -1347,6 +1306,243 @@ impl Reconciler {
                 name: t.metadata.name.clone(),
                 status,
             });
+        }
+    }
+
+    /// Plans one operator: sends its kills, returns the launches it waits for and its
+    /// part of the status, and sets the timers that bring it back (deadline, back-off,
+    /// a launch that finds no offer). Costs O(this operator's tasks).
+    fn plan_operator(
+        &mut self,
+        key: &str,
+        t: &Topology,
+        op: &OperatorSpec,
+        deleting: bool,
+        before: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> OperatorPlan {
+        self.stats.operators_planned += 1;
+        let hash = template_hash(op);
+        let instances = if deleting { 0 } else { op.instances };
+        if !deleting
+            && let Some(before) = before
+            && instances > before
+        {
+            self.event(
+                key,
+                Some(&op.name),
+                "ScaledUp",
+                format!("scaling from {before} to {instances} instances"),
+            );
+        }
+        let desired = Desired {
+            instances,
+            template_hash: hash.clone(),
+            max_surge: op.update_strategy.max_surge,
+            max_unavailable: op.update_strategy.max_unavailable,
+        };
+        let live: Vec<LiveTask> = self
+            .operator_tasks(key, &op.name)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tasks.get(id).map(|r| (id, r)))
+            .map(|(id, r)| LiveTask {
+                task_id: id.clone(),
+                instance: r.name.instance,
+                template_hash: r.name.template_hash.clone(),
+                phase: if r.kill_sent.is_some() || r.state == TaskState::Killing {
+                    Phase::Terminating
+                } else if r.state == TaskState::Running {
+                    Phase::Running
+                } else {
+                    Phase::Starting
+                },
+                ready: r.state == TaskState::Running && self.is_ready(id),
+            })
+            .collect();
+        self.backoff
+            .maintain_operator(key, &op.name, instances, &hash, &op.restart_backoff, now);
+        let actions = plan_operator(&desired, &live, |i| {
+            self.backoff
+                .history(key, &op.name, i)
+                .and_then(|h| h.until)
+                .is_some_and(|u| u > now)
+        });
+
+        let has_old = live
+            .iter()
+            .any(|l| l.template_hash != hash && l.phase != Phase::Terminating);
+        for id in &actions.kill {
+            let surplus = live
+                .iter()
+                .any(|l| &l.task_id == id && l.instance >= instances);
+            if self.kill(id) && !deleting {
+                let (reason, why) = if surplus {
+                    ("ScaledDown", "scaled down")
+                } else if has_old {
+                    ("RollingUpdate", "replaced by the new template")
+                } else {
+                    ("Killed", "duplicate of another task")
+                };
+                self.event(
+                    key,
+                    Some(&op.name),
+                    reason,
+                    format!("killing task {id}: {why}"),
+                );
+            }
+        }
+        let op_arc = Arc::new(op.clone());
+        let mut requests = Vec::new();
+        for &i in &actions.launch {
+            let since = *self
+                .pending_since
+                .entry(key.to_owned())
+                .or_default()
+                .entry((op.name.clone(), i))
+                .or_insert_with(mono_now);
+            if mono_now().duration_since(since) >= UNFIT_AFTER {
+                self.unfit.entry(key.to_owned()).or_insert_with(|| {
+                    format!(
+                        "operator {} needs {} per instance; no offer has fit for {}s",
+                        op.name,
+                        describe_needs(op),
+                        UNFIT_AFTER.as_secs()
+                    )
+                });
+            }
+            requests.push(LaunchRequest {
+                namespace: t.metadata.namespace.clone(),
+                topology: t.metadata.name.clone(),
+                operator: op_arc.clone(),
+                instance: i,
+                template_hash: hash.clone(),
+                delivery: t.spec.delivery,
+            });
+        }
+        let mut next_check: Option<DateTime<Utc>> = None;
+        for &i in &actions.backing_off {
+            if let Some(until) = self.backoff.history(key, &op.name, i).and_then(|h| h.until) {
+                next_check = Some(next_check.map_or(until, |c| c.min(until)));
+            }
+        }
+
+        // Status of this operator.
+        let running = live.iter().filter(|l| l.phase == Phase::Running).count() as u32;
+        let updated = live
+            .iter()
+            .filter(|l| l.phase == Phase::Running && l.template_hash == hash)
+            .count() as u32;
+        let ready = live
+            .iter()
+            .filter(|l| l.ready && l.template_hash == hash && l.instance < instances)
+            .count() as u32;
+        let complete = ready == instances
+            && live.len() as u32 == instances
+            && live.iter().all(|l| l.template_hash == hash);
+        // Progress is more ready instances of the current template (as Kubernetes counts
+        // it): a task that starts and crashes again is not progress.
+        let fingerprint = format!("{hash}/{instances}/{ready}");
+        let progress = self
+            .progress
+            .entry((key.to_owned(), op.name.clone()))
+            .or_insert(Progress {
+                fingerprint: fingerprint.clone(),
+                since: now,
+            });
+        if progress.fingerprint != fingerprint {
+            *progress = Progress {
+                fingerprint,
+                since: now,
+            };
+        }
+        let deadline =
+            progress.since + chrono::Duration::seconds(i64::from(op.progress_deadline_seconds));
+        let deadline_exceeded = !complete && now >= deadline;
+        if !complete && !deadline_exceeded {
+            next_check = Some(next_check.map_or(deadline, |c| c.min(deadline)));
+        }
+        let histories = self.backoff.operator(key, &op.name);
+        let history = |i: u32| histories.and_then(|h| h.get(&i));
+        let crash_looping: Vec<u32> = match histories {
+            // Only instances with a history can be in a crash loop.
+            Some(h) => h
+                .iter()
+                .filter(|(i, h)| **i < instances && h.crash_looping(now))
+                .map(|(i, _)| *i)
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut tasks: Vec<TaskSummary> = live
+            .iter()
+            .filter_map(|l| self.tasks.get(&l.task_id).map(|r| (l, r)))
+            .map(|(l, r)| {
+                let history = history(l.instance);
+                TaskSummary {
+                    task_id: l.task_id.clone(),
+                    instance: l.instance,
+                    template_hash: l.template_hash.clone(),
+                    state: r.state.as_str().to_owned(),
+                    agent_id: r.agent_id.clone(),
+                    host: r.agent_id.as_ref().and_then(|a| self.hosts.get(a).cloned()),
+                    since: Some(r.since),
+                    restarts: history.map_or(0, |h| h.restarts),
+                    last_exit_reason: history.and_then(|h| h.last_exit_reason.clone()),
+                    backoff_until: None,
+                }
+            })
+            .collect();
+        // Instances waiting in back-off have no task; show them too.
+        for &i in &actions.backing_off {
+            if let Some(h) = history(i) {
+                tasks.push(TaskSummary {
+                    task_id: String::new(),
+                    instance: i,
+                    template_hash: hash.clone(),
+                    state: "BackOff".into(),
+                    restarts: h.restarts,
+                    last_exit_reason: h.last_exit_reason.clone(),
+                    backoff_until: h.until,
+                    ..Default::default()
+                });
+            }
+        }
+        tasks.sort_by(|a, b| (a.instance, &a.task_id).cmp(&(b.instance, &b.task_id)));
+        self.stats.tasks_summarised += tasks.len() as u64;
+
+        if !requests.is_empty() {
+            self.timers.push(Reverse((
+                mono_now() + UNFIT_AFTER,
+                key.to_owned(),
+                Some(op.name.clone()),
+            )));
+        }
+        if !deleting && let Some(at) = next_check {
+            let wait = (at - now).to_std().unwrap_or_default() + Duration::from_millis(20);
+            self.timers.push(Reverse((
+                mono_now() + wait,
+                key.to_owned(),
+                Some(op.name.clone()),
+            )));
+        }
+        OperatorPlan {
+            view: OperatorView {
+                status: Arc::new(OperatorStatus {
+                    name: op.name.clone(),
+                    desired: instances,
+                    running,
+                    updated,
+                    ready,
+                    template_hash: hash,
+                    tasks,
+                }),
+                complete,
+                deadline_exceeded,
+                crash_looping,
+                rolling: has_old,
+                backing_off: !actions.backing_off.is_empty(),
+            },
+            requests,
         }
     }
 
@@ -1378,7 +1574,9 @@ impl Reconciler {
         rec.kill_retry_at = None;
         let agent_id = rec.agent_id.clone();
         let key = rec.name.topology_key();
-        self.timers.push(Reverse((now + KILL_RESEND, key)));
+        let op = rec.name.operator.clone();
+        self.timers
+            .push(Reverse((now + KILL_RESEND, key, Some(op))));
         self.call(MesosCall::Kill {
             task_id: id.to_owned(),
             agent_id,
@@ -1423,15 +1621,76 @@ impl Reconciler {
         }
     }
 
+    /// The topology of task `id` is looked at again, for that task's operator.
     fn mark_task_dirty(&mut self, id: &str) {
         if let Some(name) = TaskName::parse(id) {
-            self.dirty.insert(name.topology_key());
+            self.mark_operator(&name.topology_key(), &name.operator);
         }
+    }
+
+    /// `key` is planned in full on its next pass.
+    fn mark_all(&mut self, key: String) {
+        self.dirty.insert(key, Dirty::All);
+    }
+
+    /// Operator `op` of `key` is planned on the topology's next pass.
+    fn mark_operator(&mut self, key: &str, op: &str) {
+        match self.dirty.get_mut(key) {
+            Some(Dirty::All) => {}
+            Some(Dirty::Operators(ops)) => {
+                if !ops.contains(op) {
+                    ops.insert(op.to_owned());
+                }
+            }
+            None => {
+                self.dirty.insert(
+                    key.to_owned(),
+                    Dirty::Operators(BTreeSet::from([op.to_owned()])),
+                );
+            }
+        }
+    }
+
+    /// `key` gets a pass, planning nothing unless something else is marked.
+    fn mark_status(&mut self, key: String) {
+        self.dirty
+            .entry(key)
+            .or_insert_with(|| Dirty::Operators(BTreeSet::new()));
+    }
+
+    /// The host name of `agent` changed: the operators with tasks there show it from
+    /// their topology's next pass on, as a full pass would (no pass of its own).
+    /// O(tasks), but only when an agent appears, is renamed or is lost.
+    fn defer_agent(&mut self, agent: &str) {
+        for rec in self.tasks.values() {
+            if rec.agent_id.as_deref() == Some(agent) {
+                self.deferred
+                    .entry(rec.name.topology_key())
+                    .or_default()
+                    .insert(rec.name.operator.clone());
+            }
+        }
+    }
+
+    /// Task IDs of one operator of topology `key`.
+    fn operator_tasks(&self, key: &str, op: &str) -> Option<&BTreeSet<String>> {
+        self.by_topology.get(key)?.get(op)
+    }
+
+    /// Every task ID of topology `key`.
+    fn topology_task_ids(&self, key: &str) -> Vec<String> {
+        self.by_topology
+            .get(key)
+            .into_iter()
+            .flat_map(|ops| ops.values().flatten().cloned())
+            .collect()
     }
 
     fn insert_task(&mut self, id: String, rec: TaskRecord) {
         self.by_topology
             .entry(rec.name.topology_key())
+            .or_default()
+            .entry(rec.name.operator.clone())
             .or_default()
             .insert(id.clone());
         self.tasks.insert(id, rec);
@@ -1443,14 +1702,56 @@ impl Reconciler {
             self.retries.succeeded(&format!("kill:{id}"));
         }
         let key = rec.name.topology_key();
-        if let Some(set) = self.by_topology.get_mut(&key) {
-            set.remove(id);
-            if set.is_empty() {
+        if let Some(ops) = self.by_topology.get_mut(&key) {
+            if let Some(set) = ops.get_mut(&rec.name.operator) {
+                set.remove(id);
+                if set.is_empty() {
+                    ops.remove(&rec.name.operator);
+                }
+            }
+            if ops.is_empty() {
                 self.by_topology.remove(&key);
             }
         }
         Some(rec)
     }
+}
+
+/// Whether two specs agree on everything but their operators (listed field by field,
+/// so a new topology-wide field cannot be missed here).
+fn same_outside_operators(a: &TopologySpec, b: &TopologySpec) -> bool {
+    let TopologySpec {
+        operators: _,
+        delivery,
+    } = a;
+    *delivery == b.delivery
+}
+
+/// Names of the operators whose spec differs between `old` and `new`, added and removed
+/// ones included. Every field counts: whatever is not in the template hash (instances,
+/// rollout, back-off, deadline) still shapes the plan or the status.
+fn changed_operators<'a>(old: &'a [OperatorSpec], new: &'a [OperatorSpec]) -> BTreeSet<&'a str> {
+    let before: HashMap<&str, &OperatorSpec> = old.iter().map(|o| (o.name.as_str(), o)).collect();
+    let after: HashMap<&str, &OperatorSpec> = new.iter().map(|o| (o.name.as_str(), o)).collect();
+    let mut changed: BTreeSet<&str> = new
+        .iter()
+        .filter(|o| before.get(o.name.as_str()) != Some(o))
+        .map(|o| o.name.as_str())
+        .collect();
+    changed.extend(
+        old.iter()
+            .map(|o| o.name.as_str())
+            .filter(|n| !after.contains_key(n)),
+    );
+    changed
+}
+
+/// Whether two operators' launch requests are the same launches.
+fn same_requests(a: &[LaunchRequest], b: &[LaunchRequest]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.instance == y.instance && x.template_hash == y.template_hash)
 }
 
 fn reconcile_task(id: &str, agent: Option<&str>) -> ReconcileTask {
@@ -1510,20 +1811,22 @@ impl Reconciler {
         );
         self.specs_listed = true;
         self.sync = Sync::Ready;
-        self.dirty.insert(key);
+        self.mark_all(key);
     }
 
-    /// Replaces a spec as a watch event would, marking it dirty.
+    /// Replaces a spec as a watch event would, marking what changed.
     pub fn bench_update(&mut self, t: Topology, mod_revision: i64) {
-        let key = t.key();
-        self.specs.insert(
-            key.clone(),
-            SpecEntry {
-                topology: Arc::new(t),
-                mod_revision,
-            },
-        );
-        self.dirty.insert(key);
+        self.set_spec(t, mod_revision);
+    }
+
+    /// Work done by passes so far.
+    pub fn bench_stats(&self) -> PassStats {
+        self.stats
+    }
+
+    /// The status last assembled for `key`.
+    pub fn bench_status(&self, key: &str) -> Option<&StatusDoc> {
+        self.last_status.get(key)
     }
 
     /// Number of tasks tracked.

@@ -5,6 +5,8 @@
 use mesos_v1::{Attribute, FrameworkId, OfferId, Resource};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use concord_schemas::TopologyStatus;
+
 use super::*;
 use crate::reconcile::informer::Entry;
 
@@ -85,7 +87,7 @@ impl Harness {
     }
 
     /// Status puts since the last look (other writes dropped).
-    fn statuses(&mut self) -> Vec<TopologyStatus> {
+    fn statuses(&mut self) -> Vec<StatusDoc> {
         std::iter::from_fn(|| self.writes.try_recv().ok())
             .filter_map(|w| match w {
                 StatusWrite::Put { status, .. } => Some(status),
@@ -642,4 +644,268 @@ fn a_failed_finalize_is_retried() {
     assert_eq!(finalizes(&mut h), 0);
     h.advance(RETRY_INITIAL);
     assert_eq!(finalizes(&mut h), 1);
+}
+
+// ----- incremental passes -----
+
+/// Operators `a` (generator, `a` instances), `b` (2 instances, config `label`) and `c`
+/// (`c` instances; restarts reset after 5 s of running).
+fn three_ops(a: u32, label: &str, c: u32) -> String {
+    format!(
+        "    - name: a\n      instances: {a}\n      runtime: {{builtin: {{name: generator}}}}\n      config: {{mode: random, rate: 10}}\n      resources: {{cpus: 0.1, mem: 16}}\n\
+         \x20   - name: b\n      instances: 2\n      runtime: {{builtin: {{name: map}}}}\n      config: {{label: {label}}}\n      resources: {{cpus: 0.1, mem: 16}}\n      inputs: [{{from: a}}]\n\
+         \x20   - name: c\n      instances: {c}\n      runtime: {{builtin: {{name: map}}}}\n      config: {{label: fixed}}\n      resources: {{cpus: 0.1, mem: 16}}\n      inputs: [{{from: b}}]\n      restartBackoff: {{resetAfterSeconds: 5}}\n"
+    )
+}
+
+/// A started harness whose three operators (2 + 2 + 2 tasks) all run.
+fn three_running() -> Harness {
+    let mut h = Harness::start(&[topology(&three_ops(2, "v1", 2), 1)]);
+    h.offers(vec![offer("O1", "S0", "h1", 4.0, vec![])]);
+    assert_eq!(h.task_ids().len(), 6, "{:?}", h.calls());
+    for id in h.task_ids() {
+        h.update(&id, TaskState::Running, "S0");
+    }
+    h.calls();
+    h.statuses();
+    h
+}
+
+impl Harness {
+    fn status(&self) -> &StatusDoc {
+        self.r.last_status.get(KEY).expect("a status")
+    }
+
+    /// The status part of operator `name`.
+    fn part(&self, name: &str) -> Arc<OperatorStatus> {
+        self.status()
+            .operators
+            .iter()
+            .find(|o| o.name == name)
+            .cloned()
+            .expect("operator in status")
+    }
+
+    /// Work of the passes run by `f`: (operators planned, task summaries built).
+    fn work(&mut self, f: impl FnOnce(&mut Self)) -> (u64, u64) {
+        let before = self.r.stats;
+        f(self);
+        (
+            self.r.stats.operators_planned - before.operators_planned,
+            self.r.stats.tasks_summarised - before.tasks_summarised,
+        )
+    }
+
+    /// Forgets every operator's plan and plans the topology afresh; returns the status
+    /// that full pass assembles and how many status writes it asked for.
+    fn full_pass(&mut self) -> (TopologyStatus, usize) {
+        self.statuses();
+        self.r.plans.clear();
+        let (planned, _) = self.work(|h| {
+            h.r.resync();
+            h.r.process_dirty();
+        });
+        assert_eq!(planned, 3, "a full pass plans every operator");
+        (self.status().to_status(), self.statuses().len())
+    }
+
+    fn ids_of(&self, op: &str) -> Vec<String> {
+        self.task_ids()
+            .into_iter()
+            .filter(|id| TaskName::parse(id).is_some_and(|n| n.operator == op))
+            .collect()
+    }
+}
+
+#[test]
+fn a_change_of_one_operator_plans_and_summarises_only_that_operator() {
+    let mut h = three_running();
+    let ready = h.status().condition(concord_schemas::condition_type::READY);
+    assert_eq!(
+        ready.map(|c| c.status),
+        Some(concord_schemas::ConditionStatus::True)
+    );
+    let (a, c) = (h.part("a"), h.part("c"));
+
+    // A new config of b: only b is planned; a's and c's parts are not even rebuilt.
+    let work = h.work(|h| {
+        h.r.on_spec(InformerEvent::Put(entry(&topology(
+            &three_ops(2, "v2", 2),
+            2,
+        ))));
+        h.r.process_dirty();
+    });
+    assert_eq!(work, (1, 2), "one operator, its two tasks");
+    assert!(Arc::ptr_eq(&a, &h.part("a")) && Arc::ptr_eq(&c, &h.part("c")));
+    assert_eq!(h.status().observed_generation, 2);
+    let progressing = h
+        .status()
+        .condition(concord_schemas::condition_type::PROGRESSING);
+    assert_eq!(
+        progressing.map(|c| c.reason.as_str()),
+        Some("RollingUpdate")
+    );
+    assert_eq!(h.statuses().len(), 1, "the change is written once");
+
+    // Scaling a by one: only a.
+    let work = h.work(|h| {
+        h.r.on_spec(InformerEvent::Put(entry(&topology(
+            &three_ops(3, "v2", 2),
+            3,
+        ))));
+        h.r.process_dirty();
+    });
+    assert_eq!(work.0, 1);
+    assert_eq!(
+        h.events("ScaledUp"),
+        vec!["scaling from 2 to 3 instances".to_owned()]
+    );
+
+    // A task update, and a readiness change of an endpoint: only the task's operator.
+    let c0 = h.ids_of("c")[0].clone();
+    let work = h.work(|h| h.update(&c0, TaskState::Failed, "S0"));
+    assert_eq!(
+        work,
+        (1, 2),
+        "c: one task left and one instance in back-off"
+    );
+    let a0 = h.ids_of("a")[0].clone();
+    let work = h.work(|h| {
+        h.r.on_endpoint(InformerEvent::Put(Entry {
+            key: format!("/concord/endpoints/{KEY}/a/0/{a0}"),
+            value: serde_json::to_vec(&serde_json::json!({"taskId": a0, "ready": true}))
+                .expect("encode"),
+            mod_revision: 100,
+        }));
+        h.r.process_dirty();
+    });
+    assert_eq!(work.0, 1);
+
+    // A generation that changes no operator (reordered) plans none, yet is observed.
+    let reordered = {
+        let mut t = topology(&three_ops(3, "v2", 2), 4);
+        t.spec.operators.reverse();
+        t
+    };
+    let work = h.work(|h| {
+        h.r.on_spec(InformerEvent::Put(entry(&reordered)));
+        h.r.process_dirty();
+    });
+    assert_eq!(work, (0, 0));
+    assert_eq!(h.status().observed_generation, 4);
+    let order: Vec<&str> = h
+        .status()
+        .operators
+        .iter()
+        .map(|o| o.name.as_str())
+        .collect();
+    assert_eq!(order, ["c", "b", "a"], "status follows the spec's order");
+
+    // A topology-wide change plans everything.
+    let mut wide = reordered.clone();
+    wide.spec.delivery = concord_schemas::Delivery::AtLeastOnce;
+    wide.metadata.generation = Some(5);
+    let work = h.work(|h| {
+        h.r.on_spec(InformerEvent::Put(entry(&wide)));
+        h.r.process_dirty();
+    });
+    assert_eq!(work.0, 3);
+}
+
+#[test]
+fn status_after_partial_passes_equals_a_full_pass() {
+    let mut h = three_running();
+    // A rolling replace of b, a scale-up of a, a crash of c, an operator added and
+    // one removed, offers landing for some of the launches, time passing.
+    h.r.on_spec(InformerEvent::Put(entry(&topology(
+        &three_ops(3, "v2", 2),
+        2,
+    ))));
+    h.r.process_dirty();
+    let c0 = h.ids_of("c")[0].clone();
+    h.update(&c0, TaskState::Failed, "S0");
+    h.offers(vec![offer("O2", "S1", "h2", 0.25, vec![])]);
+    let partial = h.status().to_status();
+    assert_eq!(
+        (partial, 0),
+        h.full_pass(),
+        "after a rolling start, a scale-up and a crash (and nothing new to write)"
+    );
+
+    // A task reported on an agent that has not offered yet, then that agent's first
+    // offer: its host name shows from the topology's next pass on, as with a full pass.
+    let a1 = h.ids_of("a")[1].clone();
+    h.update(&a1, TaskState::Running, "S9");
+    h.offers(vec![offer("O9", "S9", "h9", 0.01, vec![])]);
+    let c1 = h.ids_of("c")[0].clone();
+    h.update(&c1, TaskState::Running, "S0");
+    assert!(
+        h.part("a")
+            .tasks
+            .iter()
+            .any(|t| t.host.as_deref() == Some("h9"))
+    );
+    let partial = h.status().to_status();
+    assert_eq!((partial, 0), h.full_pass(), "after an agent's first offer");
+
+    h.advance(Duration::from_secs(2)); // c's back-off ends
+    h.offers(vec![offer("O3", "S1", "h2", 4.0, vec![])]);
+    for id in h.task_ids() {
+        h.update(&id, TaskState::Running, "S0");
+    }
+    let partial = h.status().to_status();
+    assert_eq!((partial, 0), h.full_pass(), "after relaunches");
+
+    // c's relaunched task has run past resetAfterSeconds: a pass for another
+    // operator resets c's restarts too, as a full pass would.
+    assert!(h.part("c").tasks.iter().any(|t| t.restarts == 1));
+    h.advance(Duration::from_secs(6));
+    let a0 = h.ids_of("a")[0].clone();
+    h.update(&a0, TaskState::Running, "S0");
+    assert!(h.part("c").tasks.iter().all(|t| t.restarts == 0));
+    let partial = h.status().to_status();
+    assert_eq!((partial, 0), h.full_pass(), "after a back-off reset");
+
+    // An operator removed and one added, in one generation.
+    let yaml = three_ops(3, "v2", 2).replace("name: c", "name: d");
+    h.r.on_spec(InformerEvent::Put(entry(&topology(&yaml, 3))));
+    h.r.process_dirty();
+    assert!(h.status().operators.iter().all(|o| o.name != "c"));
+    assert!(!h.events("Killed").is_empty(), "c's tasks are killed");
+    let partial = h.status().to_status();
+    assert_eq!(
+        (partial, 0),
+        h.full_pass(),
+        "after an operator was replaced"
+    );
+}
+
+#[test]
+fn only_operators_whose_spec_differs_are_changed() {
+    let t = topology(&three_ops(2, "v1", 2), 1);
+    let ops = |f: &dyn Fn(&mut Vec<OperatorSpec>)| {
+        let mut new = t.spec.operators.clone();
+        f(&mut new);
+        changed_operators(&t.spec.operators, &new)
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert!(ops(&|_| {}).is_empty());
+    assert!(ops(&|o| o.reverse()).is_empty(), "order is not a change");
+    assert_eq!(ops(&|o| o[1].instances = 5), ["b"]);
+    assert_eq!(ops(&|o| o[2].update_strategy.max_surge = 3), ["c"]);
+    assert_eq!(ops(&|o| o[0].progress_deadline_seconds = 7), ["a"]);
+    assert_eq!(
+        ops(&|o| {
+            o.remove(1);
+        }),
+        ["b"]
+    );
+    assert_eq!(
+        ops(&|o| {
+            o[0].name = "z".into();
+        }),
+        ["a", "z"]
+    );
 }
