@@ -691,3 +691,63 @@ async fn poison_records_are_dead_lettered_and_everything_else_flows_on() {
     let failed = s.summed(name, "map", "concord_failed_records_total").await;
     assert_eq!(failed, 5.0);
 }
+
+fn degraded(
+    t: &concord_schemas::Topology,
+) -> Option<(concord_schemas::ConditionStatus, String, String)> {
+    t.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == concord_schemas::condition_type::DEGRADED)
+            .map(|c| (c.status, c.reason.clone(), c.message.clone()))
+    })
+}
+
+#[tokio::test]
+async fn a_lost_broker_degrades_the_topology_and_it_resumes_by_itself_when_the_broker_is_back() {
+    let mut s = Stack::start().await;
+    let name = "lost";
+    let (input, output) = (format!("in-{name}"), format!("out-{name}"));
+    s.kafka.create_topic(&input, 2).await;
+    s.kafka.create_topic(&output, 2).await;
+    s.apply(&pipeline(name, "at-least-once", &s.kafka.bootstrap(), 1, 1));
+    s.controller.wait_ready(name, READY_TIMEOUT).await;
+    produce_ids(&s.kafka, &input, 0, 200, 2, Duration::from_millis(100)).await;
+    let seen = read_ids(&s.kafka, &output, &ids(0, 200), Duration::from_secs(60)).await;
+    assert!(ids(0, 200).iter().all(|id| seen.contains_key(id)));
+
+    s.kafka.stop();
+    let (_, reason, message) = wait_for(
+        Duration::from_secs(60),
+        "Degraded: the broker is gone",
+        || async {
+            let t = s.controller.topology(name).await?;
+            degraded(&t).filter(|(st, r, _)| {
+                *st == concord_schemas::ConditionStatus::True && r == "OperatorProblem"
+            })
+        },
+    )
+    .await;
+    eprintln!("while the broker was down: Degraded {reason}: {message}");
+    assert!(message.contains("kafka"), "{message}");
+    // No task was killed for it.
+    assert_eq!(s.pids("source").await.len(), 1);
+
+    // An in-memory broker comes back empty: recreate the topics, then new records flow.
+    s.kafka.restart().await;
+    s.kafka.create_topic(&input, 2).await;
+    s.kafka.create_topic(&output, 2).await;
+    produce_ids(&s.kafka, &input, 1000, 200, 2, Duration::from_millis(100)).await;
+    let seen = read_ids(&s.kafka, &output, &ids(1000, 200), Duration::from_secs(90)).await;
+    assert!(
+        ids(1000, 200).iter().all(|id| seen.contains_key(id)),
+        "records flow again"
+    );
+    wait_for(Duration::from_secs(60), "Degraded cleared", || async {
+        let t = s.controller.topology(name).await?;
+        let d = degraded(&t);
+        eprintln!("degraded: {d:?}");
+        d.filter(|(st, _, _)| *st == concord_schemas::ConditionStatus::False)
+    })
+    .await;
+}

@@ -21,10 +21,10 @@ spec:
     - name: clicks
       instances: 2
       runtime: {builtin: {name: kafka-source}}
-      config: {topic: clicks, group: k2k}
+      config: {bootstrapServers: "127.0.0.1:9", topic: clicks, group: k2k}
     - name: out
       runtime: {builtin: {name: kafka-sink}}
-      config: {topic: counted}
+      config: {bootstrapServers: "127.0.0.1:9", topic: counted}
       inputs: [{from: clicks}]
 "#;
 

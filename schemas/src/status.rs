@@ -117,6 +117,10 @@ pub struct TaskSummary {
     /// The instance will not be relaunched before this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_until: Option<DateTime<Utc>>,
+    /// What the task reports keeps it from working (e.g. its Kafka broker is
+    /// unreachable); the topology is Degraded while any task reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Something that happened to a topology, for `concord describe`.

@@ -170,6 +170,23 @@ pub fn render_with(t: &Topology, metrics: Option<&Result<MetricsView, String>>) 
         }
         indent(&mut out, &table.render());
     }
+    let problems: Vec<String> = status
+        .operators
+        .iter()
+        .flat_map(|o| {
+            o.tasks.iter().filter_map(move |t| {
+                t.problem
+                    .as_ref()
+                    .map(|p| format!("{}[{}] {}: {p}", o.name, t.instance, t.task_id))
+            })
+        })
+        .collect();
+    if !problems.is_empty() {
+        let _ = writeln!(out, "Problems:");
+        for p in problems {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
 
     let kafka_in_metrics =
         matches!(metrics, Some(Ok(m)) if m.operators.iter().any(|o| o.kafka.is_some()));
@@ -326,8 +343,10 @@ spec:
     - name: clicks
       instances: 2
       runtime: {builtin: {name: kafka-source}}
+      config: {bootstrapServers: "127.0.0.1:9092", topic: clicks}
     - name: out
       runtime: {builtin: {name: kafka-sink}}
+      config: {bootstrapServers: "127.0.0.1:9092", topic: alerts}
       inputs: [{from: clicks}]
 "#;
 

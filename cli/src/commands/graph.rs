@@ -544,11 +544,13 @@ spec:
     - name: clicks
       instances: 2
       runtime: {builtin: {name: kafka-source}}
+      config: {bootstrapServers: "127.0.0.1:9092", topic: clicks}
     - name: count
       runtime: {builtin: {name: keyed-count}}
       inputs: [{from: clicks, partitioning: key}]
     - name: out
       runtime: {builtin: {name: kafka-sink}}
+      config: {bootstrapServers: "127.0.0.1:9092", topic: alerts}
       inputs: [{from: count}]
 "#;
         let t = concord_schemas::parse_yaml(yaml.as_bytes(), "k2k.yaml")

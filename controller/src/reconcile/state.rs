@@ -237,6 +237,8 @@ pub struct Reconciler {
     /// Task IDs by topology and operator.
     by_topology: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
     ready_tasks: HashSet<String>,
+    /// Problems tasks publish with their endpoints (task ID -> message).
+    task_problems: HashMap<String, String>,
     hosts: HashMap<String, String>,
     backoff: BackoffTable,
     pending: BTreeMap<String, Vec<LaunchRequest>>,
@@ -300,6 +302,7 @@ impl Reconciler {
             tasks: HashMap::new(),
             by_topology: HashMap::new(),
             ready_tasks: HashSet::new(),
+            task_problems: HashMap::new(),
             hosts: HashMap::new(),
             backoff: BackoffTable::default(),
             pending: BTreeMap::new(),
@@ -425,47 +428,70 @@ impl Reconciler {
     }
 
     pub fn on_endpoint(&mut self, ev: InformerEvent) {
-        let parse = |value: &[u8]| -> Option<(String, bool)> {
+        let parse = |value: &[u8]| -> Option<(String, bool, Option<String>)> {
             let v: serde_json::Value = serde_json::from_slice(value).ok()?;
             Some((
                 v.get("taskId")?.as_str()?.to_owned(),
                 v.get("ready").and_then(|r| r.as_bool()).unwrap_or(false),
+                v.get("problem")
+                    .and_then(|p| p.as_str())
+                    .map(|p| p.chars().take(512).collect()),
             ))
         };
         let task_of_key = |key: &str| key.rsplit('/').next().map(str::to_owned);
         match ev {
             InformerEvent::Reset(entries) => {
                 let before = std::mem::take(&mut self.ready_tasks);
+                let problems_before = std::mem::take(&mut self.task_problems);
                 for e in entries {
-                    if let Some((id, true)) = parse(&e.value) {
-                        self.ready_tasks.insert(id);
+                    if let Some((id, ready, problem)) = parse(&e.value) {
+                        if let Some(p) = problem {
+                            self.task_problems.insert(id.clone(), p);
+                        }
+                        if ready {
+                            self.ready_tasks.insert(id);
+                        }
                     }
                 }
-                let changed: Vec<String> = before
+                let mut changed: Vec<String> = before
                     .symmetric_difference(&self.ready_tasks)
                     .cloned()
                     .collect();
+                for id in problems_before.keys().chain(self.task_problems.keys()) {
+                    if problems_before.get(id) != self.task_problems.get(id) {
+                        changed.push(id.clone());
+                    }
+                }
+                changed.sort();
+                changed.dedup();
                 for id in changed {
                     self.mark_task_dirty(&id);
                 }
             }
             InformerEvent::Put(e) => {
-                if let Some((id, ready)) = parse(&e.value) {
-                    let changed = if ready {
+                if let Some((id, ready, problem)) = parse(&e.value) {
+                    let mut changed = if ready {
                         self.ready_tasks.insert(id.clone())
                     } else {
                         self.ready_tasks.remove(&id)
                     };
+                    let old = match &problem {
+                        Some(p) => self.task_problems.insert(id.clone(), p.clone()),
+                        None => self.task_problems.remove(&id),
+                    };
+                    changed |= old != problem;
                     if changed {
                         self.mark_task_dirty(&id);
                     }
                 }
             }
             InformerEvent::Delete(key) => {
-                if let Some(id) = task_of_key(&key)
-                    && self.ready_tasks.remove(&id)
-                {
-                    self.mark_task_dirty(&id);
+                if let Some(id) = task_of_key(&key) {
+                    let was_ready = self.ready_tasks.remove(&id);
+                    let had_problem = self.task_problems.remove(&id).is_some();
+                    if was_ready || had_problem {
+                        self.mark_task_dirty(&id);
+                    }
                 }
             }
         }
@@ -1489,6 +1515,7 @@ impl Reconciler {
                     restarts: history.map_or(0, |h| h.restarts),
                     last_exit_reason: history.and_then(|h| h.last_exit_reason.clone()),
                     backoff_until: None,
+                    problem: self.task_problems.get(&l.task_id).cloned(),
                 }
             })
             .collect();
@@ -1525,6 +1552,14 @@ impl Reconciler {
                 Some(op.name.clone()),
             )));
         }
+        let problems = tasks
+            .iter()
+            .filter_map(|t| {
+                t.problem
+                    .as_ref()
+                    .map(|p| format!("{}[{}]: {p}", op.name, t.instance))
+            })
+            .collect();
         OperatorPlan {
             view: OperatorView {
                 status: Arc::new(OperatorStatus {
@@ -1541,6 +1576,7 @@ impl Reconciler {
                 crash_looping,
                 rolling: has_old,
                 backing_off: !actions.backing_off.is_empty(),
+                problems,
             },
             requests,
         }

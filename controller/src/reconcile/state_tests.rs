@@ -909,3 +909,54 @@ fn only_operators_whose_spec_differs_are_changed() {
         ["a", "z"]
     );
 }
+
+#[test]
+fn a_problem_published_with_an_endpoint_degrades_the_topology_until_cleared() {
+    let mut h = three_running();
+    let a0 = h.ids_of("a")[0].clone();
+    let publish = |h: &mut Harness, problem: Option<&str>| {
+        let mut ep = serde_json::json!({"taskId": a0, "ready": true});
+        if let Some(p) = problem {
+            ep["problem"] = serde_json::json!(p);
+        }
+        h.r.on_endpoint(InformerEvent::Put(Entry {
+            key: format!("/concord/endpoints/{KEY}/a/0/{a0}"),
+            value: serde_json::to_vec(&ep).expect("encode"),
+            mod_revision: 100,
+        }));
+        h.r.process_dirty();
+    };
+    publish(&mut h, Some("kafka: 1/1 brokers are down"));
+    let status = h.status().to_status();
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == concord_schemas::condition_type::DEGRADED)
+        .expect("degraded");
+    assert_eq!(degraded.status, concord_schemas::ConditionStatus::True);
+    assert_eq!(degraded.reason, "OperatorProblem");
+    assert_eq!(degraded.message, "a[0]: kafka: 1/1 brokers are down");
+    let task = status
+        .operators
+        .iter()
+        .find(|o| o.name == "a")
+        .expect("a")
+        .tasks[0]
+        .clone();
+    assert_eq!(task.problem.as_deref(), Some("kafka: 1/1 brokers are down"));
+
+    publish(&mut h, None);
+    let status = h.status().to_status();
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == concord_schemas::condition_type::DEGRADED)
+        .expect("degraded");
+    assert_eq!(degraded.status, concord_schemas::ConditionStatus::False);
+    assert!(
+        status
+            .operators
+            .iter()
+            .all(|o| o.tasks.iter().all(|t| t.problem.is_none()))
+    );
+}

@@ -22,6 +22,8 @@ pub struct OperatorView {
     /// Tasks of an older template are still running.
     pub rolling: bool,
     pub backing_off: bool,
+    /// Problems its tasks report (`operator[instance]: message`).
+    pub problems: Vec<String>,
 }
 
 /// Ready / Progressing / Degraded, keeping `lastTransitionTime` while a condition's
@@ -134,6 +136,17 @@ pub fn build_conditions<V: Borrow<OperatorView>>(
             ConditionStatus::True,
             "InsufficientResources",
             msg.to_owned(),
+        )
+    } else if views.iter().any(|v| !v.problems.is_empty()) {
+        let problems: Vec<&str> = views
+            .iter()
+            .flat_map(|v| v.problems.iter().map(String::as_str))
+            .collect();
+        cond(
+            condition_type::DEGRADED,
+            ConditionStatus::True,
+            "OperatorProblem",
+            problems.join("; "),
         )
     } else {
         cond(
@@ -257,11 +270,30 @@ mod tests {
             crash_looping: Vec::new(),
             rolling: false,
             backing_off: false,
+            problems: Vec::new(),
         }
     }
 
     fn get<'a>(c: &'a [Condition], t: &str) -> &'a Condition {
         c.iter().find(|c| c.type_ == t).expect("condition present")
+    }
+
+    #[test]
+    fn a_task_problem_degrades_the_topology_and_names_it() {
+        let mut source = view("clicks", true);
+        source.problems = vec!["clicks[1]: kafka: 1/1 brokers are down".into()];
+        let c = build_conditions(&[source, view("b", true)], None, &[], Utc::now());
+        let d = get(&c, condition_type::DEGRADED);
+        assert_eq!(d.status, ConditionStatus::True);
+        assert_eq!(d.reason, "OperatorProblem");
+        assert_eq!(d.message, "clicks[1]: kafka: 1/1 brokers are down");
+        // Still running and ready: the problem does not stop the rollout.
+        assert_eq!(get(&c, condition_type::READY).status, ConditionStatus::True);
+        let cleared = build_conditions(&[view("clicks", true)], None, &c, Utc::now());
+        assert_eq!(
+            get(&cleared, condition_type::DEGRADED).status,
+            ConditionStatus::False
+        );
     }
 
     #[test]

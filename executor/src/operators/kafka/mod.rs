@@ -19,8 +19,8 @@ pub use offsets::{AckAction, OffsetTracker};
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
 
-/// librdkafka settings shared by sources and sinks: brokers, client id, pass-through
-/// properties and the SASL password file.
+/// librdkafka settings shared by sources and sinks: brokers, client id and quick
+/// reconnects. Operators add their own, then [`user_settings`].
 fn client_config(c: &Config, client_id: &str) -> Result<ClientConfig, OperatorError> {
     let servers = c.required_str("bootstrapServers")?;
     let mut cfg = ClientConfig::new();
@@ -31,6 +31,12 @@ fn client_config(c: &Config, client_id: &str) -> Result<ClientConfig, OperatorEr
         .set("reconnect.backoff.max.ms", "5000")
         // A topic created after the operator started is seen within seconds.
         .set("topic.metadata.refresh.interval.ms", "5000");
+    Ok(cfg)
+}
+
+/// Applies the pass-through `properties` (over the operator's defaults) and the SASL
+/// password file.
+fn user_settings(cfg: &mut ClientConfig, c: &Config) -> Result<(), OperatorError> {
     let props: Option<BTreeMap<String, serde_json::Value>> = c.parse("properties")?;
     for (k, v) in props.unwrap_or_default() {
         let v = match v {
@@ -51,7 +57,7 @@ fn client_config(c: &Config, client_id: &str) -> Result<ClientConfig, OperatorEr
         })?;
         cfg.set("sasl.password", secret.trim_end_matches(['\n', '\r']));
     }
-    Ok(cfg)
+    Ok(())
 }
 
 /// One or more topics from `topic` or `topics`.

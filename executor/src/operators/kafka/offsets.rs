@@ -47,13 +47,25 @@ impl OffsetTracker {
     /// A record at `offset` of `tp` was handed to the operator.
     pub fn read(&mut self, tp: &Tp, offset: i64) {
         match self.position.get_mut(tp) {
-            Some(p) => *p = offset + 1,
+            Some(p) => {
+                if offset < *p {
+                    // Reading went backwards without our seek: the partition came back
+                    // from the group at an older committed offset, or the topic was
+                    // created anew. Epochs in flight no longer describe what is read.
+                    self.epochs.clear();
+                }
+                *p = offset + 1;
+            }
             None => {
                 self.position.insert(tp.clone(), offset + 1);
             }
         }
-        if !self.safe.contains_key(tp) {
-            self.safe.insert(tp.clone(), offset);
+        match self.safe.get_mut(tp) {
+            Some(s) if offset < *s => *s = offset,
+            Some(_) => {}
+            None => {
+                self.safe.insert(tp.clone(), offset);
+            }
         }
         self.unmarked = true;
     }
@@ -211,6 +223,29 @@ mod tests {
         t.read(&tp(0), 4);
         let seeks: BTreeMap<Tp, i64> = [(tp(0), 4)].into();
         assert_eq!(t.rewind(), AckAction::Rewind { seeks, replayed: 1 });
+    }
+
+    #[test]
+    fn reading_backwards_lowers_the_safe_offset_and_forgets_stale_epochs() {
+        let mut t = OffsetTracker::default();
+        let now = Instant::now();
+        for o in 0..100 {
+            t.read(&tp(0), o);
+        }
+        let a = t.mark(now);
+        assert!(matches!(t.ack(a, true), AckAction::Commit(_)));
+        t.read(&tp(0), 100);
+        let stale = t.mark(now);
+        // The topic starts again at 0 (an empty broker, or an older commit).
+        t.read(&tp(0), 0);
+        t.read(&tp(0), 1);
+        assert_eq!(
+            t.ack(stale, true),
+            AckAction::None,
+            "epoch from before the jump"
+        );
+        let seeks: BTreeMap<Tp, i64> = [(tp(0), 0)].into();
+        assert_eq!(t.rewind(), AckAction::Rewind { seeks, replayed: 2 });
     }
 
     #[test]

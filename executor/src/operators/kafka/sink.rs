@@ -18,7 +18,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::client_config;
+use super::{client_config, user_settings};
 use crate::metrics::KafkaMetrics;
 use crate::operators::{BuiltinEnv, meta};
 use crate::runtime::RuntimeState;
@@ -70,6 +70,10 @@ pub struct KafkaSink {
     env: BuiltinEnv,
     producer: Option<ThreadedProducer<SinkContext>>,
     topic: String,
+    /// The settings, to create the producer again after a fatal error.
+    cfg: Option<rdkafka::ClientConfig>,
+    /// A producer was replaced since the last checkpoint: what it held may be lost.
+    replaced: bool,
 }
 
 impl KafkaSink {
@@ -79,6 +83,51 @@ impl KafkaSink {
             env: env.clone(),
             producer: None,
             topic: String::new(),
+            cfg: None,
+            replaced: false,
+        }
+    }
+
+    fn create(
+        &self,
+        cfg: &rdkafka::ClientConfig,
+    ) -> Result<ThreadedProducer<SinkContext>, OperatorError> {
+        let context = SinkContext {
+            state: self.env.state.clone(),
+            metrics: self.env.metrics.kafka.clone(),
+            failed: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            // A replacement producer clears what its predecessor reported.
+            problem: AtomicBool::new(self.env.state.problem().is_some()),
+        };
+        cfg.create_with_context(context)
+            .map_err(|e| OperatorError::msg(format!("kafka producer: {e}")))
+    }
+
+    /// An idempotent producer that hit a fatal error (e.g. the broker lost its state)
+    /// accepts nothing more: replace it. Returns true when it did.
+    fn replace_if_fatal(&mut self) -> bool {
+        let Some((code, reason)) = self
+            .producer
+            .as_ref()
+            .and_then(|p| p.client().fatal_error())
+        else {
+            return false;
+        };
+        tracing::warn!(?code, %reason, "kafka producer failed fatally; creating a new one");
+        let Some(cfg) = self.cfg.clone() else {
+            return false;
+        };
+        match self.create(&cfg) {
+            Ok(p) => {
+                self.producer = Some(p);
+                self.replaced = true;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create a new kafka producer");
+                false
+            }
         }
     }
 
@@ -126,16 +175,9 @@ impl Operator for KafkaSink {
                 "message.timeout.ms",
                 c.u64("deliveryTimeoutMs")?.unwrap_or(120_000).to_string(),
             );
-        let context = SinkContext {
-            state: self.env.state.clone(),
-            metrics: self.env.metrics.kafka.clone(),
-            failed: AtomicU64::new(0),
-            last_error: Mutex::new(None),
-            problem: AtomicBool::new(false),
-        };
-        let producer: ThreadedProducer<SinkContext> = cfg
-            .create_with_context(context)
-            .map_err(|e| OperatorError::msg(format!("kafka producer: {e}")))?;
+        user_settings(&mut cfg, c)?;
+        let producer = self.create(&cfg)?;
+        self.cfg = Some(cfg);
         tracing::info!(topic = %self.topic, %acks, %compression, "kafka-sink ready");
         self.producer = Some(producer);
         Ok(())
@@ -154,24 +196,43 @@ impl Operator for KafkaSink {
         if record.event_time > 0 {
             msg = msg.timestamp(record.event_time as i64);
         }
-        loop {
+        let sent = loop {
             match producer.send(msg) {
-                Ok(()) => return Ok(()),
+                Ok(()) => break Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     // The producer's queue is full: wait for deliveries (back-pressure).
                     msg = back;
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 Err((e, _)) => {
-                    self.env.metrics.kafka.produce_errors.inc();
                     producer.context().failed.fetch_add(1, Ordering::Relaxed);
-                    return Err(OperatorError::msg(format!("kafka produce: {e}")));
+                    break Err(e);
                 }
+            }
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.env.metrics.kafka.produce_errors.inc();
+                // A fatal producer is replaced; the checkpoint then fails, so the
+                // records it held are replayed under at-least-once.
+                self.replace_if_fatal();
+                Err(OperatorError::msg(format!("kafka produce: {e}")))
             }
         }
     }
 
+    fn end_of_batch(&mut self, _ctx: &mut Context<'_>) -> Result<(), OperatorError> {
+        self.replace_if_fatal();
+        Ok(())
+    }
+
     fn checkpoint(&mut self) -> Result<(), OperatorError> {
+        if self.replace_if_fatal() || std::mem::take(&mut self.replaced) {
+            return Err(OperatorError::msg(
+                "the kafka producer failed fatally and was replaced; records it held may be lost",
+            ));
+        }
         let producer = self.producer()?;
         producer
             .flush(FLUSH_TIMEOUT)

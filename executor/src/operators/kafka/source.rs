@@ -28,7 +28,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, util::Timeout};
 
 use super::offsets::{AckAction, OffsetTracker, Tp};
-use super::{client_config, topics};
+use super::{client_config, topics, user_settings};
 use crate::delivery::AckTo;
 use crate::metrics::KafkaMetrics;
 use crate::operators::{BuiltinEnv, OUT, meta};
@@ -207,12 +207,19 @@ impl Operator for KafkaSource {
                 },
             )
             .set("statistics.interval.ms", "1000")
+            // Records reach the operator within ~50 ms of their arrival at the broker
+            // (librdkafka's default long poll is 500 ms).
+            .set("fetch.wait.max.ms", "50")
             .set("enable.partition.eof", "false");
+        user_settings(&mut cfg, ctx.config())?;
+        // What the delivery guarantee rests on is not the user's to override.
         if self.env.at_least_once {
             cfg.set("enable.auto.commit", "false");
         } else {
-            cfg.set("enable.auto.commit", "true")
-                .set("auto.commit.interval.ms", "1000");
+            cfg.set("enable.auto.commit", "true");
+            if cfg.get("auto.commit.interval.ms").is_none() {
+                cfg.set("auto.commit.interval.ms", "1000");
+            }
         }
         let context = SourceContext {
             state: self.env.state.clone(),
