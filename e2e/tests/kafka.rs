@@ -751,3 +751,49 @@ async fn a_lost_broker_degrades_the_topology_and_it_resumes_by_itself_when_the_b
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_missing_topic_is_reported_in_status_and_reading_starts_once_it_exists() {
+    let s = Stack::start().await;
+    let name = "notopic";
+    s.kafka.create_topic(&format!("out-{name}"), 1).await;
+    s.apply(&pipeline(name, "at-least-once", &s.kafka.bootstrap(), 1, 1));
+    s.controller.wait_ready(name, READY_TIMEOUT).await;
+    let (_, _, message) = wait_for(
+        Duration::from_secs(60),
+        "Degraded: topic missing",
+        || async {
+            let t = s.controller.topology(name).await?;
+            degraded(&t).filter(|(st, r, _)| {
+                *st == concord_schemas::ConditionStatus::True && r == "OperatorProblem"
+            })
+        },
+    )
+    .await;
+    eprintln!("missing topic: {message}");
+    assert!(message.contains(&format!("in-{name}")), "{message}");
+
+    s.kafka.create_topic(&format!("in-{name}"), 2).await;
+    produce_ids(
+        &s.kafka,
+        &format!("in-{name}"),
+        0,
+        100,
+        1,
+        Duration::from_millis(10),
+    )
+    .await;
+    let seen = read_ids(
+        &s.kafka,
+        &format!("out-{name}"),
+        &ids(0, 100),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(ids(0, 100).iter().all(|id| seen.contains_key(id)));
+    wait_for(Duration::from_secs(60), "Degraded cleared", || async {
+        let t = s.controller.topology(name).await?;
+        degraded(&t).filter(|(st, _, _)| *st == concord_schemas::ConditionStatus::False)
+    })
+    .await;
+}
