@@ -440,18 +440,37 @@ impl Reader {
                     "rewinding to the last acknowledged offsets"
                 );
                 for ((topic, p), off) in &seeks {
-                    if let Err(e) = self.consumer.seek(
-                        topic,
-                        *p,
-                        Offset::Offset(*off),
-                        Timeout::After(Duration::from_secs(2)),
-                    ) {
-                        tracing::warn!(%topic, partition = p, error = %e, "seek failed");
-                    }
+                    self.seek_or_exit(topic, *p, *off);
                 }
                 self.metrics.replayed.inc_by(replayed);
             }
         }
+    }
+
+    /// Moves a held partition back to `offset`. Reading on past records that were lost
+    /// would lose them for good, so when the consumer refuses, the task exits and its
+    /// replacement resumes from the committed offsets (never beyond what was processed).
+    fn seek_or_exit(&self, topic: &str, partition: i32, offset: i64) {
+        for attempt in 0..3 {
+            match self.consumer.seek(
+                topic,
+                partition,
+                Offset::Offset(offset),
+                Timeout::After(Duration::from_secs(2)),
+            ) {
+                Ok(()) => return,
+                Err(e) => {
+                    if !self.held().contains(&(topic.to_owned(), partition)) {
+                        // Revoked meanwhile: its next reader starts at the committed offset.
+                        return;
+                    }
+                    tracing::warn!(%topic, partition, offset, attempt, error = %e, "seek failed");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        tracing::error!(%topic, partition, offset, "cannot rewind the partition; exiting so that the replacement resumes from the committed offsets");
+        std::process::exit(1);
     }
 
     fn held(&self) -> BTreeSet<Tp> {
