@@ -335,34 +335,35 @@ async fn faults_while(s: &Stack, name: &str, produce: impl std::future::Future<O
     tokio::join!(produce, faults);
 }
 
-#[tokio::test]
-async fn at_least_once_loses_nothing_when_tasks_die_and_operators_scale() {
+/// Runs `source (2) -> map (2) -> sink (2)` named `name` under `delivery` and, while
+/// 8000 ids are produced over 12 s, kills one task of each operator and scales `map`.
+/// Returns the stack and the number of ids produced.
+async fn run_under_faults(name: &str, delivery: &str) -> (Stack, u64) {
     let s = Stack::start().await;
-    let name = "alo";
     s.kafka
         .create_topic(&format!("in-{name}"), PARTITIONS)
         .await;
     s.kafka
         .create_topic(&format!("out-{name}"), PARTITIONS)
         .await;
-    s.apply(&pipeline(name, "at-least-once", &s.kafka.bootstrap(), 2, 2));
+    s.apply(&pipeline(name, delivery, &s.kafka.bootstrap(), 2, 2));
     s.controller.wait_ready(name, READY_TIMEOUT).await;
     s.wait_assigned_once(name, 2).await;
-
     let total = 8000;
+    let input = format!("in-{name}");
     faults_while(
         &s,
         name,
-        produce_ids(
-            &s.kafka,
-            &format!("in-{name}"),
-            0,
-            total,
-            80,
-            Duration::from_secs(12),
-        ),
+        produce_ids(&s.kafka, &input, 0, total, 80, Duration::from_secs(12)),
     )
     .await;
+    (s, total)
+}
+
+#[tokio::test]
+async fn at_least_once_loses_nothing_when_tasks_die_and_operators_scale() {
+    let name = "alo";
+    let (s, total) = run_under_faults(name, "at-least-once").await;
     let want = ids(0, total);
     let seen = read_ids(
         &s.kafka,
@@ -447,32 +448,8 @@ async fn at_least_once_loses_nothing_when_tasks_die_and_operators_scale() {
 
 #[tokio::test]
 async fn at_most_once_counts_what_it_loses_and_keeps_going() {
-    let s = Stack::start().await;
     let name = "amo";
-    s.kafka
-        .create_topic(&format!("in-{name}"), PARTITIONS)
-        .await;
-    s.kafka
-        .create_topic(&format!("out-{name}"), PARTITIONS)
-        .await;
-    s.apply(&pipeline(name, "at-most-once", &s.kafka.bootstrap(), 2, 2));
-    s.controller.wait_ready(name, READY_TIMEOUT).await;
-    s.wait_assigned_once(name, 2).await;
-
-    let total = 8000;
-    faults_while(
-        &s,
-        name,
-        produce_ids(
-            &s.kafka,
-            &format!("in-{name}"),
-            0,
-            total,
-            80,
-            Duration::from_secs(12),
-        ),
-    )
-    .await;
+    let (s, total) = run_under_faults(name, "at-most-once").await;
     s.controller.wait_ready(name, READY_TIMEOUT).await;
     // Records produced once everything is running again all arrive.
     produce_ids(
