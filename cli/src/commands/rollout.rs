@@ -108,9 +108,11 @@ fn verdict(t: &Topology) -> Verdict {
             "Waiting for the controller to observe generation {generation}..."
         ));
     }
+    // A problem a running task reports (its broker is down, its topic missing) is
+    // shown by `describe` but is not a failed rollout: the tasks are running.
     if let Some(c) = status
         .condition(condition_type::DEGRADED)
-        .filter(|c| c.status == ConditionStatus::True)
+        .filter(|c| c.status == ConditionStatus::True && c.reason != "OperatorProblem")
     {
         return Verdict::Failed(format!("degraded ({}): {}", c.reason, c.message));
     }
@@ -196,6 +198,39 @@ mod tests {
             Verdict::Waiting(s) => s,
             _ => panic!("expected to wait"),
         }
+    }
+
+    #[test]
+    fn a_running_task_s_problem_does_not_fail_the_rollout_but_a_crash_loop_does() {
+        let degraded = |reason: &str| {
+            let mut t = topology(3, 3, 3);
+            let status = t.status.as_mut().expect("status");
+            for (type_, st, r) in [
+                (
+                    condition_type::READY,
+                    ConditionStatus::True,
+                    "AllInstancesReady",
+                ),
+                (condition_type::DEGRADED, ConditionStatus::True, reason),
+            ] {
+                status.conditions.push(concord_schemas::Condition {
+                    type_: type_.into(),
+                    status: st,
+                    reason: r.into(),
+                    message: "gen[0]: kafka: 1/1 brokers are down".into(),
+                    last_transition_time: None,
+                });
+            }
+            t
+        };
+        assert!(matches!(
+            verdict(&degraded("OperatorProblem")),
+            Verdict::Done
+        ));
+        assert!(matches!(
+            verdict(&degraded("CrashLoopBackOff")),
+            Verdict::Failed(_)
+        ));
     }
 
     #[test]
