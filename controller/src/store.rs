@@ -691,7 +691,92 @@ impl Store {
     }
 }
 
+/// Largest status write done as one transaction (etcd refuses requests over 1.5 MiB by
+/// default, and more than 128 operations per transaction).
+const ATOMIC_STATUS_BYTES: usize = 1 << 20;
+const ATOMIC_STATUS_OPS: usize = 100;
+
 impl Store {
+    /// Writes a topology's status: the changed operators' task lists (`lists`), the
+    /// removal of those of operators gone (`gone`), and the document without tasks if it
+    /// differs from the stored one, in one transaction, so that no reader sees tasks and
+    /// counts or events of different passes. Only when that would exceed etcd's request
+    /// limits (a first write of a very large topology) are the lists written one by one
+    /// before the document. Returns whether anything was written.
+    pub async fn put_status_and_tasks(
+        &self,
+        ns: &str,
+        name: &str,
+        status: &TopologyStatus,
+        lists: &[(&str, &[TaskSummary])],
+        gone: &[String],
+    ) -> Result<bool, StoreError> {
+        let key = self.status_key(ns, name);
+        let mut client = self.client.clone();
+        let resp = client.get(key.as_str(), None).await?;
+        let (current, revision) = match resp.kvs().first() {
+            Some(kv) => (Some(decode_status(kv)?), kv.mod_revision()),
+            None => (None, 0),
+        };
+        let doc_changed = current.as_ref() != Some(status);
+        if !doc_changed && lists.is_empty() && gone.is_empty() {
+            return Ok(false);
+        }
+        let prefix = self.task_status_prefix(ns, name);
+        let mut ops = Vec::with_capacity(lists.len() + gone.len() + 1);
+        let mut bytes_total = 0;
+        for (op, tasks) in lists {
+            let list_key = format!("{prefix}{op}");
+            let bytes = serde_json::to_vec(&TaskStatusRef { tasks }).map_err(|source| {
+                StoreError::Encode {
+                    key: list_key.clone(),
+                    source,
+                }
+            })?;
+            bytes_total += bytes.len() + list_key.len();
+            ops.push(TxnOp::put(list_key.as_str(), bytes, None));
+        }
+        for op in gone {
+            ops.push(TxnOp::delete(format!("{prefix}{op}").as_str(), None));
+        }
+        if doc_changed {
+            let bytes = serde_json::to_vec(status).map_err(|source| StoreError::Encode {
+                key: key.clone(),
+                source,
+            })?;
+            bytes_total += bytes.len();
+            ops.push(TxnOp::put(key.as_str(), bytes, None));
+        }
+        if bytes_total > ATOMIC_STATUS_BYTES || ops.len() > ATOMIC_STATUS_OPS {
+            for (op, tasks) in lists {
+                self.put_task_status(ns, name, op, tasks).await?;
+            }
+            for op in gone {
+                self.delete_task_status(ns, name, op).await?;
+            }
+            return self.put_status(ns, name, status).await.map(|_| true);
+        }
+        let txn = Txn::new()
+            .when(self.guard(vec![Compare::mod_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                revision,
+            )]))
+            .and_then(ops)
+            .or_else([TxnOp::get(key.as_str(), None)]);
+        let resp = client.txn(txn).await?;
+        if resp.succeeded() {
+            Ok(true)
+        } else {
+            self.check_fence(&key).await?;
+            Err(StoreError::Conflict {
+                key,
+                expected: revision.to_string(),
+                found: found_revision(&resp),
+            })
+        }
+    }
+
     /// Writes one operator's task list (`<prefix>/taskstatus/<ns>/<name>/<operator>`).
     /// Only the status writer writes these keys, and it knows what it wrote last, so
     /// there is no read to compare with first; the write is fenced like every other.

@@ -336,9 +336,8 @@ struct TaskLists {
 }
 
 impl TaskLists {
-    /// Writes the changed task lists, removes those of operators gone, then the
-    /// document itself (without tasks; only if it changed). The lists go first, so a
-    /// reader never sees counts ahead of the tasks they count.
+    /// Writes the changed task lists, removes those of operators gone, and the document
+    /// itself (without tasks; only if it changed), together (`Store::put_status_and_tasks`).
     async fn write(
         &mut self,
         store: &Store,
@@ -347,25 +346,33 @@ impl TaskLists {
         status: &status::StatusDoc,
     ) -> Result<(), crate::StoreError> {
         let stored = self.stored.entry(format!("{ns}/{name}")).or_default();
-        for op in &status.operators {
-            let same = stored
-                .get(&op.name)
-                .is_some_and(|s| std::sync::Arc::ptr_eq(s, op) || s.tasks == op.tasks);
-            if !same {
-                store.put_task_status(ns, name, &op.name, &op.tasks).await?;
-                stored.insert(op.name.clone(), op.clone());
-            }
-        }
+        let changed: Vec<&std::sync::Arc<concord_schemas::OperatorStatus>> = status
+            .operators
+            .iter()
+            .filter(|op| {
+                !stored
+                    .get(&op.name)
+                    .is_some_and(|s| std::sync::Arc::ptr_eq(s, op) || s.tasks == op.tasks)
+            })
+            .collect();
         let gone: Vec<String> = stored
             .keys()
             .filter(|k| !status.operators.iter().any(|o| &o.name == *k))
             .cloned()
             .collect();
+        let lists: Vec<(&str, &[concord_schemas::TaskSummary])> = changed
+            .iter()
+            .map(|op| (op.name.as_str(), op.tasks.as_slice()))
+            .collect();
+        store
+            .put_status_and_tasks(ns, name, &status.without_tasks(), &lists, &gone)
+            .await?;
+        for op in changed {
+            stored.insert(op.name.clone(), op.clone());
+        }
         for op in gone {
-            store.delete_task_status(ns, name, &op).await?;
             stored.remove(&op);
         }
-        store.put_status(ns, name, &status.without_tasks()).await?;
         Ok(())
     }
 
