@@ -15,6 +15,10 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// One stack at a time: each runs a broker, etcd, mesos-lite, the controller and up to a
+/// dozen executors, which is all two cores can take without timing out group joins.
+static ONE_STACK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const PARTITIONS: i32 = 4;
 
 /// Fields drop in order: controller, mesos-lite (stops its tasks), etcd, broker.
@@ -24,10 +28,13 @@ struct Stack {
     etcd: Etcd,
     kafka: Kafka,
     dir: tempfile::TempDir,
+    /// Released last, after everything above has stopped.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Stack {
     async fn start() -> Self {
+        let serial = ONE_STACK.lock().await;
         let kafka = Kafka::start().await;
         let etcd = Etcd::start().await;
         let mesos = MesosLite::start(2, 4.0, 4096).await;
@@ -38,6 +45,7 @@ impl Stack {
             etcd,
             kafka,
             dir: tempfile::tempdir().expect("tmp"),
+            _serial: serial,
         }
     }
 
@@ -119,7 +127,7 @@ impl Stack {
     /// Waits until every partition of the input is read by exactly one running source task.
     async fn wait_assigned_once(&self, name: &str, instances: usize) {
         wait_for(
-            Duration::from_secs(60),
+            Duration::from_secs(120),
             "each partition read by one source instance",
             || async {
                 let running: BTreeSet<String> = self
