@@ -105,16 +105,6 @@ impl Router {
         self
     }
 
-    /// True under at-least-once delivery.
-    pub fn at_least_once(&self) -> bool {
-        self.checkpoints.is_some()
-    }
-
-    /// True when some operator consumes this one's output (even with no instance now).
-    pub fn has_consumers(&self) -> bool {
-        !self.edges.is_empty()
-    }
-
     /// A marker this operator has processed (everything before it is handed on).
     /// Without at-least-once it is answered at once.
     pub fn marker_arrived(&mut self, ack: AckTo) {

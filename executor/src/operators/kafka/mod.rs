@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use concord_sdk::{Config, OperatorError};
 use rdkafka::ClientConfig;
 
-pub use offsets::{AckAction, OffsetTracker};
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
 

@@ -156,11 +156,6 @@ impl OffsetTracker {
         self.position.remove(tp);
         self.safe.remove(tp);
     }
-
-    /// Safe offsets of the partitions held (what a commit would write).
-    pub fn safe(&self) -> &BTreeMap<Tp, i64> {
-        &self.safe
-    }
 }
 
 #[cfg(test)]
