@@ -655,39 +655,7 @@ impl Store {
         name: &str,
         status: &TopologyStatus,
     ) -> Result<bool, StoreError> {
-        let key = self.status_key(ns, name);
-        let mut client = self.client.clone();
-        let resp = client.get(key.as_str(), None).await?;
-        let (current, revision) = match resp.kvs().first() {
-            Some(kv) => (Some(decode_status(kv)?), kv.mod_revision()),
-            None => (None, 0),
-        };
-        if current.as_ref() == Some(status) {
-            return Ok(false);
-        }
-        let bytes = serde_json::to_vec(status).map_err(|source| StoreError::Encode {
-            key: key.clone(),
-            source,
-        })?;
-        let txn = Txn::new()
-            .when(self.guard(vec![Compare::mod_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                revision,
-            )]))
-            .and_then([TxnOp::put(key.as_str(), bytes, None)])
-            .or_else([TxnOp::get(key.as_str(), None)]);
-        let resp = client.txn(txn).await?;
-        if resp.succeeded() {
-            Ok(true)
-        } else {
-            self.check_fence(&key).await?;
-            Err(StoreError::Conflict {
-                key,
-                expected: revision.to_string(),
-                found: found_revision(&resp),
-            })
-        }
+        self.put_status_and_tasks(ns, name, status, &[], &[]).await
     }
 }
 
@@ -748,13 +716,17 @@ impl Store {
             ops.push(TxnOp::put(key.as_str(), bytes, None));
         }
         if bytes_total > ATOMIC_STATUS_BYTES || ops.len() > ATOMIC_STATUS_OPS {
+            // Too large for one request: the lists first, then the document alone.
             for (op, tasks) in lists {
                 self.put_task_status(ns, name, op, tasks).await?;
             }
             for op in gone {
                 self.delete_task_status(ns, name, op).await?;
             }
-            return self.put_status(ns, name, status).await.map(|_| true);
+            ops.drain(..lists.len() + gone.len());
+            if ops.is_empty() {
+                return Ok(true);
+            }
         }
         let txn = Txn::new()
             .when(self.guard(vec![Compare::mod_revision(
