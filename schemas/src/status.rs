@@ -35,6 +35,13 @@ pub mod condition_type {
     pub const DEGRADED: &str = "Degraded";
 }
 
+/// Condition reasons that readers act on.
+pub mod condition_reason {
+    /// Degraded because a running task reports a problem outside it (its Kafka broker is
+    /// unreachable, its topic missing): shown, but not a failed rollout.
+    pub const OPERATOR_PROBLEM: &str = "OperatorProblem";
+}
+
 /// A Kubernetes-style condition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -110,10 +110,10 @@ fn verdict(t: &Topology) -> Verdict {
     }
     // A problem a running task reports (its broker is down, its topic missing) is
     // shown by `describe` but is not a failed rollout: the tasks are running.
-    if let Some(c) = status
-        .condition(condition_type::DEGRADED)
-        .filter(|c| c.status == ConditionStatus::True && c.reason != "OperatorProblem")
-    {
+    if let Some(c) = status.condition(condition_type::DEGRADED).filter(|c| {
+        c.status == ConditionStatus::True
+            && c.reason != concord_schemas::condition_reason::OPERATOR_PROBLEM
+    }) {
         return Verdict::Failed(format!("degraded ({}): {}", c.reason, c.message));
     }
     if status

@@ -145,7 +145,7 @@ pub fn build_conditions<V: Borrow<OperatorView>>(
         cond(
             condition_type::DEGRADED,
             ConditionStatus::True,
-            "OperatorProblem",
+            concord_schemas::condition_reason::OPERATOR_PROBLEM,
             problems.join("; "),
         )
     } else {
