@@ -677,15 +677,41 @@ async fn poison_records_are_dead_lettered_and_everything_else_flows_on() {
     assert_eq!(failed, 5.0);
 }
 
-fn degraded(
-    t: &concord_schemas::Topology,
-) -> Option<(concord_schemas::ConditionStatus, String, String)> {
-    t.status.as_ref().and_then(|s| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == concord_schemas::condition_type::DEGRADED)
-            .map(|c| (c.status, c.reason.clone(), c.message.clone()))
-    })
+impl Stack {
+    /// The Degraded condition of topology `name`, once `accept` takes it.
+    async fn wait_degraded(
+        &self,
+        name: &str,
+        what: &str,
+        accept: impl Fn(&concord_schemas::Condition) -> bool,
+    ) -> concord_schemas::Condition {
+        wait_for(Duration::from_secs(60), what, || async {
+            let t = self.controller.topology(name).await?;
+            t.status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == concord_schemas::condition_type::DEGRADED)
+                .filter(|c| accept(c))
+        })
+        .await
+    }
+
+    /// Waits until a task's problem degrades `name`; returns the condition's message.
+    async fn wait_operator_problem(&self, name: &str, what: &str) -> String {
+        self.wait_degraded(name, what, |c| {
+            c.status == concord_schemas::ConditionStatus::True
+                && c.reason == concord_schemas::condition_reason::OPERATOR_PROBLEM
+        })
+        .await
+        .message
+    }
+
+    async fn wait_not_degraded(&self, name: &str) {
+        self.wait_degraded(name, "Degraded cleared", |c| {
+            c.status == concord_schemas::ConditionStatus::False
+        })
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -702,18 +728,10 @@ async fn a_lost_broker_degrades_the_topology_and_it_resumes_by_itself_when_the_b
     assert!(ids(0, 200).iter().all(|id| seen.contains_key(id)));
 
     s.kafka.stop();
-    let (_, reason, message) = wait_for(
-        Duration::from_secs(60),
-        "Degraded: the broker is gone",
-        || async {
-            let t = s.controller.topology(name).await?;
-            degraded(&t).filter(|(st, r, _)| {
-                *st == concord_schemas::ConditionStatus::True && r == "OperatorProblem"
-            })
-        },
-    )
-    .await;
-    eprintln!("while the broker was down: Degraded {reason}: {message}");
+    let message = s
+        .wait_operator_problem(name, "Degraded: the broker is gone")
+        .await;
+    eprintln!("while the broker was down: Degraded: {message}");
     assert!(message.contains("kafka"), "{message}");
     // No task was killed for it.
     assert_eq!(s.pids("source").await.len(), 1);
@@ -728,13 +746,7 @@ async fn a_lost_broker_degrades_the_topology_and_it_resumes_by_itself_when_the_b
         ids(1000, 200).iter().all(|id| seen.contains_key(id)),
         "records flow again"
     );
-    wait_for(Duration::from_secs(60), "Degraded cleared", || async {
-        let t = s.controller.topology(name).await?;
-        let d = degraded(&t);
-        eprintln!("degraded: {d:?}");
-        d.filter(|(st, _, _)| *st == concord_schemas::ConditionStatus::False)
-    })
-    .await;
+    s.wait_not_degraded(name).await;
 }
 
 #[tokio::test]
@@ -744,17 +756,9 @@ async fn a_missing_topic_is_reported_in_status_and_reading_starts_once_it_exists
     s.kafka.create_topic(&format!("out-{name}"), 1).await;
     s.apply(&pipeline(name, "at-least-once", &s.kafka.bootstrap(), 1, 1));
     s.controller.wait_ready(name, READY_TIMEOUT).await;
-    let (_, _, message) = wait_for(
-        Duration::from_secs(60),
-        "Degraded: topic missing",
-        || async {
-            let t = s.controller.topology(name).await?;
-            degraded(&t).filter(|(st, r, _)| {
-                *st == concord_schemas::ConditionStatus::True && r == "OperatorProblem"
-            })
-        },
-    )
-    .await;
+    let message = s
+        .wait_operator_problem(name, "Degraded: topic missing")
+        .await;
     eprintln!("missing topic: {message}");
     assert!(message.contains(&format!("in-{name}")), "{message}");
 
@@ -776,9 +780,5 @@ async fn a_missing_topic_is_reported_in_status_and_reading_starts_once_it_exists
     )
     .await;
     assert!(ids(0, 100).iter().all(|id| seen.contains_key(id)));
-    wait_for(Duration::from_secs(60), "Degraded cleared", || async {
-        let t = s.controller.topology(name).await?;
-        degraded(&t).filter(|(st, _, _)| *st == concord_schemas::ConditionStatus::False)
-    })
-    .await;
+    s.wait_not_degraded(name).await;
 }
