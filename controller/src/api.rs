@@ -42,6 +42,8 @@ pub struct ApiState {
     pub observe: crate::observe::Observer,
     /// Bearer tokens; `None` leaves the API open (`crate::auth`).
     pub tokens: Option<std::sync::Arc<crate::auth::Tokens>>,
+    /// Cross-site and DNS-rebinding defences (`crate::request_guard`).
+    pub guard: std::sync::Arc<crate::request_guard::GuardConfig>,
     /// Whether this replica leads (only the leader acts on Mesos).
     pub leadership: crate::leader::Leadership,
 }
@@ -76,6 +78,11 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.tokens.clone(),
             crate::auth::require_token,
+        ))
+        // Before the token check: a browser's cross-site request is refused whatever it holds.
+        .layer(middleware::from_fn_with_state(
+            state.guard.clone(),
+            crate::request_guard::guard,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),

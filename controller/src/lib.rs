@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod observe;
 pub mod readiness;
 pub mod reconcile;
+pub mod request_guard;
 pub mod store;
 pub mod ui;
 pub mod watch;
@@ -31,6 +32,9 @@ pub struct ControllerConfig {
     pub reconciler: Option<reconcile::ReconcilerConfig>,
     /// API bearer tokens; `None` leaves the API open.
     pub tokens: Option<auth::Tokens>,
+    /// Host names accepted besides loopback ones while `listen` is a loopback address
+    /// (`request_guard`, rule 4).
+    pub allowed_hosts: Vec<String>,
     /// The GitOps syncer; `None` leaves GitRepository objects unsynced.
     pub gitops: Option<gitops::GitOpsConfig>,
     /// Leader election among replicas sharing this etcd.
@@ -72,6 +76,14 @@ pub async fn run(
         readiness: readiness::Readiness::default(),
         commands: config.reconciler.is_some().then_some(command_tx),
         tokens: config.tokens.map(std::sync::Arc::new),
+        guard: std::sync::Arc::new(request_guard::GuardConfig {
+            loopback: config.listen.ip().is_loopback(),
+            allowed_hosts: config
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+        }),
         observe: observe::Observer::new(config.reconciler.as_ref().map(|r| {
             observe::MesosAccess {
                 master: r.mesos_master.clone(),

@@ -67,6 +67,14 @@ struct Args {
     /// readonly). Without it the API is open; keep it on loopback then.
     #[arg(long, env = "CONCORD_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
+    /// Host names (without port) the API answers besides loopback ones while it listens
+    /// on loopback, e.g. behind a proxy that keeps the client's `Host`. Comma-separated.
+    #[arg(
+        long = "allowed-host",
+        env = "CONCORD_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
     /// Fraction (0..=1) of source records every executor samples for tracing
     /// (`concord trace`, `GET …/topologies/NAME/traces`); default: the executor's 0.001.
     #[arg(long, env = "CONCORD_TRACE_SAMPLE_RATE", value_parser = parse_fraction)]
@@ -201,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
         listen: args.listen,
         reconciler,
         tokens,
+        allowed_hosts: args.allowed_hosts,
         gitops,
     };
     run(config, shutdown_signal())
