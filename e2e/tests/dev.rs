@@ -2,7 +2,8 @@
 //! clear message and starts nothing; a component that dies names its log in the state
 //! directory actually used. (A full `dev up` / `status` / `down` cycle runs in
 //! `quickstart.rs`, which starts the stack once for both.) `dev up --with-kafka` runs a
-//! whole stack with the Kafka broker here: it takes a produce, and `dev down` stops it.
+//! whole stack with the Kafka broker here: it takes a produce, its etcd refuses HTTP
+//! writes a web page could send, and `dev down` stops it.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -250,6 +251,34 @@ fn dev_up_with_kafka_runs_a_broker_that_takes_a_produce_and_dev_down_stops_it() 
             .map_err(|(e, _)| e.to_string())
             .expect("the dev broker takes a produce");
         assert_eq!(delivered.offset, 0, "{delivered:?}");
+
+        // etcd's JSON gateway is off: it took a POST of any Content-Type, so a web page
+        // could have written a spec straight into etcd (`fetch(..., {mode: "no-cors"})`).
+        let etcd = stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("etcd"))
+            .map(str::trim)
+            .find(|rest| rest.starts_with("http://"))
+            .expect("dev up prints etcd's URL");
+        let http = reqwest::Client::new();
+        let put = http
+            .post(format!("{etcd}/v3/kv/put"))
+            .header("content-type", "text/plain")
+            .body(r#"{"key":"L2NvbmNvcmQvcHduZWQ=","value":"eA=="}"#)
+            .send()
+            .await
+            .expect("post to etcd");
+        assert_eq!(
+            put.status().as_u16(),
+            404,
+            "etcd's gateway answered a write"
+        );
+        let health = http
+            .get(format!("{etcd}/health"))
+            .send()
+            .await
+            .expect("etcd health");
+        assert!(health.status().is_success());
     });
 
     let down = dev_down(&state);

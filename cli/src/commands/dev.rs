@@ -221,7 +221,10 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
             "zap",
             "--log-level",
             "warn",
-        ]);
+        ])
+        // etcd's JSON gateway takes a POST with any Content-Type, so any web page the
+        // user opens could write specs straight into etcd; the controller speaks gRPC.
+        .arg("--enable-grpc-gateway=false");
     start(dir, "etcd", etcd)?;
     wait_healthy(dir, "etcd", "etcd", &format!("{etcd_url}/health"), |b| {
         b.contains("true")
