@@ -18,6 +18,12 @@ pub enum ClientError {
         "cannot reach the controller at {url} (set CONCORD_API or --api to another address): {reason}"
     )]
     Unreachable { url: String, reason: String },
+    #[error(
+        "the controller's certificate at {url} is not trusted ({reason}): pass --ca FILE (or set CONCORD_CA) with the CA that signed it, or set certificateAuthority in the context (`concord config set-context NAME --ca FILE`)"
+    )]
+    Untrusted { url: String, reason: String },
+    #[error("the controller's certificate at {url} was refused: {reason}")]
+    BadCertificate { url: String, reason: String },
     #[error("{}", .0.message)]
     Rejected(ApiStatus),
     #[error("unexpected answer from the controller ({status}): {body}")]
@@ -30,7 +36,7 @@ impl ClientError {
         match self {
             Self::Rejected(s) => Some(s.code),
             Self::Protocol { status, .. } => Some(status.as_u16()),
-            Self::Unreachable { .. } => None,
+            Self::Unreachable { .. } | Self::Untrusted { .. } | Self::BadCertificate { .. } => None,
         }
     }
 }
@@ -44,18 +50,60 @@ pub struct Client {
     token: Option<String>,
 }
 
+/// Why a client could not be set up (exit 1).
+#[derive(Debug, Error)]
+pub enum SetupError {
+    #[error("cannot read the CA file {path}: {source}")]
+    ReadCa {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the CA file {path} holds no PEM certificate: {reason}")]
+    BadCa { path: String, reason: String },
+    #[error("cannot set up the HTTP client: {0}")]
+    Build(String),
+}
+
 impl Client {
-    /// `base` is like `http://127.0.0.1:7070`.
-    pub fn new(base: &str, token: Option<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+    /// `base` is like `http://127.0.0.1:7070`. HTTPS servers are verified against the
+    /// system's roots (and the bundled webpki roots), or only against `ca` when given.
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Self, SetupError> {
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(path) = ca {
+            let shown = path.display().to_string();
+            let pem = std::fs::read(path).map_err(|source| SetupError::ReadCa {
+                path: shown.clone(),
+                source,
+            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupError::BadCa {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?;
+            if certs.is_empty() {
+                return Err(SetupError::BadCa {
+                    path: shown,
+                    reason: "expected `-----BEGIN CERTIFICATE-----`".into(),
+                });
+            }
+            // A given CA is the only one trusted, as kubectl's certificate-authority.
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Self {
+            .map_err(|e| SetupError::Build(e.to_string()))?;
+        Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             http,
             token: token.filter(|t| !t.is_empty()),
-        }
+        })
     }
 
     fn collection(&self, ns: Option<&str>) -> String {
@@ -70,6 +118,23 @@ impl Client {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        if let Some(refused) = certificate_error(&e) {
+            let url = self.base.clone();
+            return match refused {
+                rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer
+                    | rustls::CertificateError::BadSignature
+                    | rustls::CertificateError::UnhandledCriticalExtension,
+                ) => ClientError::Untrusted {
+                    url,
+                    reason: "signed by an unknown authority".into(),
+                },
+                other => ClientError::BadCertificate {
+                    url,
+                    reason: other.to_string(),
+                },
+            };
+        }
         let mut reason = e.to_string();
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
@@ -137,17 +202,27 @@ impl Client {
         self.json(resp).await
     }
 
+    /// A POST whose meaning is all in its URL. It still sends a JSON body (`{}`): the
+    /// controller refuses writes without a JSON or YAML Content-Type (415), which keeps
+    /// web pages from sending them without a CORS preflight.
+    fn post_empty(&self, url: String) -> reqwest::RequestBuilder {
+        self.http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body("{}")
+    }
+
     /// Re-applies the last spec that became Ready.
     pub async fn rollback(&self, ns: &str, name: &str) -> Result<ApplyResponse, ClientError> {
         let url = format!("{}/rollback", self.item(ns, name));
-        let resp = self.send(self.http.post(url)).await?;
+        let resp = self.send(self.post_empty(url)).await?;
         self.json(resp).await
     }
 
     /// Kills one task; the controller replaces it.
     pub async fn kill(&self, ns: &str, name: &str, task: &str) -> Result<(), ClientError> {
         let url = format!("{}/tasks/{task}/kill", self.item(ns, name));
-        self.send(self.http.post(url)).await.map(|_| ())
+        self.send(self.post_empty(url)).await.map(|_| ())
     }
 
     /// Live per-operator metrics (`GET .../topologies/<name>/metrics`).
@@ -259,7 +334,7 @@ impl Client {
     /// Asks for a sync now; returns the request id to wait for.
     pub async fn sync_repo(&self, ns: &str, name: &str) -> Result<i64, ClientError> {
         let url = format!("{}/sync", self.repo_url(Some(ns), Some(name)));
-        let resp = self.send(self.http.post(url)).await?;
+        let resp = self.send(self.post_empty(url)).await?;
         let answer: SyncRequested = self.json(resp).await?;
         Ok(answer.request)
     }
@@ -282,6 +357,26 @@ impl Client {
         let resp = self.send(self.http.get(url)).await?;
         Ok(ndjson_events(resp.bytes_stream(), self.base.clone()))
     }
+}
+
+/// The TLS error behind a failed request, if the server's certificate was refused.
+/// (rustls's error sits inside an `io::Error`, whose `source()` skips it.)
+fn certificate_error(e: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(tls) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
+        }
+        next = err.source();
+    }
+    None
 }
 
 /// Splits a byte stream into newline-delimited JSON watch events.
