@@ -360,18 +360,18 @@ impl Client {
 }
 
 /// The TLS error behind a failed request, if the server's certificate was refused.
-/// (rustls's error sits inside an `io::Error`, whose `source()` skips it.)
+/// rustls's error sits inside `io::Error`s (hyper-rustls wraps tokio-rustls's in
+/// another), whose `source()` skips the error they wrap: unwrap them with `get_ref`.
 fn certificate_error(e: &reqwest::Error) -> Option<&rustls::Error> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = next {
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        if let Some(tls) = err
+    while let Some(mut err) = next {
+        while let Some(inner) = err
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
+            err = inner;
+        }
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
         next = err.source();

@@ -711,3 +711,41 @@ fn which(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_token_is_random_private_in_the_controllers_format_and_kept_by_the_next_up() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (path, reused) = ensure_token(dir.path()).expect("new token");
+        assert!(!reused);
+        assert_eq!(path, dir.path().join(TOKEN_FILE));
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        let first = std::fs::read_to_string(&path).expect("read");
+        let words: Vec<&str> = first.split_whitespace().collect();
+        assert_eq!(words.len(), 3, "{first:?}");
+        assert_eq!(words[0].len(), 64, "32 bytes in hex: {first:?}");
+        assert!(words[0].chars().all(|c| c.is_ascii_hexdigit()), "{first:?}");
+        assert_eq!(&words[1..], ["admin", "dev"]);
+
+        // A second `up` keeps it (and makes it private again if someone loosened it).
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let (again, reused) = ensure_token(dir.path()).expect("kept");
+        assert!(reused);
+        assert_eq!(std::fs::read_to_string(&again).expect("read"), first);
+        let mode = std::fs::metadata(&again)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+        // Another state directory gets another token.
+        let other = tempfile::tempdir().expect("tmp");
+        let (path, _) = ensure_token(other.path()).expect("new token");
+        assert_ne!(std::fs::read_to_string(path).expect("read"), first);
+    }
+}
