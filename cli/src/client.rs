@@ -422,3 +422,55 @@ where
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodyless_posts_send_an_empty_json_object_with_its_content_type() {
+        let client = Client::new("http://127.0.0.1:7070/", None, None).expect("client");
+        let req = client
+            .post_empty(format!("{}/x/rollback", client.base))
+            .build()
+            .expect("request");
+        assert_eq!(req.method(), reqwest::Method::POST);
+        assert_eq!(req.url().as_str(), "http://127.0.0.1:7070/x/rollback");
+        assert_eq!(
+            req.headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json")
+        );
+        assert_eq!(
+            req.body().and_then(|b| b.as_bytes()),
+            Some(b"{}".as_slice())
+        );
+    }
+
+    #[test]
+    fn a_ca_file_that_is_missing_or_not_pem_is_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let missing = dir.path().join("missing.pem");
+        let err = Client::new("https://x:1", None, Some(&missing))
+            .err()
+            .expect("missing CA");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot read the CA file {}", missing.display())),
+            "{err}"
+        );
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "hello\n").expect("write");
+        let err = Client::new("https://x:1", None, Some(&junk))
+            .err()
+            .expect("not PEM");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "the CA file {} holds no PEM certificate",
+                junk.display()
+            )),
+            "{err}"
+        );
+    }
+}
