@@ -118,22 +118,34 @@ impl Client {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
-        if let Some(refused) = certificate_error(&e) {
+        // The likely reason when the other side does not speak TLS at all.
+        const NOT_TLS: &str = " (the server does not speak TLS there: is it an http:// URL?)";
+        let mut hint = "";
+        if self.base.starts_with("https://") && handshake_eof(&e) {
+            hint = NOT_TLS;
+        }
+        if let Some(refused) = tls_error(&e) {
             let url = self.base.clone();
-            return match refused {
+            match refused {
                 rustls::Error::InvalidCertificate(
                     rustls::CertificateError::UnknownIssuer
-                    | rustls::CertificateError::BadSignature
-                    | rustls::CertificateError::UnhandledCriticalExtension,
-                ) => ClientError::Untrusted {
-                    url,
-                    reason: "signed by an unknown authority".into(),
-                },
-                other => ClientError::BadCertificate {
-                    url,
-                    reason: other.to_string(),
-                },
-            };
+                    | rustls::CertificateError::BadSignature,
+                ) => {
+                    return ClientError::Untrusted {
+                        url,
+                        reason: "signed by an unknown authority".into(),
+                    };
+                }
+                rustls::Error::InvalidCertificate(_) => {
+                    return ClientError::BadCertificate {
+                        url,
+                        reason: refused.to_string(),
+                    };
+                }
+                // Not TLS on the other side: most likely a plain-HTTP controller.
+                rustls::Error::InvalidMessage(_) => hint = NOT_TLS,
+                _ => {}
+            }
         }
         let mut reason = e.to_string();
         let mut source = std::error::Error::source(&e);
@@ -143,7 +155,7 @@ impl Client {
         }
         ClientError::Unreachable {
             url: self.base.clone(),
-            reason,
+            reason: format!("{reason}{hint}"),
         }
     }
 
@@ -359,24 +371,39 @@ impl Client {
     }
 }
 
-/// The TLS error behind a failed request, if the server's certificate was refused.
-/// rustls's error sits inside `io::Error`s (hyper-rustls wraps tokio-rustls's in
-/// another), whose `source()` skips the error they wrap: unwrap them with `get_ref`.
-fn certificate_error(e: &reqwest::Error) -> Option<&rustls::Error> {
+/// Every error behind a failed request, outermost first. rustls's errors sit inside
+/// `io::Error`s (hyper-rustls wraps tokio-rustls's in another), whose `source()` skips
+/// the error they wrap: those are unwrapped with `get_ref`.
+fn error_chain(e: &reqwest::Error) -> Vec<&(dyn std::error::Error + 'static)> {
+    let mut chain = Vec::new();
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(mut err) = next {
+        chain.push(err);
         while let Some(inner) = err
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
         {
             err = inner;
-        }
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return Some(tls);
+            chain.push(err);
         }
         next = err.source();
     }
-    None
+    chain
+}
+
+/// The TLS error behind a failed request, if any.
+fn tls_error(e: &reqwest::Error) -> Option<&rustls::Error> {
+    error_chain(e)
+        .into_iter()
+        .find_map(|err| err.downcast_ref::<rustls::Error>())
+}
+
+/// Whether the connection ended in the middle of the TLS handshake.
+fn handshake_eof(e: &reqwest::Error) -> bool {
+    error_chain(e).into_iter().any(|err| {
+        err.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+    })
 }
 
 /// Splits a byte stream into newline-delimited JSON watch events.

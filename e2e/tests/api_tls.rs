@@ -175,6 +175,37 @@ async fn the_cli_reaches_a_tls_controller_with_its_ca_and_refuses_it_otherwise()
             "{stderr}"
         );
     }
+    // The right CA but a name the certificate does not have (it names 127.0.0.1 only).
+    let by_name = format!("https://localhost:{port}");
+    let out = concord(
+        &config,
+        &[],
+        &[
+            "get",
+            "topologies",
+            "--api",
+            &by_name,
+            "--token",
+            ADMIN,
+            "--ca",
+            &ca_pem,
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the controller's certificate at {by_name} was refused"
+        )),
+        "{stderr}"
+    );
+    // https:// to a plain-HTTP server (etcd's client port will do): told so.
+    let plain_url = etcd.url.replace("http://", "https://");
+    let out = concord(&config, &[], &["get", "topologies", "--api", &plain_url]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("is it an http:// URL?"), "{stderr}");
+
     // A CA file that is not one is named.
     let out = concord(
         &config,
