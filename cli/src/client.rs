@@ -18,6 +18,12 @@ pub enum ClientError {
         "cannot reach the controller at {url} (set CONCORD_API or --api to another address): {reason}"
     )]
     Unreachable { url: String, reason: String },
+    #[error(
+        "the controller's certificate at {url} is not trusted ({reason}): pass --ca FILE (or set CONCORD_CA) with the CA that signed it, or set certificateAuthority in the context (`concord config set-context NAME --ca FILE`)"
+    )]
+    Untrusted { url: String, reason: String },
+    #[error("the controller's certificate at {url} was refused: {reason}")]
+    BadCertificate { url: String, reason: String },
     #[error("{}", .0.message)]
     Rejected(ApiStatus),
     #[error("unexpected answer from the controller ({status}): {body}")]
@@ -30,7 +36,7 @@ impl ClientError {
         match self {
             Self::Rejected(s) => Some(s.code),
             Self::Protocol { status, .. } => Some(status.as_u16()),
-            Self::Unreachable { .. } => None,
+            Self::Unreachable { .. } | Self::Untrusted { .. } | Self::BadCertificate { .. } => None,
         }
     }
 }
@@ -44,18 +50,60 @@ pub struct Client {
     token: Option<String>,
 }
 
+/// Why a client could not be set up (exit 1).
+#[derive(Debug, Error)]
+pub enum SetupError {
+    #[error("cannot read the CA file {path}: {source}")]
+    ReadCa {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the CA file {path} holds no PEM certificate: {reason}")]
+    BadCa { path: String, reason: String },
+    #[error("cannot set up the HTTP client: {0}")]
+    Build(String),
+}
+
 impl Client {
-    /// `base` is like `http://127.0.0.1:7070`.
-    pub fn new(base: &str, token: Option<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+    /// `base` is like `http://127.0.0.1:7070`. HTTPS servers are verified against the
+    /// system's roots (and the bundled webpki roots), or only against `ca` when given.
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Self, SetupError> {
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(path) = ca {
+            let shown = path.display().to_string();
+            let pem = std::fs::read(path).map_err(|source| SetupError::ReadCa {
+                path: shown.clone(),
+                source,
+            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupError::BadCa {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?;
+            if certs.is_empty() {
+                return Err(SetupError::BadCa {
+                    path: shown,
+                    reason: "expected `-----BEGIN CERTIFICATE-----`".into(),
+                });
+            }
+            // A given CA is the only one trusted, as kubectl's certificate-authority.
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Self {
+            .map_err(|e| SetupError::Build(e.to_string()))?;
+        Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             http,
             token: token.filter(|t| !t.is_empty()),
-        }
+        })
     }
 
     fn collection(&self, ns: Option<&str>) -> String {
@@ -70,6 +118,35 @@ impl Client {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        // The likely reason when the other side does not speak TLS at all.
+        const NOT_TLS: &str = " (the server does not speak TLS there: is it an http:// URL?)";
+        let mut hint = "";
+        if self.base.starts_with("https://") && handshake_eof(&e) {
+            hint = NOT_TLS;
+        }
+        if let Some(refused) = tls_error(&e) {
+            let url = self.base.clone();
+            match refused {
+                rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer
+                    | rustls::CertificateError::BadSignature,
+                ) => {
+                    return ClientError::Untrusted {
+                        url,
+                        reason: "signed by an unknown authority".into(),
+                    };
+                }
+                rustls::Error::InvalidCertificate(_) => {
+                    return ClientError::BadCertificate {
+                        url,
+                        reason: refused.to_string(),
+                    };
+                }
+                // Not TLS on the other side: most likely a plain-HTTP controller.
+                rustls::Error::InvalidMessage(_) => hint = NOT_TLS,
+                _ => {}
+            }
+        }
         let mut reason = e.to_string();
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
@@ -78,7 +155,7 @@ impl Client {
         }
         ClientError::Unreachable {
             url: self.base.clone(),
-            reason,
+            reason: format!("{reason}{hint}"),
         }
     }
 
@@ -137,17 +214,27 @@ impl Client {
         self.json(resp).await
     }
 
+    /// A POST whose meaning is all in its URL. It still sends a JSON body (`{}`): the
+    /// controller refuses writes without a JSON or YAML Content-Type (415), which keeps
+    /// web pages from sending them without a CORS preflight.
+    fn post_empty(&self, url: String) -> reqwest::RequestBuilder {
+        self.http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body("{}")
+    }
+
     /// Re-applies the last spec that became Ready.
     pub async fn rollback(&self, ns: &str, name: &str) -> Result<ApplyResponse, ClientError> {
         let url = format!("{}/rollback", self.item(ns, name));
-        let resp = self.send(self.http.post(url)).await?;
+        let resp = self.send(self.post_empty(url)).await?;
         self.json(resp).await
     }
 
     /// Kills one task; the controller replaces it.
     pub async fn kill(&self, ns: &str, name: &str, task: &str) -> Result<(), ClientError> {
         let url = format!("{}/tasks/{task}/kill", self.item(ns, name));
-        self.send(self.http.post(url)).await.map(|_| ())
+        self.send(self.post_empty(url)).await.map(|_| ())
     }
 
     /// Live per-operator metrics (`GET .../topologies/<name>/metrics`).
@@ -259,7 +346,7 @@ impl Client {
     /// Asks for a sync now; returns the request id to wait for.
     pub async fn sync_repo(&self, ns: &str, name: &str) -> Result<i64, ClientError> {
         let url = format!("{}/sync", self.repo_url(Some(ns), Some(name)));
-        let resp = self.send(self.http.post(url)).await?;
+        let resp = self.send(self.post_empty(url)).await?;
         let answer: SyncRequested = self.json(resp).await?;
         Ok(answer.request)
     }
@@ -282,6 +369,41 @@ impl Client {
         let resp = self.send(self.http.get(url)).await?;
         Ok(ndjson_events(resp.bytes_stream(), self.base.clone()))
     }
+}
+
+/// Every error behind a failed request, outermost first. rustls's errors sit inside
+/// `io::Error`s (hyper-rustls wraps tokio-rustls's in another), whose `source()` skips
+/// the error they wrap: those are unwrapped with `get_ref`.
+fn error_chain(e: &reqwest::Error) -> Vec<&(dyn std::error::Error + 'static)> {
+    let mut chain = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(mut err) = next {
+        chain.push(err);
+        while let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            err = inner;
+            chain.push(err);
+        }
+        next = err.source();
+    }
+    chain
+}
+
+/// The TLS error behind a failed request, if any.
+fn tls_error(e: &reqwest::Error) -> Option<&rustls::Error> {
+    error_chain(e)
+        .into_iter()
+        .find_map(|err| err.downcast_ref::<rustls::Error>())
+}
+
+/// Whether the connection ended in the middle of the TLS handshake.
+fn handshake_eof(e: &reqwest::Error) -> bool {
+    error_chain(e).into_iter().any(|err| {
+        err.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+    })
 }
 
 /// Splits a byte stream into newline-delimited JSON watch events.
@@ -326,4 +448,56 @@ where
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodyless_posts_send_an_empty_json_object_with_its_content_type() {
+        let client = Client::new("http://127.0.0.1:7070/", None, None).expect("client");
+        let req = client
+            .post_empty(format!("{}/x/rollback", client.base))
+            .build()
+            .expect("request");
+        assert_eq!(req.method(), reqwest::Method::POST);
+        assert_eq!(req.url().as_str(), "http://127.0.0.1:7070/x/rollback");
+        assert_eq!(
+            req.headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json")
+        );
+        assert_eq!(
+            req.body().and_then(|b| b.as_bytes()),
+            Some(b"{}".as_slice())
+        );
+    }
+
+    #[test]
+    fn a_ca_file_that_is_missing_or_not_pem_is_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let missing = dir.path().join("missing.pem");
+        let err = Client::new("https://x:1", None, Some(&missing))
+            .err()
+            .expect("missing CA");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot read the CA file {}", missing.display())),
+            "{err}"
+        );
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "hello\n").expect("write");
+        let err = Client::new("https://x:1", None, Some(&junk))
+            .err()
+            .expect("not PEM");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "the CA file {} holds no PEM certificate",
+                junk.display()
+            )),
+            "{err}"
+        );
+    }
 }

@@ -1,11 +1,12 @@
 //! `concord`: the command-line interface to a Concord controller.
 //!
 //! Exit codes: 0 success; 1 invalid input or rejected by the controller; 2 usage error;
-//! 3 controller unreachable. `concord diff` follows `kubectl diff`: 0 no differences,
+//! 3 controller unreachable (or its TLS certificate not trusted). `concord diff` follows `kubectl diff`: 0 no differences,
 //! 1 differences, 2 invalid input or rejected, 3 unreachable.
 
 mod client;
 mod commands;
+mod config;
 mod input;
 mod output;
 
@@ -21,17 +22,18 @@ use crate::client::{Client, ClientError};
 #[derive(Debug, Parser)]
 #[command(name = "concord", version, about, propagate_version = true)]
 struct Cli {
-    /// Controller API address.
-    #[arg(
-        long,
-        global = true,
-        env = "CONCORD_API",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    api: String,
-    /// Bearer token for a controller that requires one (`--token-file` on the controller).
+    /// Controller API address (default: the current context's server, else
+    /// http://127.0.0.1:7070).
+    #[arg(long, global = true, env = "CONCORD_API")]
+    api: Option<String>,
+    /// Bearer token for a controller that requires one (`--token-file` on the controller;
+    /// default: the current context's).
     #[arg(long, global = true, env = "CONCORD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM file of the CA that signed the controller's certificate, trusted instead of
+    /// the system's roots (default: the current context's certificateAuthority).
+    #[arg(long, global = true, env = "CONCORD_CA", value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
     /// Namespace for commands that name a topology.
     #[arg(short = 'n', long, global = true, default_value = "default")]
     namespace: String,
@@ -70,6 +72,9 @@ enum Command {
     /// Watch or undo a rollout.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// Show or change the CLI's contexts ($CONCORD_CONFIG or ~/.concord/config).
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
     /// Kill one task (the controller replaces it), e.g. to test recovery.
     Kill {
         /// Task ID as shown by `concord describe topology NAME`.
@@ -208,7 +213,9 @@ impl Failure {
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
         let code = match e {
-            ClientError::Unreachable { .. } => 3,
+            ClientError::Unreachable { .. }
+            | ClientError::Untrusted { .. }
+            | ClientError::BadCertificate { .. } => 3,
             _ => 1,
         };
         let mut message = e.to_string();
@@ -238,8 +245,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let client = Client::new(&cli.api, cli.token.clone());
-    let result = runtime.block_on(run(&client, &cli.namespace, cli.command));
+    let result = match cli.command {
+        // These read or write the config themselves and talk to no controller.
+        Command::Config(command) => commands::config::run(command),
+        Command::Dev(command) => runtime.block_on(dev(command)),
+        command => match connect(cli.api, cli.token, cli.ca) {
+            Ok(client) => runtime.block_on(run(&client, &cli.namespace, command)),
+            Err(f) => Err(f),
+        },
+    };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
@@ -248,6 +262,26 @@ fn main() -> ExitCode {
             }
             ExitCode::from(f.code)
         }
+    }
+}
+
+/// A client for the server, token and CA the flags, environment and config select.
+fn connect(
+    api: Option<String>,
+    token: Option<String>,
+    ca: Option<std::path::PathBuf>,
+) -> Result<Client, Failure> {
+    let file = config::ConfigFile::load_default()?;
+    let target = config::resolve(&config::Overrides { api, token, ca }, &file)?;
+    Client::new(&target.server, target.token, target.ca.as_deref())
+        .map_err(|e| Failure::invalid(e.to_string()))
+}
+
+async fn dev(command: DevCommand) -> Result<u8, Failure> {
+    match command {
+        DevCommand::Up(args) => commands::dev::up(args).await,
+        DevCommand::Down { state, purge } => commands::dev::down(state, purge).await,
+        DevCommand::Status(state) => commands::dev::status(state).await,
     }
 }
 
@@ -273,9 +307,8 @@ async fn run(client: &Client, namespace: &str, command: Command) -> Result<u8, F
         Command::Rollout(RolloutCommand::Undo { name }) => {
             commands::rollout::undo(client, namespace, &name).await
         }
-        Command::Dev(DevCommand::Up(args)) => commands::dev::up(args).await,
-        Command::Dev(DevCommand::Down { state, purge }) => commands::dev::down(state, purge).await,
-        Command::Dev(DevCommand::Status(state)) => commands::dev::status(state).await,
+        Command::Dev(command) => dev(command).await,
+        Command::Config(command) => commands::config::run(command),
         Command::Gitops(GitopsCommand::Add(args)) => {
             commands::gitops::add(client, namespace, &args).await
         }

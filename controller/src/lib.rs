@@ -11,6 +11,7 @@ pub mod readiness;
 pub mod reconcile;
 pub mod request_guard;
 pub mod store;
+pub mod tls;
 pub mod ui;
 pub mod watch;
 
@@ -41,6 +42,9 @@ pub struct ControllerConfig {
     pub leader: leader::LeaderConfig,
     /// TLS and user for etcd.
     pub etcd_access: etcd_access::EtcdAccess,
+    /// Serve the API over TLS with this configuration ([`tls::server_config`]);
+    /// `None` serves plain HTTP.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Errors that stop the controller.
@@ -55,6 +59,29 @@ pub enum ControllerError {
     },
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+}
+
+/// Why the controller refuses to serve an open API to the network.
+#[derive(Debug, Error)]
+#[error(
+    "refusing to serve the API on {listen} without authentication: anyone who can reach it could run commands on the agents. Pass --token-file FILE (see docs/operations.md, \"TLS and tokens\"), listen on loopback (--listen 127.0.0.1:PORT), or pass --insecure-allow-anonymous if something in front of it authenticates"
+)]
+pub struct AnonymousExposure {
+    pub listen: SocketAddr,
+}
+
+/// An API without tokens may only listen on loopback, unless the operator says so
+/// explicitly (`--insecure-allow-anonymous`).
+pub fn check_exposure(
+    listen: SocketAddr,
+    has_tokens: bool,
+    allow_anonymous: bool,
+) -> Result<(), AnonymousExposure> {
+    if has_tokens || allow_anonymous || listen.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(AnonymousExposure { listen })
+    }
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -130,18 +157,25 @@ pub async fn run(
                 source,
             })?;
     let local = listener.local_addr().map_err(ControllerError::Serve)?;
-    tracing::info!(listen = %local, etcd = ?config.etcd_endpoints, prefix = %config.etcd_prefix, identity = %config.leader.identity, "controller API listening");
+    tracing::info!(listen = %local, tls = config.tls.is_some(), etcd = ?config.etcd_endpoints, prefix = %config.etcd_prefix, identity = %config.leader.identity, "controller API listening");
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
     let mut stopped = stop_rx;
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await
-        .map_err(ControllerError::Serve);
+    let stopping = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let served = match config.tls {
+        Some(tls) => {
+            tls::serve(listener, router(state), tls, stopping).await;
+            Ok(())
+        }
+        None => axum::serve(listener, router(state))
+            .with_graceful_shutdown(stopping)
+            .await
+            .map_err(ControllerError::Serve),
+    };
     // Hand leadership over at once instead of letting the lease run out.
     if let Some(election) = election {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), election).await;
@@ -206,6 +240,35 @@ async fn follow_role(
         }
         if rx.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_api_listens_only_on_loopback_unless_allowed() {
+        let any: SocketAddr = "0.0.0.0:7070".parse().expect("addr");
+        let lan: SocketAddr = "[::]:7070".parse().expect("addr");
+        let local: SocketAddr = "127.0.0.1:7070".parse().expect("addr");
+        let local6: SocketAddr = "[::1]:7070".parse().expect("addr");
+        for addr in [any, lan] {
+            let err = check_exposure(addr, false, false).expect_err("open to the network");
+            assert!(
+                err.to_string().contains("--insecure-allow-anonymous"),
+                "{err}"
+            );
+            assert!(err.to_string().contains(&addr.to_string()), "{err}");
+            assert!(check_exposure(addr, true, false).is_ok(), "tokens");
+            assert!(
+                check_exposure(addr, false, true).is_ok(),
+                "explicitly allowed"
+            );
+        }
+        for addr in [local, local6] {
+            assert!(check_exposure(addr, false, false).is_ok(), "{addr}");
         }
     }
 }

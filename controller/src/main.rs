@@ -64,7 +64,8 @@ struct Args {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     kill_grace: Duration,
     /// File of API bearer tokens, one `<token> <role> [name]` per line (roles: admin,
-    /// readonly). Without it the API is open; keep it on loopback then.
+    /// readonly). Without it the API is open, which is allowed on loopback only (see
+    /// --insecure-allow-anonymous).
     #[arg(long, env = "CONCORD_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
     /// Host names (without port) the API answers besides loopback ones while it listens
@@ -75,6 +76,16 @@ struct Args {
         value_delimiter = ','
     )]
     allowed_hosts: Vec<String>,
+    /// Serve an API without --token-file on a non-loopback --listen address (only when
+    /// something in front of the controller authenticates every request).
+    #[arg(long, env = "CONCORD_INSECURE_ALLOW_ANONYMOUS")]
+    insecure_allow_anonymous: bool,
+    /// PEM certificate chain of the API (server certificate first): serve HTTPS.
+    #[arg(long, env = "CONCORD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CONCORD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Fraction (0..=1) of source records every executor samples for tracing
     /// (`concord trace`, `GET …/topologies/NAME/traces`); default: the executor's 0.001.
     #[arg(long, env = "CONCORD_TRACE_SAMPLE_RATE", value_parser = parse_fraction)]
@@ -95,7 +106,8 @@ struct Args {
     /// This replica's identity in leader election (default: host, port and a random suffix).
     #[arg(long, env = "CONCORD_ID")]
     id: Option<String>,
-    /// URL of this replica's API as others reach it (default: http://<--listen>).
+    /// URL of this replica's API as others reach it (default: http://<--listen>, https
+    /// with --tls-cert).
     #[arg(long, env = "CONCORD_ADVERTISE_URL")]
     advertise_url: Option<String>,
     /// Log as JSON lines instead of text.
@@ -123,6 +135,22 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
+    // Refuse a bad exposure or unusable TLS files before connecting to anything.
+    concord_controller::check_exposure(
+        args.listen,
+        args.token_file.is_some(),
+        args.insecure_allow_anonymous,
+    )?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(concord_controller::tls::server_config(
+            &concord_controller::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+        )?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let secret = match &args.mesos_secret_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -166,13 +194,13 @@ async fn main() -> anyhow::Result<()> {
             trace_sample_rate: args.trace_sample_rate,
         },
         hostname: hostname.clone(),
-        webui_url: Some(format!("http://{}/ui/", args.listen)),
+        webui_url: Some(format!("{scheme}://{}/ui/", args.listen)),
     });
     let tokens = match &args.token_file {
         Some(path) => Some(concord_controller::auth::Tokens::load(path)?),
         None => {
             if !args.listen.ip().is_loopback() {
-                tracing::warn!(listen = %args.listen, "the API is open to the network without tokens; pass --token-file");
+                tracing::warn!(listen = %args.listen, "the API is open to the network without tokens (--insecure-allow-anonymous)");
             }
             None
         }
@@ -199,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
         api_url: args
             .advertise_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", args.listen)),
+            .unwrap_or_else(|| format!("{scheme}://{}", args.listen)),
     };
     let config = ControllerConfig {
         etcd_access: args.etcd_access.clone(),
@@ -211,6 +239,7 @@ async fn main() -> anyhow::Result<()> {
         tokens,
         allowed_hosts: args.allowed_hosts,
         gitops,
+        tls,
     };
     run(config, shutdown_signal())
         .await

@@ -313,12 +313,19 @@ pub fn concord(api: &str, args: &[&str]) -> Output {
     concord_with_stdin(api, args, None)
 }
 
+/// A CLI config path that no test writes: the CLI run by [`concord`] sees no contexts,
+/// whatever the user's ~/.concord/config holds.
+pub fn no_cli_config() -> PathBuf {
+    target_dir().join("e2e-no-concord-config")
+}
+
 /// Runs the `concord` CLI with `stdin` piped in.
 pub fn concord_with_stdin(api: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     use std::io::Write;
     let mut cmd = Command::new(binary("concord"));
     cmd.args(args)
         .env("CONCORD_API", api)
+        .env("CONCORD_CONFIG", no_cli_config())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd.stdin(if stdin.is_some() {

@@ -111,6 +111,12 @@ fn the_marathon_app_runs_the_controller_with_real_flags_one_instance_at_a_time()
         cmd.contains("--token-file"),
         "not on loopback: needs tokens"
     );
+    assert!(
+        cmd.contains("--tls-cert") && cmd.contains("--tls-key"),
+        "tokens go over TLS: {cmd}"
+    );
+    assert_eq!(app["healthChecks"][0]["protocol"], "MESOS_HTTPS");
+    assert_eq!(app["readinessChecks"][0]["protocol"], "HTTPS");
 
     let fetched: Vec<&str> = app["fetch"]
         .as_array()
@@ -154,6 +160,10 @@ fn the_systemd_unit_and_the_readme_example_use_real_flags() {
     assert!(
         exec.contains("--token-file"),
         "not on loopback: needs tokens"
+    );
+    assert!(
+        exec.contains("--tls-cert") && exec.contains("--tls-key"),
+        "tokens go over TLS: {exec}"
     );
 
     let drop_in = read("manifests/deploy/systemd/concord-controller.service.d/local-etcd.conf");

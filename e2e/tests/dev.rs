@@ -11,6 +11,15 @@ use std::time::Duration;
 
 use concord_e2e::{binary, free_port};
 
+/// The CLI config `dev up` writes its context into: next to the state directory, never
+/// the user's ~/.concord.
+fn config_of(state: &Path) -> std::path::PathBuf {
+    state
+        .parent()
+        .expect("the state dir is in a temporary dir")
+        .join("concord-config")
+}
+
 /// `concord dev up --detach` on free ports with `state` as the state directory.
 fn dev_up(state: &Path, env: &[(&str, &std::ffi::OsStr)], remove: &[&str]) -> Output {
     dev_up_with(state, &[], env, remove)
@@ -30,7 +39,8 @@ fn dev_up_with(
         .args(["--etcd-peer-port", &free_port().to_string()])
         .args(["--mesos-port", &free_port().to_string()])
         .args(["--api-port", &free_port().to_string()])
-        .args(extra);
+        .args(extra)
+        .env("CONCORD_CONFIG", config_of(state));
     for name in remove {
         cmd.env_remove(name);
     }
@@ -377,6 +387,7 @@ fn dev_up_with_kafka_runs_the_click_fraud_job_from_kafka_to_kafka() {
         .args(["--api-port", &api_port.to_string()])
         .args(["--kafka-port", &kafka_port.to_string()])
         .env("CONCORD_TANSU", &tansu)
+        .env("CONCORD_CONFIG", config_of(&state))
         .output()
         .expect("dev up");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -402,7 +413,10 @@ fn dev_up_with_kafka_runs_the_click_fraud_job_from_kafka_to_kafka() {
     let concord = |args: &[&str]| {
         let out = Command::new(binary("concord"))
             .args(args)
+            // The URL of the context `dev up` wrote: its token applies.
             .env("CONCORD_API", &api)
+            .env("CONCORD_CONFIG", config_of(&state))
+            .env_remove("CONCORD_TOKEN")
             .output()
             .expect("concord");
         assert!(

@@ -48,11 +48,17 @@ fn the_quickstart_runs_the_click_fraud_job_with_alerts_and_dev_down_leaves_nothi
         state.path().display()
     );
     let guard = DevDown(state.path().to_path_buf());
+    // `dev up` writes the CLI's context here, never into ~/.concord.
+    let home = tempfile::tempdir().expect("tmp");
+    let config = home.path().join("concord-config");
     let out = Command::new("timeout")
         .args(["600", "bash", "-c", &run])
         .current_dir(repo_path(""))
         .env("CONCORD_DEV_FLAGS", &flags)
         .env("CONCORD_SKIP_BUILD", "1")
+        .env("CONCORD_CONFIG", &config)
+        .env_remove("CONCORD_TOKEN")
+        .env_remove("CONCORD_CA")
         .output()
         .expect("run the quickstart");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -100,6 +106,11 @@ fn the_quickstart_runs_the_click_fraud_job_with_alerts_and_dev_down_leaves_nothi
         String::from_utf8_lossy(&page.stderr)
     );
 
+    // `dev up` made a token (0600, the controller's token-file format) and a current
+    // context `dev` naming it: the CLI works with no flags and no CONCORD_API, and a
+    // request without the token is refused.
+    check_generated_token_and_context(state.path(), &config, api);
+
     let pids: Vec<String> = ["etcd", "mesos-lite", "concord-controller"]
         .iter()
         .filter_map(|n| std::fs::read_to_string(state.path().join(format!("{n}.pid"))).ok())
@@ -125,6 +136,8 @@ fn the_quickstart_runs_the_click_fraud_job_with_alerts_and_dev_down_leaves_nothi
 
     drop(guard);
     std::thread::sleep(Duration::from_millis(200));
+    // (`dev down` keeps the token and the context for the next `up`; `--purge` below
+    // removes both.)
     for pid in &pids {
         assert!(!alive(pid), "pid {pid} survived dev down");
     }
@@ -155,6 +168,102 @@ fn the_quickstart_runs_the_click_fraud_job_with_alerts_and_dev_down_leaves_nothi
                 entry.path().display()
             );
         }
+    }
+
+    // `dev down --purge` removes the state directory with its token, and the context
+    // that named it.
+    let out = Command::new(binary("concord"))
+        .args(["dev", "down", "--purge", "--state-dir"])
+        .arg(state.path())
+        .env("CONCORD_CONFIG", &config)
+        .output()
+        .expect("run concord dev down --purge");
+    let down_out = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{down_out}");
+    assert!(!state.path().exists(), "{down_out}");
+    assert!(down_out.contains("removed context \"dev\""), "{down_out}");
+    let left = std::fs::read_to_string(&config).expect("config");
+    assert!(!left.contains("dev"), "{left}");
+}
+
+fn check_generated_token_and_context(state: &std::path::Path, config: &std::path::Path, api: u16) {
+    use std::os::unix::fs::PermissionsExt;
+    let token_file = std::fs::canonicalize(state).expect("state").join("token");
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&token_file), 0o600, "{}", token_file.display());
+    assert_eq!(mode(config), 0o600, "{}", config.display());
+    let line = std::fs::read_to_string(&token_file).expect("token file");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.len(), 3, "{line:?}");
+    assert!(
+        words[0].len() == 64 && words[0].chars().all(|c| c.is_ascii_hexdigit()),
+        "32 random bytes in hex: {line:?}"
+    );
+    assert_eq!(&words[1..], ["admin", "dev"]);
+    let server = format!("http://127.0.0.1:{api}");
+    let context = std::fs::read_to_string(config).expect("config");
+    assert!(context.contains("currentContext: dev"), "{context}");
+    assert!(context.contains(&format!("server: {server}")), "{context}");
+    assert!(
+        context.contains(&format!("tokenFile: {}", token_file.display())),
+        "{context}"
+    );
+
+    let bare = |args: &[&str]| {
+        Command::new(binary("concord"))
+            .args(args)
+            .env("CONCORD_CONFIG", config)
+            .env_remove("CONCORD_API")
+            .env_remove("CONCORD_TOKEN")
+            .env_remove("CONCORD_CA")
+            .output()
+            .expect("run concord")
+    };
+    let out = bare(&["get", "topologies"]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && listed.contains("clickfraud"),
+        "{listed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let current = bare(&["config", "current-context"]);
+    assert_eq!(String::from_utf8_lossy(&current.stdout).trim(), "dev");
+    let view = String::from_utf8_lossy(&bare(&["config", "view"]).stdout).into_owned();
+    assert!(
+        !view.contains(words[0]),
+        "the token file's path only: {view}"
+    );
+
+    for (token, expect) in [(None, "401"), (Some(words[0]), "200")] {
+        let mut curl = Command::new("curl");
+        curl.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ]);
+        if let Some(token) = token {
+            curl.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        let out = curl
+            .arg(format!("{server}/apis/concord.io/v1alpha1/topologies"))
+            .output()
+            .expect("run curl");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            expect,
+            "GET the topologies with token {}",
+            token.is_some()
+        );
     }
 }
 

@@ -5,6 +5,11 @@
 //! `.concord/dev/`); every message names the directory actually used. Each PID file
 //! records the process start time too, so `down` stops exactly the processes `up`
 //! started and never a process that merely reused a PID.
+//!
+//! The controller requires a token even on loopback: a web page the user visits can
+//! reach 127.0.0.1 too. `up` generates one into `<state-dir>/token` (mode 0600; reused
+//! by the next `up` of the same directory) and makes the CLI's context `dev` (server
+//! and token file) current, so the CLI needs no flags. `down --purge` removes both.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,6 +19,13 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::Failure;
+use crate::config::{ConfigError, ConfigFile, Context};
+
+/// The token file in the state directory, in the controller's `--token-file` format.
+const TOKEN_FILE: &str = "token";
+
+/// The CLI context `dev up` writes and makes current.
+pub const DEV_CONTEXT: &str = "dev";
 
 /// Options of `concord dev up`.
 #[derive(Debug, Clone, clap::Args)]
@@ -191,6 +203,7 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
     let api_url = format!("http://127.0.0.1:{}", args.api_port);
     let peer_url = format!("http://127.0.0.1:{peer_port}");
     let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+    let (token_file, reused) = ensure_token(&abs)?;
     let components = wanted(args.with_kafka).join("\n") + "\n";
     std::fs::write(dir.join(STACK_FILE), components).map_err(|e| {
         fail(format!(
@@ -291,6 +304,8 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
             "--gitops-cache-dir",
         ])
         .arg(abs.join("gitops"))
+        .arg("--token-file")
+        .arg(&token_file)
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -310,12 +325,101 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
     println!("  etcd        {etcd_url}");
     println!("  mesos-lite  {mesos_url}   (state: {mesos_url}/state)");
     println!("  controller  {api_url}   (export CONCORD_API={api_url})");
-    println!("  dashboard   {api_url}/ui/");
+    println!("  dashboard   {api_url}/ui/   (paste the token when it asks)");
+    println!(
+        "  token       {}   ({}; admin)",
+        token_file.display(),
+        if reused {
+            "kept from the last run"
+        } else {
+            "new"
+        }
+    );
     if tansu_bin.is_some() {
         println!("  kafka       {kafka_addr}   (bootstrap servers; Tansu, in memory)");
     }
     println!("  logs        {}/*.log", dir.display());
+    match use_dev_context(&api_url, &token_file) {
+        Ok(path) => println!(
+            "Context {DEV_CONTEXT:?} (server {api_url}, token file above) is now the current context in {}: `concord` uses it without flags.",
+            path.display()
+        ),
+        Err(e) => {
+            eprintln!("warning: cannot set the CLI context {DEV_CONTEXT:?}: {e}");
+            eprintln!(
+                "warning: pass the token yourself: export CONCORD_API={api_url} CONCORD_TOKEN=$(cut -d' ' -f1 {})",
+                token_file.display()
+            );
+        }
+    }
     Ok(())
+}
+
+/// The stack's token file in `dir` (absolute): kept if present (its mode made 0600),
+/// else a new random token, 32 bytes as hex, as `<token> admin dev`. True when kept.
+fn ensure_token(dir: &Path) -> Result<(PathBuf, bool), Failure> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = dir.join(TOKEN_FILE);
+    if path.exists() {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| fail(format!("cannot make {} private: {e}", path.display())))?;
+        return Ok((path, true));
+    }
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| {
+            fail(format!(
+                "cannot create the token file {}: {e}",
+                path.display()
+            ))
+        })?;
+    file.write_all(format!("{token} admin dev\n").as_bytes())
+        .map_err(|e| {
+            fail(format!(
+                "cannot write the token file {}: {e}",
+                path.display()
+            ))
+        })?;
+    Ok((path, false))
+}
+
+/// Writes the context `dev` (server and token file) and makes it current; returns the
+/// config file's path.
+fn use_dev_context(server: &str, token_file: &Path) -> Result<PathBuf, ConfigError> {
+    let mut file = ConfigFile::load_default()?;
+    file.config.upsert(Context {
+        name: DEV_CONTEXT.to_owned(),
+        server: server.to_owned(),
+        token: None,
+        token_file: Some(token_file.to_path_buf()),
+        certificate_authority: None,
+    });
+    file.config.current_context = Some(DEV_CONTEXT.to_owned());
+    file.save()?;
+    Ok(file.path)
+}
+
+/// After `down --purge`: removes the context `dev` if it points at this stack's token
+/// file (`token_file`, absolute), so no context is left naming a deleted file.
+fn forget_dev_context(token_file: &Path) -> Result<Option<PathBuf>, ConfigError> {
+    let mut file = ConfigFile::load_default()?;
+    let ours = file
+        .config
+        .context(DEV_CONTEXT)
+        .is_some_and(|c| c.token_file.as_deref() == Some(token_file));
+    if !ours {
+        return Ok(None);
+    }
+    file.config.remove(DEV_CONTEXT);
+    file.save()?;
+    Ok(Some(file.path))
 }
 
 /// `concord dev down [--purge]`
@@ -343,9 +447,19 @@ pub async fn down(args: StateArgs, purge: bool) -> Result<u8, Failure> {
         println!("no dev stack running from {}", dir.display());
     }
     if purge && dir.exists() {
+        let token_file = std::fs::canonicalize(dir).map(|abs| abs.join(TOKEN_FILE));
         std::fs::remove_dir_all(dir)
             .map_err(|e| fail(format!("cannot remove {}: {e}", dir.display())))?;
-        println!("removed {}", dir.display());
+        println!("removed {} (with its token)", dir.display());
+        if let Ok(token_file) = token_file {
+            match forget_dev_context(&token_file) {
+                Ok(Some(path)) => {
+                    println!("removed context {DEV_CONTEXT:?} from {}", path.display())
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("warning: context {DEV_CONTEXT:?} left as it was: {e}"),
+            }
+        }
     }
     Ok(0)
 }
@@ -599,4 +713,42 @@ fn which(name: &str) -> Option<PathBuf> {
             .map(|d| d.join(name))
             .find(|p| p.is_file())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_token_is_random_private_in_the_controllers_format_and_kept_by_the_next_up() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (path, reused) = ensure_token(dir.path()).expect("new token");
+        assert!(!reused);
+        assert_eq!(path, dir.path().join(TOKEN_FILE));
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        let first = std::fs::read_to_string(&path).expect("read");
+        let words: Vec<&str> = first.split_whitespace().collect();
+        assert_eq!(words.len(), 3, "{first:?}");
+        assert_eq!(words[0].len(), 64, "32 bytes in hex: {first:?}");
+        assert!(words[0].chars().all(|c| c.is_ascii_hexdigit()), "{first:?}");
+        assert_eq!(&words[1..], ["admin", "dev"]);
+
+        // A second `up` keeps it (and makes it private again if someone loosened it).
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let (again, reused) = ensure_token(dir.path()).expect("kept");
+        assert!(reused);
+        assert_eq!(std::fs::read_to_string(&again).expect("read"), first);
+        let mode = std::fs::metadata(&again)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+        // Another state directory gets another token.
+        let other = tempfile::tempdir().expect("tmp");
+        let (path, _) = ensure_token(other.path()).expect("new token");
+        assert_ne!(std::fs::read_to_string(path).expect("read"), first);
+    }
 }

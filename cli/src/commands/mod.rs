@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod apply;
+pub mod config;
 pub mod delete;
 pub mod describe;
 pub mod dev;
