@@ -30,6 +30,25 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 
     assert!(status.success(), "openssl failed");
 }
 
+/// A loopback server that answers every connection with a plain-HTTP 400, as any HTTP
+/// server answers a TLS ClientHello; it lives as long as the test process.
+fn plain_http_server() -> std::net::SocketAddr {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    addr
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -199,8 +218,8 @@ async fn the_cli_reaches_a_tls_controller_with_its_ca_and_refuses_it_otherwise()
         )),
         "{stderr}"
     );
-    // https:// to a plain-HTTP server (etcd's client port will do): told so.
-    let plain_url = etcd.url.replace("http://", "https://");
+    // https:// to a plain-HTTP server: told so.
+    let plain_url = format!("https://{}", plain_http_server());
     let out = concord(&config, &[], &["get", "topologies", "--api", &plain_url]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
