@@ -44,6 +44,8 @@ pub struct ApiState {
     pub tokens: Option<std::sync::Arc<crate::auth::Tokens>>,
     /// Whether this replica leads (only the leader acts on Mesos).
     pub leadership: crate::leader::Leadership,
+    /// Whether GitRepositories may name local repositories (`--allow-local-git`).
+    pub allow_local_git: bool,
 }
 
 /// Builds the router.
@@ -196,6 +198,8 @@ struct ListQuery {
     watch: Option<String>,
     #[serde(default)]
     resource_version: Option<String>,
+    #[serde(flatten)]
+    page: crate::paging::PageQuery,
 }
 
 impl ListQuery {
@@ -239,12 +243,23 @@ async fn list(
     if query.is_watch() {
         return start_watch(state, ns, None, query.resource_version.as_deref());
     }
-    let (items, revision) = state.store.list(ns.as_deref()).await?;
+    let page = query.page.page(ns.as_deref())?;
+    let found = state
+        .store
+        .list_page(ns.as_deref(), &page)
+        .await
+        .map_err(crate::paging::store_error)?;
     Ok(Json(TopologyList {
         api_version: concord_schemas::API_VERSION.into(),
         kind: "TopologyList".into(),
-        resource_version: revision.to_string(),
-        items,
+        resource_version: found.revision.to_string(),
+        metadata: concord_schemas::api::ListMeta {
+            resource_version: Some(found.revision.to_string()),
+            continue_token: found
+                .next
+                .map(|last| crate::paging::encode_token(found.revision, &last)),
+        },
+        items: found.items,
     })
     .into_response())
 }

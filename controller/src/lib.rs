@@ -7,8 +7,10 @@ pub mod gitops;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
+pub mod paging;
 pub mod readiness;
 pub mod reconcile;
+pub mod state_dir;
 pub mod store;
 pub mod ui;
 pub mod watch;
@@ -37,6 +39,8 @@ pub struct ControllerConfig {
     pub leader: leader::LeaderConfig,
     /// TLS and user for etcd.
     pub etcd_access: etcd_access::EtcdAccess,
+    /// Whether GitRepositories may name local repositories (`--allow-local-git`).
+    pub allow_local_git: bool,
 }
 
 /// Errors that stop the controller.
@@ -84,6 +88,7 @@ pub async fn run(
             }
         })),
         leadership: leadership.clone(),
+        allow_local_git: config.allow_local_git,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let election = if config.reconciler.is_some() || config.gitops.is_some() {
