@@ -1,0 +1,202 @@
+//! Bounds on what one list request answers, over real HTTP with a real etcd: pages of at
+//! most 500 objects (`?limit=N&continue=TOKEN`), one consistent snapshot across pages,
+//! and the CLI following the tokens so users still see everything.
+
+use std::collections::BTreeSet;
+
+use concord_e2e::{Controller, Etcd, concord};
+use concord_schemas::api::TopologyList;
+use concord_schemas::gitops::GitRepositoryList;
+use futures::StreamExt;
+
+const NO_MESOS: &str = "http://127.0.0.1:1";
+const API: &str = "/apis/concord.io/v1alpha1";
+
+fn topology(ns: &str, name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "concord.io/v1alpha1",
+        "kind": "Topology",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"operators": [{"name": "source", "runtime": {"builtin": {"name": "generator"}}}]}
+    })
+}
+
+async fn put(http: &reqwest::Client, base: &str, ns: &str, name: &str) {
+    let url = format!("{base}{API}/namespaces/{ns}/topologies/{name}");
+    let resp = http
+        .put(url)
+        .json(&topology(ns, name))
+        .send()
+        .await
+        .expect("put");
+    assert!(resp.status().is_success(), "{name}: {}", resp.status());
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> T {
+    let resp = http.get(url).send().await.expect("get");
+    assert_eq!(resp.status(), 200, "{url}");
+    resp.json().await.expect("json")
+}
+
+async fn status_of(http: &reqwest::Client, url: &str) -> (u16, String) {
+    let resp = http.get(url).send().await.expect("get");
+    let code = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    (
+        code,
+        body["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_are_paged_consistent_and_followed_by_the_cli() {
+    let etcd = Etcd::start().await;
+    // Nothing here is synced or scheduled: only the API and etcd.
+    let c = Controller::start_with(
+        &etcd.url,
+        NO_MESOS,
+        "/concord",
+        &["--no-scheduler", "--no-gitops"],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let mut names: Vec<(String, String)> = (0..503)
+        .map(|i| ("default".to_owned(), format!("t{i:03}")))
+        .collect();
+    names.push(("other".into(), "a".into()));
+    names.push(("other".into(), "b".into()));
+    futures::stream::iter(names.clone())
+        .for_each_concurrent(16, |(ns, name)| {
+            let http = http.clone();
+            let base = c.url.clone();
+            async move { put(&http, &base, &ns, &name).await }
+        })
+        .await;
+
+    // Without a limit: the default page of 500, and a token for the rest.
+    let all = format!("{}{API}/topologies", c.url);
+    let first: TopologyList = get_json(&http, &all).await;
+    assert_eq!(first.items.len(), 500);
+    assert!(first.metadata.continue_token.is_some());
+    // A larger limit is lowered to the maximum.
+    let big: TopologyList = get_json(&http, &format!("{all}?limit=100000")).await;
+    assert_eq!(big.items.len(), 500);
+
+    // Pages of 200 cover everything once, in key order, at one revision, even while a
+    // topology is added between pages.
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut revision = None;
+    let mut pages = 0;
+    loop {
+        let url = match &token {
+            None => format!("{all}?limit=200"),
+            Some(t) => format!("{all}?limit=200&continue={t}"),
+        };
+        let page: TopologyList = get_json(&http, &url).await;
+        pages += 1;
+        assert!(page.items.len() <= 200);
+        revision.get_or_insert(page.resource_version.clone());
+        assert_eq!(Some(&page.resource_version), revision.as_ref());
+        seen.extend(
+            page.items
+                .iter()
+                .map(|t| (t.metadata.namespace.clone(), t.metadata.name.clone())),
+        );
+        if pages == 1 {
+            // Sorts into the last page's range: a list read now would show it there.
+            put(&http, &c.url, "default", "zlate").await;
+        }
+        match page.metadata.continue_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(
+        seen, expected,
+        "every topology once, in order; not the one added after the first page"
+    );
+
+    // A namespace's list pages the same way; its token is refused elsewhere.
+    let default = format!("{}{API}/namespaces/default/topologies", c.url);
+    let page: TopologyList = get_json(&http, &format!("{default}?limit=502")).await;
+    assert_eq!(page.items.len(), 500);
+    let token = page.metadata.continue_token.expect("more in default");
+    put(&http, &c.url, "default", "zz").await;
+    let rest: TopologyList = get_json(&http, &format!("{default}?continue={token}")).await;
+    assert_eq!(
+        rest.items
+            .iter()
+            .map(|t| t.metadata.name.as_str())
+            .collect::<Vec<_>>(),
+        ["t500", "t501", "t502", "zlate"],
+        "the snapshot of the first page: `zz` came after it"
+    );
+    let other = format!(
+        "{}{API}/namespaces/other/topologies?continue={token}",
+        c.url
+    );
+    let (code, message) = status_of(&http, &other).await;
+    assert_eq!(code, 400, "{message}");
+    for bad in ["limit=0", "limit=lots", "continue=forged"] {
+        let (code, message) = status_of(&http, &format!("{all}?{bad}")).await;
+        assert_eq!(code, 400, "{bad}: {message}");
+    }
+
+    // The CLI follows the tokens: every topology, the late one included.
+    let out = concord(&c.url, &["get", "topologies", "-A", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let listed: BTreeSet<String> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|t| format!("{}/{}", t["metadata"]["namespace"], t["metadata"]["name"]))
+        .collect();
+    assert_eq!(listed.len(), 507);
+    assert!(listed.contains("\"default\"/\"zz\""));
+
+    // A token whose revision etcd compacted meanwhile: 410, list again.
+    let mut client = etcd.client().await;
+    let now = client
+        .get("/concord/", None)
+        .await
+        .expect("get")
+        .header()
+        .map(|h| h.revision())
+        .expect("revision");
+    client.compact(now, None).await.expect("compact");
+    let (code, message) = status_of(&http, &format!("{all}?continue={token}")).await;
+    assert_eq!(code, 410, "{message}");
+    assert!(message.contains("list again"), "{message}");
+
+    // GitRepositories page the same way (nothing syncs them here: --no-gitops).
+    let repos = format!("{}{API}/namespaces/default/gitrepositories", c.url);
+    for name in ["r1", "r2", "r3"] {
+        let resp = http
+            .post(&repos)
+            .json(&serde_json::json!({
+                "apiVersion": "concord.io/v1alpha1", "kind": "GitRepository",
+                "metadata": {"name": name},
+                "spec": {"url": format!("https://git.example.com/{name}.git")}
+            }))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status(), 201);
+    }
+    let page: GitRepositoryList = get_json(&http, &format!("{repos}?limit=2")).await;
+    assert_eq!(page.items.len(), 2);
+    let token = page.metadata.continue_token.expect("one more");
+    let rest: GitRepositoryList = get_json(&http, &format!("{repos}?continue={token}")).await;
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.items[0].metadata.name, "r3");
+    assert!(rest.metadata.continue_token.is_none());
+}
