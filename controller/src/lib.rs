@@ -70,9 +70,10 @@ pub async fn run(
     .await?;
     let (command_tx, command_rx) = tokio::sync::mpsc::channel(64);
     let (role_tx, leadership) = leader::channel();
+    let metrics = metrics::Metrics::new();
     let state = ApiState {
         store: store.clone(),
-        metrics: metrics::Metrics::new(),
+        metrics: metrics.clone(),
         readiness: readiness::Readiness::default(),
         commands: config.reconciler.is_some().then_some(command_tx),
         tokens: config.tokens.map(std::sync::Arc::new),
@@ -86,7 +87,8 @@ pub async fn run(
                     }
                 }),
             }
-        })),
+        }))
+        .counting_oversized(metrics.scrape_oversized.clone()),
         leadership: leadership.clone(),
         allow_local_git: config.allow_local_git,
     };
