@@ -200,3 +200,41 @@ async fn lists_are_paged_consistent_and_followed_by_the_cli() {
     assert_eq!(rest.items[0].metadata.name, "r3");
     assert!(rest.metadata.continue_token.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_traces_read_a_bounded_number_of_executors() {
+    let etcd = Etcd::start().await;
+    let c = Controller::start_with(
+        &etcd.url,
+        NO_MESOS,
+        "/concord",
+        &["--no-scheduler", "--no-gitops"],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    put(&http, &c.url, "default", "wide").await;
+    // More endpoint keys than one request reads (executors write these; nothing stops a
+    // misbehaving one from writing many). No address: each is an instant error.
+    let mut client = etcd.client().await;
+    let max = 2000;
+    for i in 0..max + 5 {
+        let key = format!("/concord/endpoints/default/wide/source/{i}/task-{i:05}");
+        client
+            .put(key, r#"{"metricsAddr":"","ready":false}"#, None)
+            .await
+            .expect("put");
+    }
+    let base = format!("{}{API}/namespaces/default/topologies/wide", c.url);
+    let metrics: serde_json::Value = get_json(&http, &format!("{base}/metrics")).await;
+    assert_eq!(metrics["truncated"], true);
+    let tasks: usize = metrics["operators"]
+        .as_array()
+        .expect("operators")
+        .iter()
+        .map(|o| o["tasks"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(tasks, max);
+    let traces: serde_json::Value = get_json(&http, &format!("{base}/traces")).await;
+    assert_eq!(traces["truncated"], true);
+    assert_eq!(traces["tasks"].as_array().map(Vec::len), Some(max));
+}
