@@ -1,6 +1,7 @@
 //! The HTTP API (DESIGN.md, "Interfaces users rely on").
 //!
-//! `/apis/concord.io/v1alpha1/namespaces/<ns>/topologies[/<name>]`: list (`GET`), watch
+//! `/apis/concord.io/v1alpha1/namespaces/<ns>/topologies[/<name>]`: list (`GET`, a page
+//! at a time: `?limit=N&continue=TOKEN`, see [`crate::paging`]), watch
 //! (`GET ?watch=true[&resourceVersion=N]`, newline-delimited JSON), get, apply (`PUT` on
 //! the name or `POST` on the collection; `?dryRun=true` validates and plans without
 //! storing) and delete. Errors are Kubernetes-style `Status` objects. Bodies are JSON or

@@ -1,6 +1,7 @@
 //! HTTP endpoints of GitRepository objects.
 //!
-//! - `GET {API_BASE}/gitrepositories`: every GitRepository with its status;
+//! - `GET {API_BASE}/gitrepositories`: every GitRepository with its status, a page at a
+//!   time (`?limit=N&continue=TOKEN`, see [`crate::paging`]);
 //! - `GET|POST {API_BASE}/namespaces/{ns}/gitrepositories`: list, create or update;
 //! - `GET|PUT|DELETE {API_BASE}/namespaces/{ns}/gitrepositories/{name}`;
 //! - `POST {API_BASE}/namespaces/{ns}/gitrepositories/{name}/sync`: sync now. Point a Git
