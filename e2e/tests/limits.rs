@@ -1,10 +1,11 @@
-//! Bounds on what one list request answers, over real HTTP with a real etcd: pages of at
-//! most 500 objects (`?limit=N&continue=TOKEN`), one consistent snapshot across pages,
-//! and the CLI following the tokens so users still see everything.
+//! Bounds on what the controller reads and answers, over real HTTP with a real etcd:
+//! pages of at most 500 objects (`?limit=N&continue=TOKEN`), one consistent snapshot
+//! across pages, and the CLI following the tokens so users still see everything; a
+//! bounded number of executors per metrics or traces request; and a private GitOps cache.
 
 use std::collections::BTreeSet;
 
-use concord_e2e::{Controller, Etcd, concord};
+use concord_e2e::{Controller, Etcd, Process, binary, concord, free_port, wait_http_ok};
 use concord_schemas::api::TopologyList;
 use concord_schemas::gitops::GitRepositoryList;
 use futures::StreamExt;
@@ -237,4 +238,60 @@ async fn metrics_and_traces_read_a_bounded_number_of_executors() {
     let traces: serde_json::Value = get_json(&http, &format!("{base}/traces")).await;
     assert_eq!(traces["truncated"], true);
     assert_eq!(traces["tasks"].as_array().map(Vec::len), Some(max));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gitops_cache_is_private_and_a_shared_one_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let controller = |extra: &[&str], port: u16| {
+        let mut cmd = std::process::Command::new(binary("concord-controller"));
+        cmd.args(["--etcd", "http://127.0.0.1:1", "--no-scheduler"])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("CONCORD_STATE_DIR")
+            .env_remove("CONCORD_GITOPS_CACHE")
+            .env("XDG_STATE_HOME", tmp.path().join("xdg"))
+            .env("HOME", tmp.path().join("home"));
+        cmd
+    };
+
+    // A cache directory others can write to: a clear error at start, nothing served.
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let out = controller(
+        &["--gitops-cache-dir", &shared.display().to_string()],
+        free_port(),
+    )
+    .output()
+    .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the GitOps mirror cache cannot be used")
+            && err.contains("writable by its group or by everyone")
+            && err.contains(&shared.display().to_string()),
+        "{err}"
+    );
+
+    // By default: `concord/gitops` under $XDG_STATE_HOME, both created 0700.
+    let port = free_port();
+    let log = tmp.path().join("controller.log");
+    let _running = Process::spawn("concord-controller", controller(&[], port), log);
+    wait_http_ok(
+        &format!("http://127.0.0.1:{port}/healthz"),
+        "controller /healthz",
+    )
+    .await;
+    let state = tmp.path().join("xdg/concord");
+    for dir in [state.clone(), state.join("gitops")] {
+        let mode = std::fs::metadata(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+    }
 }
