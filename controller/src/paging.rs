@@ -119,18 +119,25 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-/// A store error of a paged read: 410 Gone when the token's revision was compacted.
+/// A store error of a paged read: 410 Gone when the token's revision was compacted, 400
+/// when it names a revision etcd has not reached (a forged token).
 pub fn store_error(e: StoreError) -> ApiError {
-    if let StoreError::Etcd(inner) = &e
-        && inner.to_string().contains("compacted")
-    {
-        return ApiError::new(
-            StatusCode::GONE,
-            "Expired",
-            format!(
-                "the continue token has expired (etcd compacted its revision): list again without it ({inner})"
-            ),
-        );
+    if let StoreError::Etcd(inner) = &e {
+        let text = inner.to_string();
+        if text.contains("compacted") {
+            return ApiError::new(
+                StatusCode::GONE,
+                "Expired",
+                format!(
+                    "the continue token has expired (etcd compacted its revision): list again without it ({inner})"
+                ),
+            );
+        }
+        if text.contains("future revision") {
+            return bad(format!(
+                "the continue token names a revision etcd has not reached: list again without it ({inner})"
+            ));
+        }
     }
     e.into()
 }

@@ -142,6 +142,13 @@ async fn lists_are_paged_consistent_and_followed_by_the_cli() {
     );
     let (code, message) = status_of(&http, &other).await;
     assert_eq!(code, 400, "{message}");
+    let (revision, key) = token.split_once('.').expect("<revision>.<key>");
+    let future = format!(
+        "{}.{key}",
+        revision.parse::<i64>().expect("revision") + 1_000_000
+    );
+    let (code, message) = status_of(&http, &format!("{default}?continue={future}")).await;
+    assert_eq!(code, 400, "{message}");
     for bad in ["limit=0", "limit=lots", "continue=forged"] {
         let (code, message) = status_of(&http, &format!("{all}?{bad}")).await;
         assert_eq!(code, 400, "{bad}: {message}");
