@@ -137,8 +137,10 @@ impl Client {
         let mut list: TopologyList = self.page(self.collection(ns), None).await?;
         while let Some(token) = list.metadata.continue_token.take() {
             let next: TopologyList = self.page(self.collection(ns), Some(&token)).await?;
+            // A page that adds nothing cannot lead anywhere: stop rather than loop.
+            let progressed = !next.items.is_empty();
             list.items.extend(next.items);
-            list.metadata.continue_token = next.metadata.continue_token;
+            list.metadata.continue_token = next.metadata.continue_token.filter(|_| progressed);
         }
         Ok(list)
     }
@@ -269,8 +271,10 @@ impl Client {
         let mut list: GitRepositoryList = self.page(self.repo_url(ns, None), None).await?;
         while let Some(token) = list.metadata.continue_token.take() {
             let next: GitRepositoryList = self.page(self.repo_url(ns, None), Some(&token)).await?;
+            // A page that adds nothing cannot lead anywhere: stop rather than loop.
+            let progressed = !next.items.is_empty();
             list.items.extend(next.items);
-            list.metadata.continue_token = next.metadata.continue_token;
+            list.metadata.continue_token = next.metadata.continue_token.filter(|_| progressed);
         }
         Ok(list)
     }

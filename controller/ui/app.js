@@ -195,7 +195,8 @@ async function listTopologies() {
   const items = [...(body.items || [])];
   while (body.metadata && body.metadata.continue) {
     body = await apiJson(`${API}/topologies?continue=${encodeURIComponent(body.metadata.continue)}`);
-    items.push(...(body.items || []));
+    if (!(body.items || []).length) break; // an empty page leads nowhere
+    items.push(...body.items);
   }
   const next = new Map();
   for (const t of items) next.set(key(t.metadata.namespace, t.metadata.name), t);
