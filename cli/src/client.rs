@@ -208,9 +208,31 @@ impl Client {
         self.json(resp).await
     }
 
-    /// Lists topologies in a namespace, or all.
+    /// Lists topologies in a namespace, or all: every page (the server answers at most
+    /// a few hundred per request), one consistent snapshot.
     pub async fn list(&self, ns: Option<&str>) -> Result<TopologyList, ClientError> {
-        let resp = self.send(self.http.get(self.collection(ns))).await?;
+        let mut list: TopologyList = self.page(self.collection(ns), None).await?;
+        while let Some(token) = list.metadata.continue_token.take() {
+            let next: TopologyList = self.page(self.collection(ns), Some(&token)).await?;
+            // A page that adds nothing cannot lead anywhere: stop rather than loop.
+            let progressed = !next.items.is_empty();
+            list.items.extend(next.items);
+            list.metadata.continue_token = next.metadata.continue_token.filter(|_| progressed);
+        }
+        Ok(list)
+    }
+
+    /// One page of a list: the first, or the one `token` continues with.
+    async fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        url: String,
+        token: Option<&str>,
+    ) -> Result<T, ClientError> {
+        let mut req = self.http.get(url);
+        if let Some(token) = token {
+            req = req.query(&[("continue", token)]);
+        }
+        let resp = self.send(req).await?;
         self.json(resp).await
     }
 
@@ -333,8 +355,15 @@ impl Client {
 
     /// GitRepositories in a namespace, or all.
     pub async fn list_repos(&self, ns: Option<&str>) -> Result<GitRepositoryList, ClientError> {
-        let resp = self.send(self.http.get(self.repo_url(ns, None))).await?;
-        self.json(resp).await
+        let mut list: GitRepositoryList = self.page(self.repo_url(ns, None), None).await?;
+        while let Some(token) = list.metadata.continue_token.take() {
+            let next: GitRepositoryList = self.page(self.repo_url(ns, None), Some(&token)).await?;
+            // A page that adds nothing cannot lead anywhere: stop rather than loop.
+            let progressed = !next.items.is_empty();
+            list.items.extend(next.items);
+            list.metadata.continue_token = next.metadata.continue_token.filter(|_| progressed);
+        }
+        Ok(list)
     }
 
     /// Deletes a GitRepository (its topologies stay).

@@ -1,6 +1,7 @@
 //! The HTTP API (DESIGN.md, "Interfaces users rely on").
 //!
-//! `/apis/concord.io/v1alpha1/namespaces/<ns>/topologies[/<name>]`: list (`GET`), watch
+//! `/apis/concord.io/v1alpha1/namespaces/<ns>/topologies[/<name>]`: list (`GET`, a page
+//! at a time: `?limit=N&continue=TOKEN`, see [`crate::paging`]), watch
 //! (`GET ?watch=true[&resourceVersion=N]`, newline-delimited JSON), get, apply (`PUT` on
 //! the name or `POST` on the collection; `?dryRun=true` validates and plans without
 //! storing) and delete. Errors are Kubernetes-style `Status` objects. Bodies are JSON or
@@ -46,6 +47,8 @@ pub struct ApiState {
     pub guard: std::sync::Arc<crate::request_guard::GuardConfig>,
     /// Whether this replica leads (only the leader acts on Mesos).
     pub leadership: crate::leader::Leadership,
+    /// Whether GitRepositories may name local repositories (`--allow-local-git`).
+    pub allow_local_git: bool,
 }
 
 /// Builds the router.
@@ -203,6 +206,8 @@ struct ListQuery {
     watch: Option<String>,
     #[serde(default)]
     resource_version: Option<String>,
+    #[serde(flatten)]
+    page: crate::paging::PageQuery,
 }
 
 impl ListQuery {
@@ -246,12 +251,23 @@ async fn list(
     if query.is_watch() {
         return start_watch(state, ns, None, query.resource_version.as_deref());
     }
-    let (items, revision) = state.store.list(ns.as_deref()).await?;
+    let page = query.page.page(ns.as_deref())?;
+    let found = state
+        .store
+        .list_page(ns.as_deref(), &page)
+        .await
+        .map_err(crate::paging::store_error)?;
     Ok(Json(TopologyList {
         api_version: concord_schemas::API_VERSION.into(),
         kind: "TopologyList".into(),
-        resource_version: revision.to_string(),
-        items,
+        resource_version: found.revision.to_string(),
+        metadata: concord_schemas::api::ListMeta {
+            resource_version: Some(found.revision.to_string()),
+            continue_token: found
+                .next
+                .map(|last| crate::paging::encode_token(found.revision, &last)),
+        },
+        items: found.items,
     })
     .into_response())
 }

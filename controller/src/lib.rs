@@ -7,9 +7,11 @@ pub mod gitops;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
+pub mod paging;
 pub mod readiness;
 pub mod reconcile;
 pub mod request_guard;
+pub mod state_dir;
 pub mod store;
 pub mod tls;
 pub mod ui;
@@ -45,6 +47,8 @@ pub struct ControllerConfig {
     /// Serve the API over TLS with this configuration ([`tls::server_config`]);
     /// `None` serves plain HTTP.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Whether GitRepositories may name local repositories (`--allow-local-git`).
+    pub allow_local_git: bool,
 }
 
 /// Errors that stop the controller.
@@ -97,9 +101,10 @@ pub async fn run(
     .await?;
     let (command_tx, command_rx) = tokio::sync::mpsc::channel(64);
     let (role_tx, leadership) = leader::channel();
+    let metrics = metrics::Metrics::new();
     let state = ApiState {
         store: store.clone(),
-        metrics: metrics::Metrics::new(),
+        metrics: metrics.clone(),
         readiness: readiness::Readiness::default(),
         commands: config.reconciler.is_some().then_some(command_tx),
         tokens: config.tokens.map(std::sync::Arc::new),
@@ -121,8 +126,10 @@ pub async fn run(
                     }
                 }),
             }
-        })),
+        }))
+        .counting_oversized(metrics.scrape_oversized.clone()),
         leadership: leadership.clone(),
+        allow_local_git: config.allow_local_git,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let election = if config.reconciler.is_some() || config.gitops.is_some() {

@@ -93,10 +93,18 @@ struct Args {
     /// Serve the API only; do not connect to Mesos.
     #[arg(long)]
     no_scheduler: bool,
-    /// Where the GitOps syncer keeps bare mirrors of repositories (default: a folder
-    /// under the system's temporary directory, per API port).
+    /// Where the GitOps syncer keeps bare mirrors of repositories (default: `gitops` in
+    /// the state directory); created 0700, refused if others can write to it.
     #[arg(long, env = "CONCORD_GITOPS_CACHE")]
     gitops_cache_dir: Option<std::path::PathBuf>,
+    /// The controller's private state directory, created 0700 when needed (default:
+    /// $STATE_DIRECTORY, else $XDG_STATE_HOME/concord, else ~/.local/state/concord).
+    #[arg(long, env = "CONCORD_STATE_DIR")]
+    state_dir: Option<std::path::PathBuf>,
+    /// Accept and sync GitRepositories whose URL is a local path or file:// (lets API
+    /// users make the controller read repositories on its machine).
+    #[arg(long)]
+    allow_local_git: bool,
     /// Do not sync GitRepository objects (another controller does, or GitOps is unused).
     #[arg(long)]
     no_gitops: bool,
@@ -205,11 +213,17 @@ async fn main() -> anyhow::Result<()> {
             None
         }
     };
-    let gitops = (!args.no_gitops).then(|| concord_controller::gitops::GitOpsConfig {
-        cache_dir: args.gitops_cache_dir.clone().unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("concord-gitops-{}", args.listen.port()))
+    let gitops = match args.no_gitops {
+        true => None,
+        false => Some(concord_controller::gitops::GitOpsConfig {
+            cache_dir: concord_controller::state_dir::gitops_cache(
+                args.gitops_cache_dir.as_deref(),
+                args.state_dir.as_deref(),
+            )
+            .context("the GitOps mirror cache cannot be used")?,
+            allow_local: args.allow_local_git,
         }),
-    });
+    };
     if args.leader_lease_ttl < Duration::from_secs(2) {
         anyhow::bail!(
             "--leader-lease-ttl must be at least 2s (etcd grants leases in whole seconds)"
@@ -240,6 +254,7 @@ async fn main() -> anyhow::Result<()> {
         allowed_hosts: args.allowed_hosts,
         gitops,
         tls,
+        allow_local_git: args.allow_local_git,
     };
     run(config, shutdown_signal())
         .await

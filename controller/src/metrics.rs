@@ -40,6 +40,8 @@ pub struct Metrics {
     pub topologies: Gauge,
     /// 1 while this replica is the leader.
     pub leader: Gauge,
+    /// Executor `/metrics` or `/traces` answers refused for exceeding the size cap.
+    pub scrape_oversized: Counter,
 }
 
 impl Default for Metrics {
@@ -89,6 +91,12 @@ impl Metrics {
             "1 while this replica is the leader",
             leader.clone(),
         );
+        let scrape_oversized = Counter::default();
+        registry.register(
+            "scrape_oversized_bodies",
+            "Executor metrics or traces answers refused for exceeding the size cap",
+            scrape_oversized.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             http_requests,
@@ -99,6 +107,7 @@ impl Metrics {
             tasks,
             topologies,
             leader,
+            scrape_oversized,
         }
     }
 

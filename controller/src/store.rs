@@ -426,37 +426,83 @@ impl Store {
                 Some(GetOptions::new().with_prefix().with_revision(revision)),
             )
             .await?;
-        let mut parts: std::collections::HashMap<
-            (String, String),
-            std::collections::HashMap<_, _>,
-        > = std::collections::HashMap::new();
-        for kv in tasks.kvs() {
-            let (ns, name, op) = split_task_status_key(kv.key())?;
-            parts
-                .entry((ns, name))
-                .or_default()
-                .insert(op, decode_task_status(kv)?);
-        }
-        let mut by_key = std::collections::HashMap::new();
-        for kv in statuses.kvs() {
-            let (ns, name) = split_ns_name(kv.key())?;
-            let mut status = decode_status(kv)?;
-            if let Some(parts) = parts.remove(&(ns.clone(), name.clone())) {
-                merge_task_status(&mut status, parts);
-            }
-            by_key.insert((ns, name), status);
-        }
-        let mut items = Vec::with_capacity(specs.kvs().len());
-        for kv in specs.kvs() {
-            let mut topology = decode_spec(kv)?.topology;
-            let id = (
-                topology.metadata.namespace.clone(),
-                topology.metadata.name.clone(),
-            );
-            topology.status = by_key.remove(&id);
-            items.push(topology);
-        }
+        let items = join_statuses(specs.kvs(), statuses.kvs(), tasks.kvs())?;
         Ok((items, revision))
+    }
+
+    /// One page of [`Store::list`]: at most `page.limit` topologies (with status) in key
+    /// order after `page.after`, read at `page.revision` (now, for a first page). The
+    /// statuses and task lists read are those of the page's topologies only.
+    pub async fn list_page(
+        &self,
+        ns: Option<&str>,
+        page: &crate::paging::Page,
+    ) -> Result<ListPage<Topology>, StoreError> {
+        let mut client = self.client.clone();
+        let prefix = self.spec_prefix(ns);
+        let start = match &page.after {
+            Some(after) => format!("{}/topologies/{after}\0", self.prefix),
+            None => prefix.clone(),
+        };
+        let mut options = GetOptions::new()
+            .with_range(crate::paging::prefix_end(prefix.as_bytes()))
+            .with_limit(i64::try_from(page.limit).unwrap_or(i64::MAX));
+        if let Some(revision) = page.revision {
+            options = options.with_revision(revision);
+        }
+        let specs = client.get(start, Some(options)).await?;
+        let revision = page
+            .revision
+            .unwrap_or_else(|| specs.header().map(|h| h.revision()).unwrap_or_default());
+        let ids = specs
+            .kvs()
+            .iter()
+            .map(|kv| split_ns_name(kv.key()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+            return Ok(ListPage {
+                items: Vec::new(),
+                revision,
+                next: None,
+            });
+        };
+        // Status keys sort like spec keys: the page's are exactly this range.
+        let statuses = client
+            .get(
+                self.status_key(&first.0, &first.1),
+                Some(
+                    GetOptions::new()
+                        .with_range(format!("{}\0", self.status_key(&last.0, &last.1)))
+                        .with_revision(revision),
+                ),
+            )
+            .await?;
+        // Task-list keys have a `/<operator>` tail, which can sort them differently
+        // (`ns/b-c/…` before `ns/b/…`): read from the smallest to the largest of the
+        // page's prefixes; keys of other topologies in between are ignored.
+        let task_prefixes: Vec<String> = ids
+            .iter()
+            .map(|(ns, name)| self.task_status_prefix(ns, name))
+            .collect();
+        let lowest = task_prefixes.iter().min().cloned().unwrap_or_default();
+        let highest = task_prefixes.iter().max().cloned().unwrap_or_default();
+        let tasks = client
+            .get(
+                lowest,
+                Some(
+                    GetOptions::new()
+                        .with_range(crate::paging::prefix_end(highest.as_bytes()))
+                        .with_revision(revision),
+                ),
+            )
+            .await?;
+        let next = specs.more().then(|| format!("{}/{}", last.0, last.1));
+        let items = join_statuses(specs.kvs(), statuses.kvs(), tasks.kvs())?;
+        Ok(ListPage {
+            items,
+            revision,
+            next,
+        })
     }
 
     /// Creates or updates a topology from a validated, normalised spec.
@@ -817,6 +863,55 @@ fn decode_task_status(kv: &KeyValue) -> Result<Vec<TaskSummary>, StoreError> {
             key: String::from_utf8_lossy(kv.key()).into_owned(),
             source,
         })
+}
+
+/// One page of a list (see [`crate::paging`]).
+#[derive(Debug, Clone)]
+pub struct ListPage<T> {
+    /// The objects, in key order.
+    pub items: Vec<T>,
+    /// The etcd revision every page of this list is read at.
+    pub revision: i64,
+    /// `<namespace>/<name>` of the last item when more follow.
+    pub next: Option<String>,
+}
+
+/// Topologies from spec key-values, each with its status (and task lists) when found
+/// among `statuses` and `tasks`.
+fn join_statuses(
+    specs: &[KeyValue],
+    statuses: &[KeyValue],
+    tasks: &[KeyValue],
+) -> Result<Vec<Topology>, StoreError> {
+    let mut parts: std::collections::HashMap<(String, String), std::collections::HashMap<_, _>> =
+        std::collections::HashMap::new();
+    for kv in tasks {
+        let (ns, name, op) = split_task_status_key(kv.key())?;
+        parts
+            .entry((ns, name))
+            .or_default()
+            .insert(op, decode_task_status(kv)?);
+    }
+    let mut by_key = std::collections::HashMap::new();
+    for kv in statuses {
+        let (ns, name) = split_ns_name(kv.key())?;
+        let mut status = decode_status(kv)?;
+        if let Some(parts) = parts.remove(&(ns.clone(), name.clone())) {
+            merge_task_status(&mut status, parts);
+        }
+        by_key.insert((ns, name), status);
+    }
+    let mut items = Vec::with_capacity(specs.len());
+    for kv in specs {
+        let mut topology = decode_spec(kv)?.topology;
+        let id = (
+            topology.metadata.namespace.clone(),
+            topology.metadata.name.clone(),
+        );
+        topology.status = by_key.remove(&id);
+        items.push(topology);
+    }
+    Ok(items)
 }
 
 /// Fills each operator's `tasks` from its own key. A document that still carries its

@@ -190,9 +190,16 @@ let watchAbort = null;
 let backoffMs = 1000;
 
 async function listTopologies() {
-  const body = await apiJson(`${API}/topologies`);
+  // The API answers a page at a time; follow `metadata.continue` to the last one.
+  let body = await apiJson(`${API}/topologies`);
+  const items = [...(body.items || [])];
+  while (body.metadata && body.metadata.continue) {
+    body = await apiJson(`${API}/topologies?continue=${encodeURIComponent(body.metadata.continue)}`);
+    if (!(body.items || []).length) break; // an empty page leads nowhere
+    items.push(...body.items);
+  }
   const next = new Map();
-  for (const t of body.items || []) next.set(key(t.metadata.namespace, t.metadata.name), t);
+  for (const t of items) next.set(key(t.metadata.namespace, t.metadata.name), t);
   for (const k of state.topologies.keys()) if (!next.has(k)) state.deleted.add(k);
   state.topologies = next;
   state.revision = body.resourceVersion;

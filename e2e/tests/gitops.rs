@@ -182,7 +182,14 @@ fn tasks(t: &Topology, op: &str) -> BTreeSet<String> {
 async fn commits_change_only_the_operators_they_touch_and_history_rewrites_converge() {
     let etcd = Etcd::start().await;
     let mesos = MesosLite::start(2, 4.0, 4096).await;
-    let controller = Controller::start_scheduling(&etcd.url, &mesos.url).await;
+    // The repositories of these tests are local paths: allowed only with the flag.
+    let controller = Controller::start_with(
+        &etcd.url,
+        &mesos.url,
+        "/concord",
+        &["--kill-grace", "2s", "--allow-local-git"],
+    )
+    .await;
     let api = controller.url.clone();
     let repo = Repo::new();
 
@@ -389,7 +396,7 @@ async fn bad_commits_are_reported_per_file_and_nothing_of_theirs_is_applied() {
         &etcd.url,
         "http://127.0.0.1:9",
         "/concord",
-        &["--no-scheduler"],
+        &["--no-scheduler", "--allow-local-git"],
     )
     .await;
     let api = controller.url.clone();
@@ -657,4 +664,124 @@ async fn bad_commits_are_reported_per_file_and_nothing_of_theirs_is_applied() {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(names, ["NAME", "other"], "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_repositories_are_refused_without_allow_local_git() {
+    let etcd = Etcd::start().await;
+    let repo = Repo::new();
+    repo.write("a.yaml", &simple("alpha", 1));
+    let c1 = repo.commit("alpha");
+
+    // A controller without the flag refuses local paths and file:// URLs at apply, with
+    // the field named, and stores nothing.
+    let strict = Controller::start_with(
+        &etcd.url,
+        "http://127.0.0.1:9",
+        "/concord",
+        &["--no-scheduler"],
+    )
+    .await;
+    let file_url = format!("file://{}", repo.origin());
+    for url in [repo.origin(), file_url.clone()] {
+        let out = concord(&strict.url, &["gitops", "add", "local", "--repo", &url]);
+        assert_eq!(out.status.code(), Some(1), "{url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("spec.url: ") && err.contains("--allow-local-git"),
+            "{err}"
+        );
+    }
+    let collection = format!(
+        "{}/apis/concord.io/v1alpha1/namespaces/default/gitrepositories",
+        strict.url
+    );
+    let resp = reqwest::Client::new()
+        .post(&collection)
+        .header("content-type", "application/yaml")
+        .body(format!(
+            "apiVersion: concord.io/v1alpha1\nkind: GitRepository\nmetadata: {{name: local}}\nspec: {{url: {file_url}}}\n"
+        ))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 422);
+    let status: serde_json::Value = resp.json().await.expect("a Status object");
+    assert_eq!(status["errors"][0]["path"], "spec.url", "{status}");
+    assert!(
+        etcd.dump("/concord/")
+            .await
+            .iter()
+            .all(|(k, _)| !k.contains("/git")),
+        "nothing stored"
+    );
+    drop(strict);
+
+    // One stored by a controller that allowed it...
+    let mut allowing = Controller::start_with(
+        &etcd.url,
+        "http://127.0.0.1:9",
+        "/concord",
+        &["--no-scheduler", "--allow-local-git"],
+    )
+    .await;
+    run_ok(
+        &allowing.url,
+        &[
+            "gitops",
+            "add",
+            "local",
+            "--repo",
+            &repo.origin(),
+            "--interval",
+            "1s",
+        ],
+    );
+    wait_synced(&allowing.url, "local", &c1, "sync with the flag", |r| {
+        r.status.as_ref().is_some_and(|s| s.phase == "Synced")
+    })
+    .await;
+    allowing.process.terminate(Duration::from_secs(10));
+
+    // ...is not synced by one without it, and its status says why.
+    let strict = Controller::start_with(
+        &etcd.url,
+        "http://127.0.0.1:9",
+        "/concord",
+        &["--no-scheduler"],
+    )
+    .await;
+    repo.write("a.yaml", &simple("alpha", 3));
+    let c2 = repo.commit("alpha x3");
+    let refused = wait_for(SYNC, "the Refused status", || async {
+        let r = get_repo(&strict.url, "local").await?;
+        let s = r.status?;
+        (s.phase == "Refused").then_some(s)
+    })
+    .await;
+    let reason = refused.fetch_error.unwrap_or_default();
+    assert!(reason.contains("--allow-local-git"), "{reason}");
+    assert_eq!(
+        refused.revision.map(|c| c.sha),
+        Some(c1.clone()),
+        "the last revision read stays; {c2} was never fetched"
+    );
+    let status = run_ok(&strict.url, &["gitops", "status", "local"]);
+    assert!(status.contains("Phase:       Refused"), "{status}");
+    // `gitops sync` is answered (not left waiting) and fails with the reason.
+    let out = concord(
+        &strict.url,
+        &["gitops", "sync", "local", "--timeout", "20s"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("Fetch error: ") && shown.contains("--allow-local-git"),
+        "{shown}"
+    );
+    let alpha = topology(&strict.url, "alpha").await.expect("alpha stays");
+    assert_eq!(
+        alpha.spec.operators[0].instances, 1,
+        "the new commit was not applied"
+    );
 }

@@ -1016,6 +1016,14 @@ async fn files_api_reads_and_browses_sandbox() -> TestResult {
         .json()
         .await?;
     assert_eq!(past["data"], "");
+    assert_eq!(past["offset"].as_u64(), Some(total), "clamped to the size");
+    let download = client
+        .get(format!("{base}/files/download"))
+        .query(&[("path", path.as_str())])
+        .send()
+        .await?;
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.text().await?, all, "streamed whole");
     let missing = client
         .get(format!("{base}/files/read"))
         .query(&[

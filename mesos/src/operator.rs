@@ -40,7 +40,22 @@ pub enum OperatorError {
     /// The base URL is unusable.
     #[error("invalid URL {0:?}")]
     InvalidUrl(String),
+    /// The answer is longer than this client reads for its kind of request.
+    #[error("{url} answered more than {max} bytes; not read")]
+    TooLarge {
+        /// The URL called.
+        url: String,
+        /// The cap.
+        max: usize,
+    },
 }
+
+/// Most bytes read from one operator call or `/state` answer (a large cluster's state is
+/// tens of megabytes).
+pub const MAX_STATE_BYTES: usize = 256 * 1024 * 1024;
+/// Most bytes read from one `/files/read` answer: Mesos reads at most 16 pages per
+/// request, and JSON escaping at most sextuples them; anything longer is not a read.
+pub const MAX_FILE_READ_BYTES: usize = 8 * 1024 * 1024;
 
 /// Operator API client for one master (or agent, for `/files/read`).
 #[derive(Debug, Clone)]
@@ -82,8 +97,35 @@ impl OperatorClient {
     }
 
     async fn check(url: &Url, resp: reqwest::Response) -> Result<bytes::Bytes, OperatorError> {
+        Self::check_capped(url, resp, MAX_STATE_BYTES).await
+    }
+
+    /// The body of a successful answer, at most `max` bytes (a longer one is an error as
+    /// soon as it is known, without reading the rest).
+    async fn check_capped(
+        url: &Url,
+        mut resp: reqwest::Response,
+        max: usize,
+    ) -> Result<bytes::Bytes, OperatorError> {
+        let too_large = || OperatorError::TooLarge {
+            url: url.to_string(),
+            max,
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
+        {
+            return Err(too_large());
+        }
         let status = resp.status();
-        let body = resp.bytes().await?;
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = resp.chunk().await? {
+            if body.len() + chunk.len() > max {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = body.freeze();
         if !status.is_success() {
             return Err(OperatorError::Status {
                 url: url.to_string(),
@@ -194,7 +236,7 @@ impl OperatorClient {
         if let Some(c) = &self.credentials {
             req = req.basic_auth(&c.principal, Some(&c.secret));
         }
-        let body = Self::check(&url, req.send().await?).await?;
+        let body = Self::check_capped(&url, req.send().await?, MAX_FILE_READ_BYTES).await?;
         Ok(serde_json::from_slice(&body)?)
     }
 }

@@ -63,6 +63,12 @@ async fn files_read(Query(q): Query<HashMap<String, String>>) -> impl IntoRespon
                 json!({"data":&data[start..],"offset":offset}).to_string(),
             )
         }
+        // An agent answering far more than any read returns.
+        Some("/sandbox/huge") => (
+            StatusCode::OK,
+            json!({"data": "x".repeat(mesos_v1::operator::MAX_FILE_READ_BYTES), "offset": 0})
+                .to_string(),
+        ),
         Some(_) => (StatusCode::NOT_FOUND, String::new()),
         None => (
             StatusCode::BAD_REQUEST,
@@ -122,6 +128,14 @@ async fn operator_calls_and_files() {
         .await
         .expect("size");
     assert_eq!(size.offset, 12);
+    let huge = c
+        .read_file("/sandbox/huge", 0, Some(10))
+        .await
+        .expect_err("over the cap");
+    assert!(
+        matches!(huge, OperatorError::TooLarge { max, .. } if max == mesos_v1::operator::MAX_FILE_READ_BYTES),
+        "{huge}"
+    );
     let missing = c.read_file("/nope", 0, Some(10)).await.expect_err("404");
     assert!(
         matches!(missing, OperatorError::Status { status, .. } if status == StatusCode::NOT_FOUND)

@@ -15,7 +15,23 @@ pub struct TopologyList {
     pub kind: String,
     /// etcd revision the list is consistent at; watch from here to miss nothing.
     pub resource_version: String,
+    /// Paging: `continue` when more objects follow.
+    #[serde(default)]
+    pub metadata: ListMeta,
     pub items: Vec<Topology>,
+}
+
+/// Metadata of a list answer (Kubernetes' `ListMeta`): one request answers at most one
+/// page (`?limit=N`, capped by the server); the rest follows with `?continue=TOKEN`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListMeta {
+    /// The etcd revision every page of this list is read at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// Pass it as `?continue=` to get the next page; absent on the last page.
+    #[serde(default, rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
 }
 
 /// What an apply did (or, with `dryRun`, would do).

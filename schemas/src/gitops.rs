@@ -176,6 +176,17 @@ impl GitRepositorySpec {
             .max(MIN_INTERVAL)
     }
 
+    /// Whether `url` names a repository on the controller's own machine (`file://` or an
+    /// absolute path): accepted only by a controller started with `--allow-local-git`,
+    /// because it lets API users make the controller read its own files.
+    pub fn is_local(&self) -> bool {
+        let url = self.url.trim();
+        url.starts_with('/')
+            || url
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("file://"))
+    }
+
     /// The path inside the repository without leading or trailing slashes (`""` for all).
     pub fn normalized_path(&self) -> String {
         self.path
@@ -287,8 +298,9 @@ pub struct GitRepositoryStatus {
     /// the request, so a client can wait for its own.
     #[serde(default)]
     pub last_handled_request: i64,
-    /// `Synced`, `Failed` (some files were rejected or could not be applied) or
-    /// `FetchFailed` (the repository could not be read).
+    /// `Synced`, `Failed` (some files were rejected or could not be applied),
+    /// `FetchFailed` (the repository could not be read) or `Refused` (this controller
+    /// does not fetch such a URL, e.g. a local path without `--allow-local-git`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub phase: String,
     /// Why the repository could not be fetched or read, when it could not.
@@ -367,6 +379,9 @@ pub struct ManagedTopology {
 pub struct GitRepositoryList {
     pub api_version: String,
     pub kind: String,
+    /// Paging: `continue` when more objects follow.
+    #[serde(default)]
+    pub metadata: crate::api::ListMeta,
     pub items: Vec<GitRepository>,
 }
 
@@ -443,6 +458,22 @@ mod tests {
         );
         assert!(m[2].starts_with("spec.path: \"../outside\""), "{m:?}");
         assert!(m[3].starts_with("spec.interval: "), "{m:?}");
+    }
+
+    #[test]
+    fn local_urls_are_told_apart_from_remote_ones() {
+        let local = |url: &str| {
+            GitRepositorySpec {
+                url: url.into(),
+                ..GitRepositorySpec::default()
+            }
+            .is_local()
+        };
+        assert!(local("/srv/git/streams"));
+        assert!(local(" file:///srv/git/streams"));
+        assert!(local("FILE:///srv/git/streams"));
+        assert!(!local("https://git.example.com/x.git"));
+        assert!(!local("ssh://git@git.example.com/x.git"));
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct UpArgs {
     /// Where state and logs go.
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+    /// Let GitRepositories name local repositories (paths, file://), as the README's
+    /// GitOps tour does: passed to the controller.
+    #[arg(long)]
+    pub allow_local_git: bool,
 }
 
 /// Options of `concord dev down` and `status`.
@@ -310,6 +314,9 @@ async fn start_stack(args: &UpArgs) -> Result<(), Failure> {
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         );
+    if args.allow_local_git {
+        controller.arg("--allow-local-git");
+    }
     start(dir, "concord-controller", controller)?;
     wait_healthy(
         dir,

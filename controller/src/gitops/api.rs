@@ -1,6 +1,7 @@
 //! HTTP endpoints of GitRepository objects.
 //!
-//! - `GET {API_BASE}/gitrepositories`: every GitRepository with its status;
+//! - `GET {API_BASE}/gitrepositories`: every GitRepository with its status, a page at a
+//!   time (`?limit=N&continue=TOKEN`, see [`crate::paging`]);
 //! - `GET|POST {API_BASE}/namespaces/{ns}/gitrepositories`: list, create or update;
 //! - `GET|PUT|DELETE {API_BASE}/namespaces/{ns}/gitrepositories/{name}`;
 //! - `POST {API_BASE}/namespaces/{ns}/gitrepositories/{name}/sync`: sync now. Point a Git
@@ -15,13 +16,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use concord_schemas::api::{API_BASE, ApplyOutcome};
+use concord_schemas::api::{API_BASE, ApplyOutcome, ListMeta};
 use concord_schemas::gitops::{GitRepository, GitRepositoryList, SyncRequested};
 use concord_schemas::{SpecError, SpecErrors};
 use serde::{Deserialize, Serialize};
 
 use super::store::RepoStore;
 use crate::api::{ApiError, ApiResult, ApiState, body_bytes, body_mime, check_url_matches};
+use crate::paging::PageQuery;
 
 /// The routes, merged into the API router.
 pub fn routes() -> Router<ApiState> {
@@ -54,21 +56,40 @@ fn repos(state: &ApiState) -> RepoStore {
     RepoStore::new(state.store.clone())
 }
 
-fn list_response(items: Vec<GitRepository>) -> Response {
-    Json(GitRepositoryList {
+/// One page of GitRepositories (`?limit=N&continue=TOKEN`, see [`crate::paging`]).
+async fn list(state: &ApiState, ns: Option<&str>, query: &PageQuery) -> ApiResult<Response> {
+    let page = query.page(ns)?;
+    let found = repos(state)
+        .list_page(ns, &page)
+        .await
+        .map_err(crate::paging::store_error)?;
+    Ok(Json(GitRepositoryList {
         api_version: concord_schemas::API_VERSION.into(),
         kind: "GitRepositoryList".into(),
-        items,
+        metadata: ListMeta {
+            resource_version: Some(found.revision.to_string()),
+            continue_token: found
+                .next
+                .map(|last| crate::paging::encode_token(found.revision, &last)),
+        },
+        items: found.items,
     })
-    .into_response()
+    .into_response())
 }
 
-async fn list_all(State(state): State<ApiState>) -> ApiResult<Response> {
-    Ok(list_response(repos(&state).list(None).await?))
+async fn list_all(
+    State(state): State<ApiState>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Response> {
+    list(&state, None, &query).await
 }
 
-async fn list_ns(State(state): State<ApiState>, Path(ns): Path<String>) -> ApiResult<Response> {
-    Ok(list_response(repos(&state).list(Some(&ns)).await?))
+async fn list_ns(
+    State(state): State<ApiState>,
+    Path(ns): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Response> {
+    list(&state, Some(&ns), &query).await
 }
 
 fn not_found(ns: &str, name: &str) -> ApiError {
@@ -163,7 +184,13 @@ async fn apply(
         repo.metadata.resource_version = Some(rv);
     }
     repo.spec.url = repo.spec.url.trim().to_owned();
-    repo.validate().map_err(ApiError::invalid)?;
+    let mut errors = repo.validate().err().map(|e| e.0).unwrap_or_default();
+    if let Some(reason) = super::url_refusal(&repo.spec, state.allow_local_git) {
+        errors.push(SpecError::at_path("spec.url", reason));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(SpecErrors(errors)));
+    }
     let (outcome, object) = repos(&state).apply(repo).await?;
     tracing::info!(namespace = %ns, name = %object.metadata.name, %outcome, url = %object.spec.url, "applied gitrepository");
     let code = if outcome == ApplyOutcome::Created {

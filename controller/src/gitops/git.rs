@@ -54,6 +54,8 @@ pub struct TreeFile {
 pub struct Mirror {
     dir: PathBuf,
     url: String,
+    /// Whether git may use its `file` transport (local paths, `file://`).
+    allow_local: bool,
 }
 
 impl Mirror {
@@ -64,7 +66,15 @@ impl Mirror {
         Self {
             dir: cache.join(hex::encode(&digest[..12])),
             url: url.to_owned(),
+            allow_local: false,
         }
+    }
+
+    /// Lets git fetch from local paths and `file://` URLs (`--allow-local-git`); without
+    /// it git itself refuses its `file` transport, whatever the URL turns into.
+    pub fn allowing_local(mut self, allow: bool) -> Self {
+        self.allow_local = allow;
+        self
     }
 
     /// Fetches `branch` and returns its head commit.
@@ -203,6 +213,15 @@ impl Mirror {
             .env("GIT_PAGER", "cat")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("LC_ALL", "C")
+            // Only the transports the controller means to use (no ext::, no file unless allowed).
+            .env(
+                "GIT_ALLOW_PROTOCOL",
+                if self.allow_local {
+                    "http:https:ssh:file"
+                } else {
+                    "http:https:ssh"
+                },
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -264,7 +283,7 @@ mod tests {
         let third = commit_file(repo, "topologies/sub/b.yml", "b: 2\n", "add b");
 
         let url = repo.display().to_string();
-        let mirror = Mirror::new(cache.path(), &url);
+        let mirror = Mirror::new(cache.path(), &url).allowing_local(true);
         let head = mirror.fetch("main").await.expect("fetch");
         assert_eq!(head.sha, third);
         assert_eq!(head.author, "Ada <ada@example.com>");
@@ -309,7 +328,8 @@ mod tests {
         let cache = tempfile::tempdir().expect("tmp");
         run(work.path(), &["init", "-q", "-b", "main"]);
         commit_file(work.path(), "a.yaml", "a: 1\n", "a");
-        let mirror = Mirror::new(cache.path(), &work.path().display().to_string());
+        let mirror =
+            Mirror::new(cache.path(), &work.path().display().to_string()).allowing_local(true);
         let err = mirror.fetch("release").await.expect_err("no such branch");
         assert!(matches!(err, GitError::NoBranch { .. }), "{err}");
         assert!(
@@ -317,8 +337,29 @@ mod tests {
             "{err}"
         );
 
-        let gone = Mirror::new(cache.path(), "/nonexistent/repository");
+        let gone = Mirror::new(cache.path(), "/nonexistent/repository").allowing_local(true);
         let err = gone.fetch("main").await.expect_err("no repository");
         assert!(err.to_string().starts_with("git fetch failed: "), "{err}");
+    }
+
+    #[tokio::test]
+    async fn git_itself_refuses_local_transports_unless_allowed() {
+        let work = tempfile::tempdir().expect("tmp");
+        let cache = tempfile::tempdir().expect("tmp");
+        run(work.path(), &["init", "-q", "-b", "main"]);
+        commit_file(work.path(), "a.yaml", "a: 1\n", "a");
+        for url in [
+            work.path().display().to_string(),
+            format!("file://{}", work.path().display()),
+        ] {
+            let err = Mirror::new(cache.path(), &url)
+                .fetch("main")
+                .await
+                .expect_err("the file transport is not allowed");
+            assert!(
+                err.to_string().contains("transport 'file' not allowed"),
+                "{err}"
+            );
+        }
     }
 }

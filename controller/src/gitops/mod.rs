@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use concord_schemas::Topology;
-use concord_schemas::gitops::GitRepository;
+use concord_schemas::gitops::{GitRepository, GitRepositorySpec, GitRepositoryStatus};
 
 use crate::store::Store;
 use store::RepoStore;
@@ -30,8 +30,24 @@ const TICK: Duration = Duration::from_millis(500);
 /// Settings of the syncer.
 #[derive(Debug, Clone)]
 pub struct GitOpsConfig {
-    /// Where bare mirrors of the repositories are kept.
+    /// Where bare mirrors of the repositories are kept (a private directory, see
+    /// [`crate::state_dir`]).
     pub cache_dir: PathBuf,
+    /// Whether local repositories (`file://`, absolute paths) are synced
+    /// (`--allow-local-git`).
+    pub allow_local: bool,
+}
+
+/// Why a repository URL is refused by a controller that does not allow local ones;
+/// `None` when it is accepted. Checked at apply (422, nothing stored) and before every
+/// sync (for objects stored before the controller was restarted without the flag).
+pub fn url_refusal(spec: &GitRepositorySpec, allow_local: bool) -> Option<String> {
+    (spec.is_local() && !allow_local).then(|| {
+        format!(
+            "{:?} is a repository on the controller's own machine; file:// URLs and local paths are accepted only when the controller is started with --allow-local-git",
+            spec.url.trim()
+        )
+    })
 }
 
 /// What the syncer remembers between ticks; rebuilt from etcd after a restart.
@@ -69,8 +85,17 @@ async fn tick(
     for repo in all {
         let id = id_of(&repo);
         let request = requests.get(&id).copied().unwrap_or_default();
+        if let Some(reason) = url_refusal(&repo.spec, config.allow_local) {
+            memory.desired.remove(&id);
+            if let Some(status) = refused_status(&repo, request, reason) {
+                tracing::warn!(repository = %repo.key(), url = %repo.spec.url, "not synced: local repositories need --allow-local-git");
+                repos.put_status(&id.0, &id.1, &status).await?;
+            }
+            continue;
+        }
         if is_due(&repo, request, memory.desired.contains_key(&id)) {
-            let mirror = git::Mirror::new(&config.cache_dir, &repo.spec.url);
+            let mirror = git::Mirror::new(&config.cache_dir, &repo.spec.url)
+                .allowing_local(config.allow_local);
             let synced = sync::sync_once(store, &mirror, &repo, request).await;
             repos.put_status(&id.0, &id.1, &synced.status).await?;
             memory.desired.insert(id, synced.desired);
@@ -109,6 +134,33 @@ fn id_of(repo: &GitRepository) -> (String, String) {
     (repo.metadata.namespace.clone(), repo.metadata.name.clone())
 }
 
+/// The status of a repository that is not synced because its URL is refused, or `None`
+/// when its status already says so (nothing to write). Everything it managed stays as it
+/// is; sync requests are answered so `concord gitops sync` returns.
+fn refused_status(
+    repo: &GitRepository,
+    request: i64,
+    reason: String,
+) -> Option<GitRepositoryStatus> {
+    let previous = repo.status.clone().unwrap_or_default();
+    let generation = repo.metadata.generation.unwrap_or_default();
+    let handled = request.max(previous.last_handled_request);
+    if previous.phase == "Refused"
+        && previous.fetch_error.as_deref() == Some(reason.as_str())
+        && previous.observed_generation == generation
+        && previous.last_handled_request == handled
+    {
+        return None;
+    }
+    Some(GitRepositoryStatus {
+        observed_generation: generation,
+        last_handled_request: handled,
+        phase: "Refused".into(),
+        fetch_error: Some(reason),
+        ..previous
+    })
+}
+
 /// A repository is synced when it never was (by this process, or at all), when its spec
 /// changed, when a sync was requested, or when its interval has passed.
 fn is_due(repo: &GitRepository, request: i64, synced_here: bool) -> bool {
@@ -131,7 +183,6 @@ fn is_due(repo: &GitRepository, request: i64, synced_here: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use concord_schemas::gitops::{GitRepositorySpec, GitRepositoryStatus};
 
     fn repo_with(status: Option<GitRepositoryStatus>) -> GitRepository {
         let mut repo = GitRepository::new(
@@ -145,6 +196,34 @@ mod tests {
         repo.metadata.generation = Some(2);
         repo.status = status;
         repo
+    }
+
+    #[test]
+    fn local_repositories_are_refused_unless_allowed_and_say_so_once() {
+        let repo = repo_with(None);
+        assert_eq!(url_refusal(&repo.spec, true), None);
+        let reason = url_refusal(&repo.spec, false).expect("refused");
+        assert!(reason.contains("--allow-local-git"), "{reason}");
+        let remote = GitRepositorySpec {
+            url: "https://git.example.com/x.git".into(),
+            ..GitRepositorySpec::default()
+        };
+        assert_eq!(url_refusal(&remote, false), None);
+
+        let status = refused_status(&repo, 5, reason.clone()).expect("first time");
+        assert_eq!(status.phase, "Refused");
+        assert_eq!(status.fetch_error.as_deref(), Some(reason.as_str()));
+        assert_eq!(status.last_handled_request, 5);
+        assert_eq!(status.observed_generation, 2);
+        let again = repo_with(Some(status));
+        assert!(
+            refused_status(&again, 5, reason.clone()).is_none(),
+            "unchanged"
+        );
+        assert!(
+            refused_status(&again, 6, reason).is_some(),
+            "a new sync request"
+        );
     }
 
     #[test]

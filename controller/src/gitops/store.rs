@@ -104,6 +104,70 @@ impl RepoStore {
         Ok(items)
     }
 
+    /// One page of [`RepoStore::list`] (see [`crate::paging`]), with statuses read at the
+    /// same revision.
+    pub async fn list_page(
+        &self,
+        ns: Option<&str>,
+        page: &crate::paging::Page,
+    ) -> Result<crate::store::ListPage<GitRepository>, StoreError> {
+        let mut client = self.store.client();
+        let prefix = self.prefix_of("gitrepositories", ns);
+        let start = match &page.after {
+            Some(after) => format!("{}/gitrepositories/{after}\0", self.store.prefix()),
+            None => prefix.clone(),
+        };
+        let mut options = GetOptions::new()
+            .with_range(crate::paging::prefix_end(prefix.as_bytes()))
+            .with_limit(i64::try_from(page.limit).unwrap_or(i64::MAX));
+        if let Some(revision) = page.revision {
+            options = options.with_revision(revision);
+        }
+        let repos = client.get(start, Some(options)).await?;
+        let revision = page
+            .revision
+            .unwrap_or_else(|| repos.header().map(|h| h.revision()).unwrap_or_default());
+        let mut items = Vec::with_capacity(repos.kvs().len());
+        for kv in repos.kvs() {
+            items.push(decode_repo(kv)?.repo);
+        }
+        let (Some(first), Some(last)) = (items.first(), items.last()) else {
+            return Ok(crate::store::ListPage {
+                items,
+                revision,
+                next: None,
+            });
+        };
+        // Status keys sort like object keys: the page's statuses are exactly this range.
+        let (first_ns, first_name) = (&first.metadata.namespace, &first.metadata.name);
+        let (last_ns, last_name) = (&last.metadata.namespace, &last.metadata.name);
+        let statuses = client
+            .get(
+                self.key("gitstatus", first_ns, first_name),
+                Some(
+                    GetOptions::new()
+                        .with_range(format!("{}\0", self.key("gitstatus", last_ns, last_name)))
+                        .with_revision(revision),
+                ),
+            )
+            .await?;
+        let next = repos.more().then(|| format!("{last_ns}/{last_name}"));
+        let mut by_key = std::collections::HashMap::new();
+        for kv in statuses.kvs() {
+            let id = crate::store::split_ns_name(kv.key())?;
+            by_key.insert(id, decode::<GitRepositoryStatus>(kv)?);
+        }
+        for repo in &mut items {
+            let id = (repo.metadata.namespace.clone(), repo.metadata.name.clone());
+            repo.status = by_key.remove(&id);
+        }
+        Ok(crate::store::ListPage {
+            items,
+            revision,
+            next,
+        })
+    }
+
     /// Creates or updates a validated GitRepository; like topologies, an identical spec
     /// writes nothing and `resourceVersion`, when given, must match.
     pub async fn apply(

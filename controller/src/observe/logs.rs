@@ -34,7 +34,8 @@ const SANDBOX_TTL: Duration = Duration::from_secs(300);
 const SANDBOX_CACHE_MAX: usize = 1024;
 /// Timeout of each Mesos request.
 const MESOS_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most bytes returned by one read (the Mesos files API caps reads at 16 pages).
+/// Most bytes returned by one read (the Mesos files API caps reads at 16 pages); a
+/// larger `length` is lowered to it, and an agent answering more is cut to it.
 pub const MAX_LENGTH: u64 = 64 * 1024;
 
 /// Which sandbox file.
@@ -198,18 +199,7 @@ impl LogReader {
             }
             other => other,
         })?;
-        let next_offset = if offset < 0 {
-            read.offset
-        } else {
-            read.offset + read.data.len() as u64
-        };
-        Ok(LogChunk {
-            task_id: task_id.to_owned(),
-            stream,
-            data: read.data,
-            offset: read.offset,
-            next_offset,
-        })
+        Ok(chunk_of(task_id, stream, offset, length, read))
     }
 
     async fn read_at(
@@ -317,12 +307,55 @@ impl LogReader {
                 resp.status()
             )));
         }
-        let body = resp
-            .bytes()
+        let body = super::read_capped(resp, mesos_v1::operator::MAX_STATE_BYTES)
             .await
-            .map_err(|e| ObserveError::Unavailable(format!("reading GET {url}: {e}")))?;
+            .map_err(|e| match e {
+                super::BodyError::TooLarge { .. } => {
+                    ObserveError::BadGateway(format!("GET {url}: {e}"))
+                }
+                super::BodyError::Read(_) => {
+                    ObserveError::Unavailable(format!("reading GET {url}: {e}"))
+                }
+            })?;
         serde_json::from_slice(&body)
             .map_err(|e| ObserveError::BadGateway(format!("GET {url}: not agent state JSON: {e}")))
+    }
+}
+
+/// The answer for an agent's read: what the agent says is not trusted to be what was
+/// asked, so data beyond `length` is cut (at a character boundary) and the next offset
+/// cannot overflow.
+fn chunk_of(
+    task_id: &str,
+    stream: LogStream,
+    offset: i64,
+    length: u64,
+    read: mesos_v1::FileRead,
+) -> LogChunk {
+    if offset < 0 {
+        return LogChunk {
+            task_id: task_id.to_owned(),
+            stream,
+            data: String::new(),
+            offset: read.offset,
+            next_offset: read.offset,
+        };
+    }
+    let mut data = read.data;
+    let mut keep = usize::try_from(length)
+        .unwrap_or(usize::MAX)
+        .min(data.len());
+    while !data.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    data.truncate(keep);
+    let next_offset = read.offset.saturating_add(data.len() as u64);
+    LogChunk {
+        task_id: task_id.to_owned(),
+        stream,
+        data,
+        offset: read.offset,
+        next_offset,
     }
 }
 
@@ -395,6 +428,25 @@ fn find_directory(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_agent_answering_more_than_asked_is_cut_to_the_length() {
+        let read = |data: &str, offset: u64| mesos_v1::FileRead {
+            data: data.to_owned(),
+            offset,
+        };
+        let big = "x".repeat(MAX_LENGTH as usize * 4);
+        let c = chunk_of("t", LogStream::Stdout, 0, MAX_LENGTH, read(&big, 0));
+        assert_eq!(c.data.len() as u64, MAX_LENGTH);
+        assert_eq!(c.next_offset, MAX_LENGTH);
+        // Never inside a character; never an overflowing offset.
+        let c = chunk_of("t", LogStream::Stdout, 5, 2, read("aé", u64::MAX - 1));
+        assert_eq!(c.data, "a");
+        assert_eq!(c.next_offset, u64::MAX);
+        // offset=-1 answers the size only, whatever data came with it.
+        let c = chunk_of("t", LogStream::Stderr, -1, 10, read("junk", 42));
+        assert_eq!((c.data.as_str(), c.offset, c.next_offset), ("", 42, 42));
+    }
 
     #[test]
     fn agent_address_from_pid_or_hostname() {

@@ -66,8 +66,10 @@ use etcd_client::GetOptions;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::scrape::{self, Buckets, ExecutorCounters};
-use super::{ObserveError, error_chain};
+use super::{BodyError, MAX_SCRAPE_BYTES, ObserveError, error_chain, read_capped};
 use crate::store::Store;
 
 /// Shortest window a rate is computed over.
@@ -83,6 +85,10 @@ pub const MAX_READINGS: usize = 16;
 pub const SCRAPE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Executors scraped at the same time.
 pub(crate) const SCRAPE_CONCURRENCY: usize = 64;
+/// Most executors one request reads (metrics or traces); more are reported as
+/// `truncated`. A topology's tasks are bounded by its spec, but the endpoint keys are
+/// written by executors, so the number read is bounded here.
+pub const MAX_TARGETS: usize = 2000;
 
 /// The answer of the metrics endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +104,10 @@ pub struct TopologyMetrics {
     pub time: DateTime<Utc>,
     /// One entry per operator, in spec order (operators still draining after removal last).
     pub operators: Vec<OperatorMetrics>,
+    /// More than [`MAX_TARGETS`] executors are registered: only the first (in key order)
+    /// were scraped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// Namespace and name of the topology.
@@ -278,18 +288,30 @@ impl ScrapeCache {
     }
 }
 
-/// Reads the registered executors of a topology from etcd.
+/// Reads the registered executors of a topology from etcd, at most `max`; the flag says
+/// whether more are registered.
 pub(crate) async fn targets(
     store: &Store,
     ns: &str,
     name: &str,
-) -> Result<Vec<Target>, ObserveError> {
+    max: usize,
+) -> Result<(Vec<Target>, bool), ObserveError> {
     let dir = format!("{}/endpoints/{ns}/{name}/", store.prefix());
     let mut client = store.client();
     let resp = client
-        .get(dir.as_str(), Some(GetOptions::new().with_prefix()))
+        .get(
+            dir.as_str(),
+            Some(
+                GetOptions::new()
+                    .with_prefix()
+                    .with_limit(i64::try_from(max).unwrap_or(i64::MAX)),
+            ),
+        )
         .await
         .map_err(|e| ObserveError::Unavailable(format!("etcd: {e}")))?;
+    if resp.more() {
+        tracing::warn!(namespace = %ns, topology = %name, max, "more executors registered than one request reads; the rest are left out");
+    }
     let mut out = Vec::new();
     for kv in resp.kvs() {
         let key = String::from_utf8_lossy(kv.key());
@@ -315,17 +337,18 @@ pub(crate) async fn targets(
             ready: value.ready,
         });
     }
-    Ok(out)
+    Ok((out, resp.more()))
 }
 
-/// Scrapes one executor.
-async fn scrape_one(http: &reqwest::Client, addr: &str) -> Result<ExecutorCounters, String> {
-    if addr.is_empty() {
-        return Err("no metrics address registered".into());
-    }
-    let url = format!("http://{addr}/metrics");
+/// GETs `url` from an executor within [`SCRAPE_TIMEOUT`] (body included), reading at
+/// most [`MAX_SCRAPE_BYTES`]; a longer answer is counted in `oversized` and logged.
+pub(crate) async fn get_capped(
+    http: &reqwest::Client,
+    url: &str,
+    oversized: &Counter,
+) -> Result<Vec<u8>, String> {
     let resp = http
-        .get(&url)
+        .get(url)
         .timeout(SCRAPE_TIMEOUT)
         .send()
         .await
@@ -333,10 +356,29 @@ async fn scrape_one(http: &reqwest::Client, addr: &str) -> Result<ExecutorCounte
     if !resp.status().is_success() {
         return Err(format!("GET {url} answered {}", resp.status()));
     }
-    let text = resp
-        .text()
-        .await
-        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+    match read_capped(resp, MAX_SCRAPE_BYTES).await {
+        Ok(body) => Ok(body),
+        Err(e @ BodyError::TooLarge { .. }) => {
+            oversized.inc();
+            tracing::warn!(%url, max = MAX_SCRAPE_BYTES, "executor answer too large; ignored");
+            Err(format!("GET {url}: {e}"))
+        }
+        Err(e) => Err(format!("GET {url}: {e}")),
+    }
+}
+
+/// Scrapes one executor.
+async fn scrape_one(
+    http: &reqwest::Client,
+    addr: &str,
+    oversized: &Counter,
+) -> Result<ExecutorCounters, String> {
+    if addr.is_empty() {
+        return Err("no metrics address registered".into());
+    }
+    let url = format!("http://{addr}/metrics");
+    let body = get_capped(http, &url, oversized).await?;
+    let text = String::from_utf8_lossy(&body);
     let (samples, errors) = scrape::parse(&text);
     if let Some(first) = errors.first() {
         tracing::debug!(%url, errors = errors.len(), %first, "unparsable metric lines skipped");
@@ -353,6 +395,7 @@ struct Scraped {
 async fn scrape_all(
     http: &reqwest::Client,
     cache: &ScrapeCache,
+    oversized: &Counter,
     targets: &[Target],
     reuse_fresh: bool,
 ) -> Vec<Result<Scraped, String>> {
@@ -373,7 +416,7 @@ async fn scrape_all(
             .map(|(i, addr)| {
                 let http = http.clone();
                 async move {
-                    let r = scrape_one(&http, &addr).await;
+                    let r = scrape_one(&http, &addr, oversized).await;
                     (i, r, Instant::now())
                 }
             })
@@ -398,12 +441,13 @@ pub async fn topology_metrics(
     store: &Store,
     http: &reqwest::Client,
     cache: &ScrapeCache,
+    oversized: &Counter,
     topology: &Topology,
 ) -> Result<TopologyMetrics, ObserveError> {
     let ns = &topology.metadata.namespace;
     let name = &topology.metadata.name;
-    let targets = targets(store, ns, name).await?;
-    let mut scraped = scrape_all(http, cache, &targets, true).await;
+    let (targets, truncated) = targets(store, ns, name, MAX_TARGETS).await?;
+    let mut scraped = scrape_all(http, cache, oversized, &targets, true).await;
 
     // Tasks without a usable earlier reading: one more scrape after the minimum window.
     let second: Vec<usize> = scraped
@@ -416,7 +460,7 @@ pub async fn topology_metrics(
         tokio::time::sleep(MIN_WINDOW).await;
         let again: Vec<Target> = second.iter().map(|i| targets[*i].clone()).collect();
         // A fresh reading of another caller may have no base yet: scrape for real.
-        let results = scrape_all(http, cache, &again, false).await;
+        let results = scrape_all(http, cache, oversized, &again, false).await;
         for (i, r) in second.into_iter().zip(results) {
             // A task that stopped answering keeps its first reading (totals, no rate).
             if r.is_ok() {
@@ -492,6 +536,7 @@ pub async fn topology_metrics(
         },
         time: Utc::now(),
         operators,
+        truncated,
     })
 }
 
@@ -655,6 +700,77 @@ fn aggregate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An "executor" on 127.0.0.1 answering `/ok`, `/declared` (a body over the cap with
+    /// its length announced), `/endless` (chunks forever, no length) and `/slow` (one
+    /// byte now and then); returns its address.
+    async fn misbehaving_executor() -> String {
+        use axum::body::Body;
+        use axum::routing::get;
+        let endless = || async {
+            let chunk = bytes::Bytes::from(vec![b'#'; 64 * 1024]);
+            let stream = futures::stream::repeat_with(move || {
+                Ok::<_, std::convert::Infallible>(chunk.clone())
+            });
+            Body::from_stream(stream)
+        };
+        let slow = || async {
+            let stream = futures::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Some((
+                    Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b"#")),
+                    (),
+                ))
+            });
+            Body::from_stream(stream)
+        };
+        let app = axum::Router::new()
+            .route("/ok", get(|| async { "concord_records_out_total 7\n" }))
+            .route(
+                "/declared",
+                get(|| async { vec![b'#'; MAX_SCRAPE_BYTES + 1] }),
+            )
+            .route("/endless", get(endless))
+            .route("/slow", get(slow));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        addr.to_string()
+    }
+
+    #[tokio::test]
+    async fn oversized_and_endless_answers_are_errors_not_buffered() {
+        let addr = misbehaving_executor().await;
+        let http = reqwest::Client::new();
+        let counter = Counter::default();
+        let guard = Duration::from_secs(30);
+        let get = |path: &str| {
+            let url = format!("http://{addr}{path}");
+            let (http, counter) = (http.clone(), counter.clone());
+            async move {
+                tokio::time::timeout(guard, get_capped(&http, &url, &counter))
+                    .await
+                    .expect("bounded in time")
+            }
+        };
+        assert_eq!(
+            get("/ok").await.expect("small answer"),
+            b"concord_records_out_total 7\n"
+        );
+        for path in ["/declared", "/endless"] {
+            let err = get(path).await.expect_err(path);
+            assert!(err.contains("exceeds the limit of 4194304 bytes"), "{err}");
+        }
+        assert_eq!(counter.get(), 2, "each oversized answer is counted");
+        // A trickle is cut off by the scrape timeout (body included), not waited for.
+        let err = get("/slow").await.expect_err("too slow");
+        assert!(!err.contains("exceeds"), "{err}");
+        assert_eq!(counter.get(), 2);
+    }
 
     fn counters(records_out: f64) -> Arc<ExecutorCounters> {
         Arc::new(ExecutorCounters {

@@ -77,6 +77,44 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Largest answer read from an executor's `/metrics` or `/traces` (its own exposition is
+/// a few kilobytes per operator). A longer one is an error for that executor, counted in
+/// `concord_scrape_oversized_bodies_total`, and is never buffered past the cap.
+pub const MAX_SCRAPE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why a capped body could not be read.
+#[derive(Debug, Error)]
+pub(crate) enum BodyError {
+    /// The answer is longer than the cap.
+    #[error("the answer exceeds the limit of {max} bytes")]
+    TooLarge { max: usize },
+    /// The transfer failed (or timed out).
+    #[error("{}", error_chain(.0))]
+    Read(reqwest::Error),
+}
+
+/// Reads `resp`'s body, at most `max` bytes: a declared or actual longer body is an error
+/// as soon as that is known, without reading the rest.
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
+    {
+        return Err(BodyError::TooLarge { max });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge { max });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// What the observability endpoints share: an HTTP client, the scrape cache and the
 /// sandbox locator. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -84,6 +122,8 @@ pub struct Observer {
     http: reqwest::Client,
     cache: metrics_api::ScrapeCache,
     logs: logs::LogReader,
+    /// Counts executor answers refused for their size.
+    oversized: prometheus_client::metrics::counter::Counter,
 }
 
 impl Observer {
@@ -101,7 +141,17 @@ impl Observer {
             logs: logs::LogReader::new(mesos, http.clone()),
             http,
             cache: metrics_api::ScrapeCache::default(),
+            oversized: Default::default(),
         }
+    }
+
+    /// Counts oversized executor answers in `counter` (a metric of the controller).
+    pub fn counting_oversized(
+        mut self,
+        counter: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        self.oversized = counter;
+        self
     }
 }
 
@@ -125,9 +175,15 @@ async fn topology_metrics(
         .map_err(|e| ObserveError::Unavailable(e.to_string()))?
         .ok_or_else(|| ObserveError::NotFound(format!("topology {ns}/{name} not found")))?;
     let obs = &state.observe;
-    metrics_api::topology_metrics(&state.store, &obs.http, &obs.cache, &topology)
-        .await
-        .map(Json)
+    metrics_api::topology_metrics(
+        &state.store,
+        &obs.http,
+        &obs.cache,
+        &obs.oversized,
+        &topology,
+    )
+    .await
+    .map(Json)
 }
 
 async fn topology_traces(
@@ -141,7 +197,8 @@ async fn topology_traces(
         .await
         .map_err(|e| ObserveError::Unavailable(e.to_string()))?
         .ok_or_else(|| ObserveError::NotFound(format!("topology {ns}/{name} not found")))?;
-    traces_api::topology_traces(&state.store, &state.observe.http, &topology, &query)
+    let obs = &state.observe;
+    traces_api::topology_traces(&state.store, &obs.http, &obs.oversized, &topology, &query)
         .await
         .map(Json)
 }

@@ -5,7 +5,7 @@
 //! trace id, span id, parent span id, and when the record's batch arrived, processing
 //! started and ended and its output was handed on). The controller finds the topology's
 //! executors in etcd exactly as the metrics endpoint does, fetches their spans
-//! concurrently (on request only, [`SCRAPE_TIMEOUT`] each), groups them by trace id and
+//! concurrently (on request only, [`super::metrics_api::SCRAPE_TIMEOUT`] each), groups them by trace id and
 //! orders each trace's hops along the parent links: source first, then each hop's
 //! children by arrival time (a record can fan out: broadcast edges, several outputs per
 //! input), so `hops` is a depth-first walk of the path tree with a `depth` per hop.
@@ -29,8 +29,10 @@ use concord_schemas::Topology;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::metrics_api::{MetricsMeta, SCRAPE_CONCURRENCY, SCRAPE_TIMEOUT, ScrapeState, Target};
-use super::{ObserveError, error_chain};
+use prometheus_client::metrics::counter::Counter;
+
+use super::ObserveError;
+use super::metrics_api::{MAX_TARGETS, MetricsMeta, SCRAPE_CONCURRENCY, ScrapeState, get_capped};
 use crate::store::Store;
 
 /// Traces answered when no `limit` is given.
@@ -92,6 +94,10 @@ pub struct TopologyTraces {
     pub tasks: Vec<TraceSource>,
     /// Most recent first (by the time the source hop began).
     pub traces: Vec<Trace>,
+    /// More than [`MAX_TARGETS`] executors are registered: only the first (in key order)
+    /// were asked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// One executor asked for spans.
@@ -308,11 +314,12 @@ fn one_trace(trace_id: String, mut spans: Vec<ExecutorSpan>) -> Trace {
     }
 }
 
-/// Fetches one executor's spans.
+/// Fetches one executor's spans (at most [`RING_CAPACITY`], what an executor keeps).
 async fn fetch_spans(
     http: &reqwest::Client,
     addr: &str,
     trace_id: Option<&str>,
+    oversized: &Counter,
 ) -> Result<Vec<ExecutorSpan>, String> {
     if addr.is_empty() {
         return Err("no metrics address registered".into());
@@ -321,21 +328,10 @@ async fn fetch_spans(
     if let Some(id) = trace_id {
         url.push_str(&format!("?traceId={id}"));
     }
-    let resp = http
-        .get(&url)
-        .timeout(SCRAPE_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
-    if !resp.status().is_success() {
-        return Err(format!("GET {url} answered {}", resp.status()));
-    }
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
-    let spans: Vec<ExecutorSpan> = serde_json::from_slice(&body)
+    let body = get_capped(http, &url, oversized).await?;
+    let mut spans: Vec<ExecutorSpan> = serde_json::from_slice(&body)
         .map_err(|e| format!("GET {url}: not a list of spans: {e}"))?;
+    spans.truncate(RING_CAPACITY);
     // Executors without the `traceId` filter answer every span.
     Ok(match trace_id {
         Some(id) => spans.into_iter().filter(|s| s.trace_id == id).collect(),
@@ -347,6 +343,7 @@ async fn fetch_spans(
 pub async fn topology_traces(
     store: &Store,
     http: &reqwest::Client,
+    oversized: &Counter,
     topology: &Topology,
     query: &TraceQuery,
 ) -> Result<TopologyTraces, ObserveError> {
@@ -362,7 +359,8 @@ pub async fn topology_traces(
         Some(0) => return Err(ObserveError::BadRequest("limit must be at least 1".into())),
         Some(n) => n.min(MAX_LIMIT),
     };
-    let mut targets: Vec<Target> = super::metrics_api::targets(store, ns, name).await?;
+    let (mut targets, truncated) =
+        super::metrics_api::targets(store, ns, name, MAX_TARGETS).await?;
     targets.sort_by(|a, b| {
         (&a.operator, a.instance, &a.task_id).cmp(&(&b.operator, b.instance, &b.task_id))
     });
@@ -376,7 +374,7 @@ pub async fn topology_traces(
     .map(|(i, addr)| {
         let http = http.clone();
         let id = trace_id.clone();
-        async move { (i, fetch_spans(&http, &addr, id.as_deref()).await) }
+        async move { (i, fetch_spans(&http, &addr, id.as_deref(), oversized).await) }
     })
     .buffer_unordered(SCRAPE_CONCURRENCY)
     .collect()
@@ -431,10 +429,12 @@ pub async fn topology_traces(
         time: Utc::now(),
         tasks,
         traces,
+        truncated,
     })
 }
 
-/// Spans an executor keeps (`concord-executor`'s ring), for messages.
+/// Spans an executor keeps (`concord-executor`'s ring): for messages, and the most read
+/// from one executor.
 const RING_CAPACITY: usize = 2048;
 
 #[cfg(test)]

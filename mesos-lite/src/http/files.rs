@@ -14,7 +14,8 @@ use super::{Params, json, text};
 use crate::master::Shared;
 use crate::wire::FileRead;
 
-/// Mesos reads at most 16 pages per request.
+/// Mesos reads at most 16 pages per request: a larger (or absent) `length` is lowered to
+/// it, so one request never reads or buffers more.
 const MAX_READ: u64 = 16 * 4096;
 
 /// Maps a files-API path to a real path inside `<work_dir>/slaves`, or None.
@@ -102,9 +103,11 @@ pub(super) fn read(shared: &Arc<Shared>, params: &Params) -> Response {
     }
     let offset = offset as u64;
     if offset >= size {
+        // As Mesos: an offset at or past the end answers no data at the file's size, so a
+        // reader whose file was truncated learns where it ends now.
         return json(&FileRead {
             data: String::new(),
-            offset,
+            offset: size,
         });
     }
     let want = length
@@ -184,8 +187,8 @@ pub(super) fn download(shared: &Arc<Shared>, params: &Params) -> Response {
     if real.is_dir() {
         return text(StatusCode::BAD_REQUEST, "Cannot download a directory.\n");
     }
-    match std::fs::read(&real) {
-        Ok(bytes) => {
+    match std::fs::File::open(&real) {
+        Ok(file) => {
             let name = real
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -199,12 +202,32 @@ pub(super) fn download(shared: &Arc<Shared>, params: &Params) -> Response {
                         format!("attachment; filename={name}"),
                     ),
                 ],
-                bytes,
+                // Streamed in chunks: a large sandbox file is never held in memory whole.
+                axum::body::Body::from_stream(chunks(tokio::fs::File::from_std(file))),
             )
                 .into_response()
         }
         Err(_) => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// A file's bytes, [`MAX_READ`] at a time, ending at the first error.
+fn chunks(
+    file: tokio::fs::File,
+) -> impl futures::Stream<Item = std::io::Result<axum::body::Bytes>> {
+    futures::stream::unfold(Some(file), |file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut file = file?;
+        let mut buf = vec![0u8; MAX_READ as usize];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(axum::body::Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
 }
 
 fn id_names(file: &str) -> std::collections::HashMap<u32, String> {
