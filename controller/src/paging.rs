@@ -106,6 +106,32 @@ pub fn decode_token(token: &str) -> Option<(i64, String)> {
     (valid(ns) && valid(name)).then_some((revision, key))
 }
 
+/// Reads one page of the keys under `prefix` (`<root>/<ns>/` or `<root>/`): at most
+/// `page.limit` keys after `<root>/<page.after>`, at `page.revision` (now, for a first
+/// page). Returns the answer and the revision it was read at.
+pub async fn read_keys(
+    client: &mut etcd_client::Client,
+    root: &str,
+    prefix: &str,
+    page: &Page,
+) -> Result<(etcd_client::GetResponse, i64), StoreError> {
+    let start = match &page.after {
+        Some(after) => format!("{root}/{after}\0"),
+        None => prefix.to_owned(),
+    };
+    let mut options = etcd_client::GetOptions::new()
+        .with_range(prefix_end(prefix.as_bytes()))
+        .with_limit(i64::try_from(page.limit).unwrap_or(i64::MAX));
+    if let Some(revision) = page.revision {
+        options = options.with_revision(revision);
+    }
+    let resp = client.get(start, Some(options)).await?;
+    let revision = page
+        .revision
+        .unwrap_or_else(|| resp.header().map(|h| h.revision()).unwrap_or_default());
+    Ok((resp, revision))
+}
+
 /// The smallest key after every key that starts with `prefix` (etcd's range end).
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();

@@ -439,21 +439,9 @@ impl Store {
         page: &crate::paging::Page,
     ) -> Result<ListPage<Topology>, StoreError> {
         let mut client = self.client.clone();
-        let prefix = self.spec_prefix(ns);
-        let start = match &page.after {
-            Some(after) => format!("{}/topologies/{after}\0", self.prefix),
-            None => prefix.clone(),
-        };
-        let mut options = GetOptions::new()
-            .with_range(crate::paging::prefix_end(prefix.as_bytes()))
-            .with_limit(i64::try_from(page.limit).unwrap_or(i64::MAX));
-        if let Some(revision) = page.revision {
-            options = options.with_revision(revision);
-        }
-        let specs = client.get(start, Some(options)).await?;
-        let revision = page
-            .revision
-            .unwrap_or_else(|| specs.header().map(|h| h.revision()).unwrap_or_default());
+        let root = format!("{}/topologies", self.prefix);
+        let (specs, revision) =
+            crate::paging::read_keys(&mut client, &root, &self.spec_prefix(ns), page).await?;
         let ids = specs
             .kvs()
             .iter()

@@ -112,21 +112,9 @@ impl RepoStore {
         page: &crate::paging::Page,
     ) -> Result<crate::store::ListPage<GitRepository>, StoreError> {
         let mut client = self.store.client();
+        let root = format!("{}/gitrepositories", self.store.prefix());
         let prefix = self.prefix_of("gitrepositories", ns);
-        let start = match &page.after {
-            Some(after) => format!("{}/gitrepositories/{after}\0", self.store.prefix()),
-            None => prefix.clone(),
-        };
-        let mut options = GetOptions::new()
-            .with_range(crate::paging::prefix_end(prefix.as_bytes()))
-            .with_limit(i64::try_from(page.limit).unwrap_or(i64::MAX));
-        if let Some(revision) = page.revision {
-            options = options.with_revision(revision);
-        }
-        let repos = client.get(start, Some(options)).await?;
-        let revision = page
-            .revision
-            .unwrap_or_else(|| repos.header().map(|h| h.revision()).unwrap_or_default());
+        let (repos, revision) = crate::paging::read_keys(&mut client, &root, &prefix, page).await?;
         let mut items = Vec::with_capacity(repos.kvs().len());
         for kv in repos.kvs() {
             items.push(decode_repo(kv)?.repo);
