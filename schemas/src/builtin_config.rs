@@ -1,5 +1,6 @@
 //! Configuration checks of built-in operators whose mistakes would otherwise only show
-//! when a task starts (and crash-loops): the Kafka source and sink.
+//! when a task starts (and crash-loops): the Kafka source and sink, `tcp-source`'s
+//! line bound.
 
 use std::collections::BTreeMap;
 
@@ -54,6 +55,7 @@ pub(crate) fn check(name: &str, config: &BTreeMap<String, Value>) -> Vec<(String
                 c.positive(k);
             }
         }
+        "tcp-source" => c.positive("maxLineBytes"),
         _ => {}
     }
     c.found
