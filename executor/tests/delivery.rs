@@ -183,7 +183,10 @@ fn a_downstream_that_closes_without_answering_fails_the_marker() {
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
+            let Ok(mut conn) = conn else { return };
+            if auth().accept(&mut conn).is_err() {
+                continue;
+            }
             let mut r = BufReader::new(conn);
             while let Ok(Some((kind, _))) = wire::read_frame(&mut r) {
                 if kind == wire::FRAME_MARKER {
