@@ -208,6 +208,24 @@ mod tests {
     }
 
     #[test]
+    fn tcp_source_line_bound_must_be_a_positive_number() {
+        let ok = config(serde_json::json!({"maxLineBytes": 4096}));
+        assert_eq!(check("tcp-source", &ok), vec![]);
+        for bad in [
+            serde_json::json!(0),
+            serde_json::json!("1MiB"),
+            serde_json::json!(-1),
+        ] {
+            let c = config(serde_json::json!({ "maxLineBytes": bad }));
+            let keys: Vec<String> = check("tcp-source", &c)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            assert_eq!(keys, ["maxLineBytes"]);
+        }
+    }
+
+    #[test]
     fn mistakes_are_named_by_key() {
         let src = config(serde_json::json!({
             "bootstrapServers": "localhost", "startFrom": "beginning", "ackTimeoutMs": 0,
