@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dataplane_secret;
 pub mod etcd_access;
 pub mod gitops;
 pub mod leader;

@@ -642,7 +642,8 @@ impl Store {
         Ok(topology)
     }
 
-    /// Removes a topology's spec and status keys, if the spec is still at `mod_revision`.
+    /// Removes a topology's spec, status, task lists and data-plane secret, if the spec
+    /// is still at `mod_revision`.
     pub async fn finalize_delete(
         &self,
         ns: &str,
@@ -664,6 +665,8 @@ impl Store {
                     self.task_status_prefix(ns, name),
                     Some(DeleteOptions::new().with_prefix()),
                 ),
+                // Its tasks are all gone: the data-plane secret goes with it.
+                TxnOp::delete(self.dataplane_secret_key(ns, name), None),
             ])
             .or_else([TxnOp::get(key.as_str(), None)]);
         let mut client = self.client.clone();

@@ -427,6 +427,11 @@ impl MesosLite {
         self.wait_healthy().await;
     }
 
+    /// The agents' work directory (sandboxes are under `slaves/`).
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
     /// Running tasks by ID, with the PID Mesos reports for each.
     pub async fn running_tasks(&self) -> std::collections::BTreeMap<String, Option<u64>> {
         let state: serde_json::Value = reqwest::get(format!("{}/state", self.url))

@@ -279,6 +279,31 @@ async fn delete_stops_every_task_then_removes_the_topology() {
     s.apply(&pipeline("gone", 2, "a", 1, 0));
     s.controller.wait_ready("gone", READY_TIMEOUT).await;
     assert_eq!(s.mesos.running_tasks().await.len(), 4);
+    // Every task got the topology's one data-plane secret as a private file in its
+    // sandbox (and Ready means they exchanged records with it).
+    let secret = s
+        .etcd
+        .dump("/concord/secrets/")
+        .await
+        .into_iter()
+        .find(|(k, _)| k == "/concord/secrets/default/gone")
+        .map(|(_, v)| v)
+        .expect("the topology's secret in etcd");
+    let secret: serde_json::Value = serde_json::from_str(&secret).expect("secret JSON");
+    let hex = secret["hmacSha256"].as_str().expect("hex");
+    let secret: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect();
+    assert_eq!(secret.len(), 32);
+    let files = secret_files(&s.mesos.work_dir());
+    assert_eq!(files.len(), 4, "one per task: {files:?}");
+    for f in &files {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(f).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o400, "{}", f.display());
+        assert_eq!(std::fs::read(f).expect("read"), secret);
+    }
 
     let out = concord(
         &s.controller.url,
@@ -307,9 +332,28 @@ async fn delete_stops_every_task_then_removes_the_topology() {
     assert!(
         !keys.iter().any(|k| k.contains("/topologies/")
             || k.contains("/status/")
-            || k.contains("/taskstatus/")),
+            || k.contains("/taskstatus/")
+            || k.contains("/secrets/")),
         "{keys:?}"
     );
+}
+
+/// Data-plane secret files in every sandbox under `dir`.
+fn secret_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let kind = e.file_type().expect("file type");
+            if kind.is_dir() {
+                todo.push(p);
+            } else if p.ends_with(concord_schemas::dataplane::DATAPLANE_SECRET_PATH) {
+                found.push(p);
+            }
+        }
+    }
+    found
 }
 
 #[tokio::test]

@@ -346,3 +346,83 @@ async fn operators_task_lists_live_in_keys_of_their_own_and_are_merged_back() {
         "spec, status and task lists are all gone"
     );
 }
+
+#[tokio::test]
+async fn a_topology_has_one_data_plane_secret_from_first_launch_to_deletion() {
+    let etcd = Etcd::start().await;
+    let store = store(&etcd).await;
+    let mut client = etcd.client().await;
+    let put = client
+        .put(store.leader_key(), "me", None)
+        .await
+        .expect("leader key");
+    let fenced = store.fenced(concord_controller::store::Fence {
+        key: store.leader_key(),
+        revision: put.header().expect("header").revision(),
+    });
+    let key = store.dataplane_secret_key("default", "wc");
+
+    // No topology, no secret.
+    assert!(matches!(
+        fenced.ensure_dataplane_secret("default", "wc").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        client
+            .get(key.as_str(), None)
+            .await
+            .expect("get")
+            .kvs()
+            .is_empty()
+    );
+
+    store.apply(topology("wc", 1)).await.expect("create");
+    // Concurrent first launches agree on one secret; later ones (a new leader) reuse it.
+    let (a, b) = tokio::join!(
+        fenced.ensure_dataplane_secret("default", "wc"),
+        fenced.ensure_dataplane_secret("default", "wc")
+    );
+    let (a, b) = (a.expect("a"), b.expect("b"));
+    assert_eq!(a.len(), 32);
+    assert_eq!(a, b);
+    assert_eq!(
+        store
+            .ensure_dataplane_secret("default", "wc")
+            .await
+            .expect("again"),
+        a
+    );
+    assert_ne!(a, vec![0u8; 32]);
+
+    // A leader that lost its term creates none.
+    store.apply(topology("other", 1)).await.expect("create");
+    client.delete(store.leader_key(), None).await.expect("lose");
+    assert!(matches!(
+        fenced.ensure_dataplane_secret("default", "other").await,
+        Err(StoreError::Fenced { .. })
+    ));
+
+    // Deleting the topology removes it.
+    let deleted = store
+        .mark_deleted("default", "wc", None)
+        .await
+        .expect("mark");
+    let rv: i64 = deleted
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .expect("rv");
+    store
+        .finalize_delete("default", "wc", rv)
+        .await
+        .expect("finalize");
+    assert!(
+        client
+            .get(key.as_str(), None)
+            .await
+            .expect("get")
+            .kvs()
+            .is_empty()
+    );
+}

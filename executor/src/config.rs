@@ -52,9 +52,22 @@ pub struct ExecutorArgs {
     /// Metrics/health port (0 or absent: ephemeral).
     #[arg(long, env = "CONCORD_METRICS_PORT", default_value_t = 0)]
     pub metrics_port: u16,
-    /// Host published in the endpoint and used for binding.
+    /// Host published in the endpoint; the data, metrics and source ports bind this
+    /// address (not every interface).
     #[arg(long, env = "CONCORD_ADVERTISE_HOST", default_value = "127.0.0.1")]
     pub advertise_host: String,
+    /// File holding the topology's data-plane secret (the controller has Mesos write it
+    /// into the sandbox). Required unless `--insecure-no-dataplane-auth`.
+    #[arg(
+        long,
+        env = concord_schemas::dataplane::DATAPLANE_SECRET_FILE_ENV,
+        conflicts_with = "insecure_no_dataplane_auth"
+    )]
+    pub dataplane_secret_file: Option<std::path::PathBuf>,
+    /// Accept and open data-plane connections without authentication (anyone who can
+    /// reach the data port can inject records). For experiments only; logged at warn.
+    #[arg(long)]
+    pub insecure_no_dataplane_auth: bool,
     /// Fraction of source records sampled for tracing.
     #[arg(long, env = "CONCORD_TRACE_SAMPLE_RATE", default_value_t = 0.001)]
     pub trace_sample_rate: f64,

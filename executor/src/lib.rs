@@ -6,6 +6,7 @@
 //! ([`discovery`], [`router`]), and serves metrics, health and sampled traces over HTTP
 //! ([`http`], [`metrics`], [`trace`]).
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod delivery;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
+use concord_executor::auth::DataplaneAuth;
 use concord_executor::config::{ExecutorArgs, OperatorSpec};
 use concord_executor::delivery::Checkpoints;
 use concord_executor::discovery::{self, Endpoint, Paths};
@@ -59,21 +60,48 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
         other => anyhow::bail!("unknown delivery `{other}` (at-most-once or at-least-once)"),
     };
 
-    let data = TcpListener::bind(("0.0.0.0", args.data_port)).context("binding data port")?;
+    // The advertised address only: a port on every interface would be reachable from
+    // networks the agent never meant to serve.
+    let bind_host = args.advertise_host.as_str();
+    let data = TcpListener::bind((bind_host, args.data_port))
+        .with_context(|| format!("binding data port on {bind_host}"))?;
     let data_port = data.local_addr()?.port();
-    let metrics_listener = std::net::TcpListener::bind(("0.0.0.0", args.metrics_port))
-        .context("binding metrics port")?;
+    let metrics_listener = std::net::TcpListener::bind((bind_host, args.metrics_port))
+        .with_context(|| format!("binding metrics port on {bind_host}"))?;
     let metrics_port = metrics_listener.local_addr()?.port();
     let data_addr = format!("{}:{data_port}", args.advertise_host);
     let metrics_addr = format!("{}:{metrics_port}", args.advertise_host);
 
     let metrics = Arc::new(Metrics::new(&args.operator, args.instance));
+    let auth = match (&args.dataplane_secret_file, args.insecure_no_dataplane_auth) {
+        (Some(path), _) => Some(
+            DataplaneAuth::from_file(path, metrics.dataplane_auth_failures.clone())
+                .context("loading the data-plane secret")?,
+        ),
+        (None, true) => {
+            tracing::warn!(
+                "--insecure-no-dataplane-auth: data-plane connections are not authenticated; \
+                 anyone who can reach the data port can inject records"
+            );
+            None
+        }
+        (None, false) => anyhow::bail!(
+            "no data-plane secret: set {} (or --dataplane-secret-file) to the topology's \
+             secret file, or pass --insecure-no-dataplane-auth",
+            concord_schemas::dataplane::DATAPLANE_SECRET_FILE_ENV
+        ),
+    };
     let tracer = Arc::new(Tracer::new(&args.operator, args.instance, &task_id));
     let state = Arc::new(RuntimeState::default());
     let shutdown = Arc::new(AtomicBool::new(false));
 
     let (in_tx, in_rx) = std::sync::mpsc::sync_channel(args.input_queue_batches.max(1));
-    inbound::spawn_listener(data, in_tx.clone(), metrics.input_queue.clone())?;
+    inbound::spawn_listener(
+        data,
+        in_tx.clone(),
+        metrics.input_queue.clone(),
+        auth.clone(),
+    )?;
 
     metrics_listener.set_nonblocking(true)?;
     let metrics_listener = tokio::net::TcpListener::from_std(metrics_listener)?;
@@ -149,7 +177,7 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
         instance: args.instance,
         instances: spec.instances,
         task_id: task_id.clone(),
-        bind_host: "0.0.0.0".to_owned(),
+        bind_host: args.advertise_host.clone(),
         namespace: args.namespace.clone(),
         topology: args.topology.clone(),
         at_least_once,
@@ -168,6 +196,7 @@ async fn run(args: ExecutorArgs, handle: tokio::runtime::Handle) -> anyhow::Resu
             batch_bytes: args.batch_bytes.max(256),
             queue_batches: args.queue_batches.max(1),
             hello: wire::hello_frame(&hello),
+            auth,
             dropped: metrics.dropped_downstream_gone(),
             acks: at_least_once.then_some(acks_tx),
         },

@@ -94,8 +94,12 @@ pub struct Metrics {
     pub records_out: Family<Labels, Counter>,
     /// Payload bytes produced per output stream.
     pub bytes_out: Family<Labels, Counter>,
-    /// Records dropped, by reason (`no_route`, `downstream_gone`, `operator_error`).
+    /// Records dropped, by reason (`no_route`, `downstream_gone`, `operator_error`,
+    /// `line_too_long`).
     pub dropped: Family<Labels, Counter>,
+    /// Data-plane connections refused for failing authentication, by `direction` and
+    /// `reason` ([`crate::auth::AUTH_FAILURES_METRIC`]).
+    pub dataplane_auth_failures: Family<Labels, Counter>,
     /// Operator callbacks that returned an error.
     pub errors: Counter,
     /// Records an operator failed on, by `action` (`skipped`, `dead_lettered`).
@@ -151,6 +155,7 @@ impl Metrics {
             records_out: Family::default(),
             bytes_out: Family::default(),
             dropped: Family::default(),
+            dataplane_auth_failures: Family::default(),
             errors: Counter::default(),
             markers: Family::default(),
             failed_records: Family::default(),
@@ -193,6 +198,11 @@ impl Metrics {
             "concord_dropped_records",
             "Records dropped",
             m.dropped.clone(),
+        );
+        registry.register(
+            crate::auth::AUTH_FAILURES_METRIC,
+            "Data-plane connections refused for failing authentication",
+            m.dataplane_auth_failures.clone(),
         );
         registry.register(
             "concord_operator_errors",
@@ -282,6 +292,13 @@ impl Metrics {
     pub fn dropped_downstream_gone(&self) -> Counter {
         self.dropped
             .get_or_create(&vec![("reason".to_owned(), "downstream_gone".to_owned())])
+            .clone()
+    }
+
+    /// Counter of records dropped for `reason` (a `reason` label value).
+    pub fn dropped_for(&self, reason: &str) -> Counter {
+        self.dropped
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
             .clone()
     }
 

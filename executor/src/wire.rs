@@ -1,11 +1,18 @@
 //! Data-plane framing between executors.
 //!
-//! A connection starts with one `HELLO` frame (JSON naming the sending operator and
-//! instance) followed by `BATCH` frames. Every frame is a big-endian `u32` length of the
-//! rest, a one-byte type, and the body. A batch body is a `u32` record count and the
-//! records; each record is `flags: u8`, `event_time: u64`, `key_len: u32`,
-//! `value_len: u32`, when `flags & 1` a trace context (`trace_id: u64`, `span_id: u64`),
-//! then the key and value bytes. All integers are big-endian.
+//! Every frame is a big-endian `u32` length of the rest, a one-byte type, and the body.
+//! A connection starts with the authentication handshake of [`crate::auth`]: the
+//! accepting executor sends `CHALLENGE` (a 32-byte nonce), the connecting one answers
+//! `AUTH` (its nonce, its HMAC proof and its hello JSON naming the sending operator and
+//! instance), the acceptor answers `AUTH_OK` (its own proof). Frames before that are at
+//! most [`crate::auth::MAX_HANDSHAKE_FRAME`] bytes. Only an executor started with
+//! `--insecure-no-dataplane-auth` skips the handshake and sends one `HELLO` frame (the
+//! same JSON) instead; the two modes do not talk to each other.
+//!
+//! Then come `BATCH` frames. A batch body is a `u32` record count and the records; each
+//! record is `flags: u8`, `event_time: u64`, `key_len: u32`, `value_len: u32`, when
+//! `flags & 1` a trace context (`trace_id: u64`, `span_id: u64`), then the key and value
+//! bytes. All integers are big-endian.
 //!
 //! Under at-least-once delivery two more frames exist (see `docs/delivery.md`): a
 //! `MARKER` (`seq: u64`) sent downstream in order with the batches, and an `ACK`
@@ -25,6 +32,12 @@ pub const FRAME_BATCH: u8 = 2;
 pub const FRAME_MARKER: u8 = 3;
 /// Frame type of a marker's acknowledgement (upstream).
 pub const FRAME_ACK: u8 = 4;
+/// Frame type of the acceptor's handshake challenge.
+pub const FRAME_CHALLENGE: u8 = 5;
+/// Frame type of the connector's handshake answer (nonce, proof, hello).
+pub const FRAME_AUTH: u8 = 6;
+/// Frame type of the acceptor's proof that ends the handshake.
+pub const FRAME_AUTH_OK: u8 = 7;
 /// Largest frame a reader accepts.
 pub const MAX_FRAME: usize = 64 << 20;
 /// Bytes before the first record of a batch frame (length, type, count).
@@ -154,6 +167,15 @@ pub fn ack_body(body: &[u8]) -> Result<(u64, bool), WireError> {
 /// Reads one frame (`type`, body without length and type); `Ok(None)` at a clean end of
 /// stream between frames.
 pub fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+    read_frame_max(r, MAX_FRAME)
+}
+
+/// [`read_frame`] refusing frames longer than `max` bytes (before authentication a
+/// peer gets a few KiB, not 64 MiB).
+pub fn read_frame_max(
+    r: &mut impl std::io::Read,
+    max: usize,
+) -> std::io::Result<Option<(u8, Vec<u8>)>> {
     let mut hdr = [0u8; 5];
     match r.read_exact(&mut hdr) {
         Ok(()) => {}
@@ -161,7 +183,7 @@ pub fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<Option<(u8, Vec
         Err(e) => return Err(e),
     }
     let len = u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
-    if !(1..=MAX_FRAME).contains(&len) {
+    if !(1..=max).contains(&len) {
         return Err(std::io::Error::other(format!("bad frame length {len}")));
     }
     // Read into spare capacity (no zero-filling of up to 64 KiB per frame).

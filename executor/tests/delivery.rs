@@ -11,6 +11,7 @@ use std::sync::mpsc::{Receiver, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use concord_executor::auth::DataplaneAuth;
 use concord_executor::config::Partitioning;
 use concord_executor::delivery::{AckTo, Checkpoints};
 use concord_executor::metrics::Metrics;
@@ -40,7 +41,7 @@ impl Downstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (tx, rx) = sync_channel(16);
-        inbound::spawn_listener(listener, tx, Gauge::default()).expect("listener");
+        inbound::spawn_listener(listener, tx, Gauge::default(), Some(auth())).expect("listener");
         let records = Arc::new(AtomicU64::new(0));
         let seen_at_markers = Arc::new(Mutex::new(Vec::new()));
         let (r, s) = (records.clone(), seen_at_markers.clone());
@@ -77,6 +78,15 @@ impl Downstream {
     }
 }
 
+/// The secret both ends of every connection in these tests hold.
+fn auth() -> DataplaneAuth {
+    DataplaneAuth::new(
+        b"delivery-test-secret-0123456789".to_vec(),
+        Default::default(),
+    )
+    .expect("secret")
+}
+
 fn router() -> Router {
     let metrics = Arc::new(Metrics::new("test", 0));
     let (acks_tx, acks_rx) = channel();
@@ -85,6 +95,7 @@ fn router() -> Router {
             batch_bytes: 4096,
             queue_batches: 4,
             hello: wire::hello_frame(r#"{"operator":"test","instance":0}"#),
+            auth: Some(auth()),
             dropped: metrics.dropped_downstream_gone(),
             acks: Some(acks_tx),
         },
@@ -172,7 +183,10 @@ fn a_downstream_that_closes_without_answering_fails_the_marker() {
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
+            let Ok(mut conn) = conn else { return };
+            if auth().accept(&mut conn).is_err() {
+                continue;
+            }
             let mut r = BufReader::new(conn);
             while let Ok(Some((kind, _))) = wire::read_frame(&mut r) {
                 if kind == wire::FRAME_MARKER {

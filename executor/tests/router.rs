@@ -132,6 +132,8 @@ fn router(batch_bytes: usize, queue: usize) -> (Router, Arc<Metrics>) {
             batch_bytes,
             queue_batches: queue,
             hello: wire::hello_frame(r#"{"operator":"test","instance":0}"#),
+            // No downstream speaks the handshake here (none, or a raw reader).
+            auth: None,
             dropped: metrics.dropped_downstream_gone(),
             acks: None,
         },

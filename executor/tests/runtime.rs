@@ -132,6 +132,8 @@ fn poison_records_are_counted_and_skipped_and_markers_still_acknowledged() {
                 batch_bytes: 1024,
                 queue_batches: 2,
                 hello: wire::hello_frame("{}"),
+                // No downstream speaks the handshake here (none, or a raw reader).
+                auth: None,
                 dropped: metrics.dropped_downstream_gone(),
                 acks: Some(acks_tx),
             },
@@ -194,6 +196,8 @@ fn single_threaded_callbacks_ordered_timers_and_destroy() {
                 batch_bytes: 1024,
                 queue_batches: 2,
                 hello: wire::hello_frame("{}"),
+                // No downstream speaks the handshake here (none, or a raw reader).
+                auth: None,
                 dropped: metrics.dropped_downstream_gone(),
                 acks: None,
             },

@@ -125,6 +125,70 @@ fn tcp_source_reads_lines_from_every_connection() {
 }
 
 #[test]
+fn tcp_source_drops_lines_longer_than_max_line_bytes_without_buffering_them() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (_sink, out) = file_sink(&etcd, d, "long", "src");
+    let port = free_port();
+    let src = start(
+        &etcd,
+        d,
+        "long",
+        "src",
+        builtin(
+            "tcp-source",
+            "src",
+            json!({"listen": format!("127.0.0.1:{port}"), "maxLineBytes": 64}),
+            json!([]),
+        ),
+    );
+    src.wait_ready();
+    let rss_before = src.metric("concord_process_resident_memory_bytes");
+
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.write_all(b"short-1\n").expect("write");
+    c.write_all(&[b'x'; 65]).expect("write");
+    c.write_all(b"\nshort-2\n").expect("write");
+    // 64 MiB in one line: dropped as it streams, never held.
+    let chunk = vec![b'y'; 1 << 20];
+    for _ in 0..64 {
+        c.write_all(&chunk).expect("write");
+    }
+    c.write_all(b"\nshort-3\n").expect("write");
+    // A line of exactly the limit is kept.
+    c.write_all(&[b'z'; 64]).expect("write");
+    c.write_all(b"\n").expect("write");
+    drop(c);
+
+    let got = wait_lines(&out, 4);
+    let values: Vec<&str> = got.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(
+        values,
+        vec!["short-1", "short-2", "short-3", &"z".repeat(64)]
+    );
+    let text = src.metrics_text();
+    assert_eq!(
+        support::metric_sum(
+            &text
+                .lines()
+                .filter(|l| l.contains(r#"reason="line_too_long""#))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            "concord_dropped_records_total"
+        ),
+        2.0,
+        "{text}"
+    );
+    // The 64 MiB line was not buffered (the process grew by far less than it).
+    let rss_after = src.metric("concord_process_resident_memory_bytes");
+    assert!(
+        rss_after - rss_before < 32.0 * 1024.0 * 1024.0,
+        "resident memory grew from {rss_before} to {rss_after}"
+    );
+}
+
+#[test]
 fn http_source_accepts_posted_lines_and_arrays() {
     let etcd = Etcd::start();
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,7 +1,7 @@
 //! The agent side of a task: sandbox, fetch, the command executor's process handling
 //! (own process group, SIGTERM → grace → SIGKILL), and the status updates it sends.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,8 @@ pub struct RunSpec {
     pub sandbox: PathBuf,
     /// What to run.
     pub command: CommandInfo,
+    /// `TaskInfo.container.volumes`: `SECRET` ones become files in the sandbox.
+    pub volumes: Vec<Volume>,
     /// Allocation role.
     pub role: String,
     /// FrameworkInfo.checkpoint.
@@ -87,6 +89,17 @@ pub async fn run(
             Some(TaskStatusReason::ContainerLaunchFailed),
             Some(format!("Failed to launch container: {e:#}")),
         ));
+        return;
+    }
+    if let Err(e) = write_secret_volumes(&spec.sandbox, &spec.volumes) {
+        tracing::warn!(task_id = %spec.task_id, error = %e, "secret volume refused");
+        report(mk(
+            TaskState::Failed,
+            TaskStatusSource::Agent,
+            Some(TaskStatusReason::ContainerLaunchFailed),
+            Some(format!("Failed to launch container: {e}")),
+        ));
+        shared.lock().task_exited(&spec.framework_id, &spec.task_id);
         return;
     }
     let uris: Vec<FetchUri> = spec
@@ -301,6 +314,67 @@ fn prepare_sandbox(spec: &RunSpec) -> anyhow::Result<()> {
             .create(true)
             .append(true)
             .open(spec.sandbox.join(f))?;
+    }
+    Ok(())
+}
+
+/// Writes each `SECRET` volume's value to its file in the sandbox, as Mesos' `volume/secret`
+/// isolator does (mesos-lite has no mounts: the file is written in place). The file is
+/// mode 0400 for `RO` volumes and 0600 for `RW`; its directories 0700. Only `VALUE`
+/// secrets (no secret resolver) at sandbox-relative paths are supported.
+pub fn write_secret_volumes(sandbox: &Path, volumes: &[Volume]) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    for v in volumes {
+        let Some(source) = &v.source else { continue };
+        if source.r#type != Some(VolumeSourceType::Secret) {
+            continue;
+        }
+        let secret = source
+            .secret
+            .as_ref()
+            .ok_or("volume.source.secret is not specified")?;
+        let data = match (&secret.r#type, &secret.value, &secret.reference) {
+            (Some(SecretType::Value), Some(value), None) => value.data.as_slice(),
+            (Some(SecretType::Reference), _, _) => {
+                return Err(
+                    "secret of type REFERENCE needs a secret resolver, which mesos-lite lacks"
+                        .into(),
+                );
+            }
+            _ => return Err("invalid secret: type VALUE needs `value` and no `reference`".into()),
+        };
+        let rel = Path::new(&v.container_path);
+        let plain = rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if v.container_path.is_empty() || !plain {
+            return Err(format!(
+                "secret volume path {:?} must be relative to the sandbox, without `..` \
+                 (mesos-lite does not mount into other paths)",
+                v.container_path
+            ));
+        }
+        let path = sandbox.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("creating secret file {}: {e}", path.display()))?;
+        f.write_all(data)
+            .map_err(|e| format!("writing secret file {}: {e}", path.display()))?;
+        if v.mode == VolumeMode::Ro {
+            f.set_permissions(std::fs::Permissions::from_mode(0o400))
+                .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        }
     }
     Ok(())
 }

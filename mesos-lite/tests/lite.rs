@@ -448,6 +448,92 @@ async fn fetcher_brings_uris_into_the_sandbox() -> TestResult {
 }
 
 #[tokio::test]
+async fn secret_volumes_become_private_files_in_the_sandbox() -> TestResult {
+    lite_only!();
+    let master = Master::lite(&[])?;
+    let mut fw = Fw::subscribe(&master, framework_info(&unique("secret"), &[], 0.0)).await?;
+    let offer = fw.take_offer(|_| true).await?;
+    let with_volumes = |mut t: TaskInfo, volumes: Vec<Volume>| {
+        t.container = Some(ContainerInfo {
+            r#type: ContainerType::Mesos,
+            volumes,
+            ..ContainerInfo::default()
+        });
+        t
+    };
+    let id = unique("withsecret");
+    let good = with_volumes(
+        task(
+            &offer,
+            &id,
+            sh("stat -c '%a' .private/key && cat .private/key && echo && env"),
+            0.1,
+            32.0,
+        ),
+        vec![Volume::secret_file(
+            ".private/key",
+            Secret::value(b"s3cret-bytes".to_vec()),
+        )],
+    );
+    let reference_id = unique("refsecret");
+    let reference = with_volumes(
+        task(&offer, &reference_id, sh("true"), 0.1, 32.0),
+        vec![Volume::secret_file(
+            "key",
+            Secret {
+                r#type: Some(SecretType::Reference),
+                reference: Some(SecretReference {
+                    name: "/my/secret".into(),
+                    key: None,
+                }),
+                value: None,
+            },
+        )],
+    );
+    let escape_id = unique("escape");
+    let escape = with_volumes(
+        task(&offer, &escape_id, sh("true"), 0.1, 32.0),
+        vec![Volume::secret_file(
+            "../outside",
+            Secret::value(b"x".to_vec()),
+        )],
+    );
+    // The JSON is Mesos': a SECRET source with a VALUE secret, data in base64.
+    let json = serde_json::to_value(&good.container)?;
+    assert_eq!(
+        json["volumes"][0],
+        serde_json::json!({
+            "mode": "RO",
+            "container_path": ".private/key",
+            "source": {"type": "SECRET", "secret": {"type": "VALUE", "value": {"data": "czNjcmV0LWJ5dGVz"}}}
+        })
+    );
+    fw.handle
+        .launch(vec![offer.id.clone()], vec![good, reference, escape], None)
+        .await?;
+    for bad in [&reference_id, &escape_id] {
+        let failed = fw.wait_state(bad, TaskState::Failed, true).await?;
+        assert_eq!(failed.reason, Some(TaskStatusReason::ContainerLaunchFailed));
+    }
+    let done = fw.wait_state(&id, TaskState::Finished, true).await;
+    let out = read_sandbox_file(&master, &fw.framework_id, &id, "stdout").await?;
+    done.map_err(|e| fail(format!("{e}; stdout: {out}")))?;
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some("400"),
+        "read-only secret file mode: {out}"
+    );
+    assert_eq!(lines.next(), Some("s3cret-bytes"), "{out}");
+    assert!(
+        !out.contains("czNjcmV0") && out.matches("s3cret").count() == 1,
+        "not in the environment: {out}"
+    );
+    fw.handle.teardown().await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn launch_group_runs_every_task() -> TestResult {
     lite_only!();
     let master = Master::lite(&[])?;

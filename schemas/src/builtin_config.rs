@@ -1,5 +1,6 @@
 //! Configuration checks of built-in operators whose mistakes would otherwise only show
-//! when a task starts (and crash-loops): the Kafka source and sink.
+//! when a task starts (and crash-loops): the Kafka source and sink, `tcp-source`'s
+//! line bound.
 
 use std::collections::BTreeMap;
 
@@ -54,6 +55,7 @@ pub(crate) fn check(name: &str, config: &BTreeMap<String, Value>) -> Vec<(String
                 c.positive(k);
             }
         }
+        "tcp-source" => c.positive("maxLineBytes"),
         _ => {}
     }
     c.found
@@ -203,6 +205,24 @@ mod tests {
             "bootstrapServers": "k:9092", "topic": "alerts", "compression": "gzip", "acks": "all"
         }));
         assert_eq!(check("kafka-sink", &sink), vec![]);
+    }
+
+    #[test]
+    fn tcp_source_line_bound_must_be_a_positive_number() {
+        let ok = config(serde_json::json!({"maxLineBytes": 4096}));
+        assert_eq!(check("tcp-source", &ok), vec![]);
+        for bad in [
+            serde_json::json!(0),
+            serde_json::json!("1MiB"),
+            serde_json::json!(-1),
+        ] {
+            let c = config(serde_json::json!({ "maxLineBytes": bad }));
+            let keys: Vec<String> = check("tcp-source", &c)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            assert_eq!(keys, ["maxLineBytes"]);
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@
 
 pub mod api;
 mod builtin_config;
+pub mod dataplane;
 pub mod duration;
 pub mod error;
 pub mod gitops;

@@ -8,7 +8,10 @@ use mesos_v1::{
 };
 use tokio::sync::mpsc;
 
+use super::identity::TaskName;
+use super::launch::attach_dataplane_secret;
 use super::state::Feedback;
+use crate::store::Store;
 
 /// A call to the Mesos master, as the reconciler wants it made.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,9 +49,11 @@ pub enum MesosCall {
 
 /// Makes the reconciler's calls until its sender is dropped. Calls run concurrently,
 /// except SUPPRESS and REVIVE, which are made one after the other in the order asked,
-/// so the master ends in the state the reconciler asked for last.
+/// so the master ends in the state the reconciler asked for last. Launched tasks get
+/// their topology's data-plane secret from `store` here (created on the first launch).
 pub async fn dispatch(
     handle: SchedulerHandle,
+    store: Store,
     mut calls: mpsc::UnboundedReceiver<MesosCall>,
     feedback: mpsc::UnboundedSender<Feedback>,
 ) {
@@ -82,14 +87,55 @@ pub async fn dispatch(
             call => {
                 let handle = handle.clone();
                 let feedback = feedback.clone();
-                tokio::spawn(async move { make(&handle, call, &feedback).await });
+                let store = store.clone();
+                tokio::spawn(async move { make(&handle, &store, call, &feedback).await });
             }
         }
     }
 }
 
+/// Gives every task its topology's data-plane secret (one etcd read per topology).
+/// Returns the tasks that have it and the IDs of those that could not get it, with why.
+async fn with_secrets(
+    store: &Store,
+    tasks: Vec<TaskInfo>,
+) -> (Vec<TaskInfo>, Vec<String>, Option<String>) {
+    let mut secrets: std::collections::HashMap<(String, String), Result<Vec<u8>, String>> =
+        std::collections::HashMap::new();
+    let (mut ready, mut failed, mut reason) = (Vec::new(), Vec::new(), None);
+    for mut task in tasks {
+        let id = task.task_id.as_str().to_owned();
+        let Some(name) = TaskName::parse(&id) else {
+            failed.push(id);
+            reason = Some("task ID names no topology".to_owned());
+            continue;
+        };
+        let topology = (name.namespace, name.topology);
+        if !secrets.contains_key(&topology) {
+            let got = store
+                .ensure_dataplane_secret(&topology.0, &topology.1)
+                .await
+                .map_err(|e| format!("data-plane secret: {e}"));
+            secrets.insert(topology.clone(), got);
+        }
+        match secrets.get(&topology) {
+            Some(Ok(secret)) => {
+                attach_dataplane_secret(&mut task, secret);
+                ready.push(task);
+            }
+            Some(Err(e)) => {
+                failed.push(id);
+                reason = Some(e.clone());
+            }
+            None => failed.push(id),
+        }
+    }
+    (ready, failed, reason)
+}
+
 async fn make(
     handle: &SchedulerHandle,
+    store: &Store,
     call: MesosCall,
     feedback: &mpsc::UnboundedSender<Feedback>,
 ) {
@@ -99,6 +145,28 @@ async fn make(
             tasks,
             refuse_seconds,
         } => {
+            let (tasks, failed, reason) = with_secrets(store, tasks).await;
+            if !failed.is_empty() {
+                let reason = reason.unwrap_or_default();
+                tracing::warn!(tasks = ?failed, %reason, "not launched: no data-plane secret");
+                let _ = feedback.send(Feedback::LaunchFailed {
+                    task_ids: failed,
+                    reason,
+                });
+            }
+            if tasks.is_empty() {
+                // Nothing left to launch: give the offer back, briefly.
+                if let Err(e) = handle
+                    .decline(
+                        vec![offer_id],
+                        Some(Filters::refuse_seconds(refuse_seconds)),
+                    )
+                    .await
+                {
+                    tracing::debug!(error = %e, "decline failed");
+                }
+                return;
+            }
             let task_ids: Vec<String> = tasks
                 .iter()
                 .map(|t| t.task_id.as_str().to_owned())

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
+use concord_schemas::dataplane::{DATAPLANE_SECRET_FILE_ENV, DATAPLANE_SECRET_PATH};
 use concord_schemas::{Delivery, OperatorSpec};
 use mesos_v1::Range;
 use mesos_v1::resources::{ranges_total, scalar_total};
 use mesos_v1::{
-    AgentId, CommandInfo, DurationInfo, Environment, KillPolicy, Labels, Offer, Resource, TaskId,
-    TaskInfo, Uri, Variable,
+    AgentId, CommandInfo, ContainerInfo, ContainerType, DurationInfo, Environment, KillPolicy,
+    Labels, Offer, Resource, Secret, TaskId, TaskInfo, Uri, Variable, Volume,
 };
 
 use super::identity::TaskName;
@@ -171,6 +172,11 @@ pub fn task_info(
         ("CONCORD_ADVERTISE_HOST".into(), advertise_host(offer)),
         ("CONCORD_DATA_PORT".into(), ports[0].to_string()),
         ("CONCORD_METRICS_PORT".into(), ports[1].to_string()),
+        // The path of the file, never the secret: [`attach_dataplane_secret`] adds it.
+        (
+            DATAPLANE_SECRET_FILE_ENV.into(),
+            DATAPLANE_SECRET_PATH.into(),
+        ),
     ]);
     env.extend(settings.etcd_env.iter().cloned());
     if let Some(rate) = settings.trace_sample_rate {
@@ -231,13 +237,38 @@ pub fn task_info(
     (name, task)
 }
 
-/// The address executors advertise: the agent's IP when the offer carries it, else its hostname.
+/// Gives `task` its topology's data-plane secret as a Mesos `SECRET` volume: the agent
+/// writes it to [`DATAPLANE_SECRET_PATH`] in the sandbox (real Mesos: the
+/// `volume/secret` isolator), where the executor finds it through
+/// [`DATAPLANE_SECRET_FILE_ENV`]. Never in the environment or the spec.
+pub fn attach_dataplane_secret(task: &mut TaskInfo, secret: &[u8]) {
+    let container = task.container.get_or_insert_with(|| ContainerInfo {
+        r#type: ContainerType::Mesos,
+        ..ContainerInfo::default()
+    });
+    container
+        .volumes
+        .retain(|v| v.container_path != DATAPLANE_SECRET_PATH);
+    container.volumes.push(Volume::secret_file(
+        DATAPLANE_SECRET_PATH,
+        Secret::value(secret.to_vec()),
+    ));
+}
+
+/// The address executors advertise and bind: the agent's IP when the offer carries a
+/// usable one, else its hostname. A wildcard (an agent listening on `0.0.0.0`) is no
+/// address to publish or to bind a task's ports to.
 fn advertise_host(offer: &Offer) -> String {
     offer
         .url
         .as_ref()
         .and_then(|u| u.address.ip.clone())
-        .filter(|ip| !ip.is_empty())
+        .filter(|ip| {
+            !ip.is_empty()
+                && !ip
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| a.is_unspecified())
+        })
         .unwrap_or_else(|| offer.hostname.clone())
 }
 
@@ -252,4 +283,138 @@ pub fn attributes_match(op: &OperatorSpec, offer: &Offer) -> bool {
                         .is_some_and(|s| s.value.to_string() == *want))
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesos_v1::{Address, OfferId, Url};
+
+    fn request() -> LaunchRequest {
+        let yaml = br#"
+apiVersion: concord.io/v1alpha1
+kind: Topology
+metadata: {name: demo}
+spec:
+  operators:
+    - name: lines
+      runtime: {builtin: {name: generator}}
+"#;
+        let t = concord_schemas::parse_yaml(yaml, "t.yaml")
+            .expect("valid")
+            .remove(0);
+        LaunchRequest {
+            namespace: "default".into(),
+            topology: "demo".into(),
+            operator: Arc::new(t.spec.operators[0].clone()),
+            instance: 0,
+            template_hash: "abc".into(),
+            delivery: Delivery::AtMostOnce,
+        }
+    }
+
+    fn offer(ip: &str) -> Offer {
+        Offer {
+            id: OfferId::new("O1"),
+            agent_id: AgentId::new("S1"),
+            hostname: "agent-host".into(),
+            url: Some(Url {
+                scheme: "http".into(),
+                address: Address {
+                    hostname: Some("agent-host".into()),
+                    ip: Some(ip.into()),
+                    port: 5051,
+                },
+                ..Url::default()
+            }),
+            resources: vec![
+                Resource::scalar("cpus", 4.0),
+                Resource::scalar("mem", 4096.0),
+                Resource::ranges("ports", &[(31000, 31010)]),
+            ],
+            ..Offer::default()
+        }
+    }
+
+    fn env(task: &TaskInfo) -> Vec<(String, String)> {
+        task.command
+            .as_ref()
+            .and_then(|c| c.environment.as_ref())
+            .map(|e| {
+                e.variables
+                    .iter()
+                    .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_secret_reaches_the_task_as_a_secret_volume_and_never_in_its_environment() {
+        let req = request();
+        let o = offer("10.0.0.7");
+        let mut space = OfferSpace::of(&o);
+        let (_, mut task) = task_info(
+            &req,
+            &o,
+            &mut space,
+            &super::super::detached_config().launch,
+        );
+        let secret = [0xA5u8; 32];
+        attach_dataplane_secret(&mut task, &secret);
+
+        let json = serde_json::to_value(&task).expect("json");
+        assert_eq!(json["container"]["type"], "MESOS");
+        assert_eq!(
+            json["container"]["volumes"],
+            serde_json::json!([{
+                "mode": "RO",
+                "container_path": DATAPLANE_SECRET_PATH,
+                "source": {"type": "SECRET", "secret": {
+                    "type": "VALUE",
+                    "value": {"data": "paWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaU="}
+                }}
+            }])
+        );
+        let env = env(&task);
+        assert!(env.contains(&(
+            DATAPLANE_SECRET_FILE_ENV.into(),
+            DATAPLANE_SECRET_PATH.into()
+        )));
+        let text = serde_json::to_string(&json["command"]).expect("text");
+        assert!(
+            !text.contains("paWlp") && !text.contains("a5a5a5"),
+            "{text}"
+        );
+        // The spec handed to the executor does not carry it either.
+        let spec = env
+            .iter()
+            .find(|(k, _)| k == "CONCORD_OPERATOR_SPEC")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        assert!(!spec.contains("paWlp"));
+
+        // Attaching again (a relaunch of the same TaskInfo) keeps one volume.
+        attach_dataplane_secret(&mut task, &secret);
+        assert_eq!(task.container.as_ref().map(|c| c.volumes.len()), Some(1));
+    }
+
+    #[test]
+    fn executors_bind_and_advertise_the_agent_address_never_a_wildcard() {
+        let req = request();
+        let settings = super::super::detached_config().launch;
+        for (ip, want) in [
+            ("10.0.0.7", "10.0.0.7"),
+            ("0.0.0.0", "agent-host"),
+            ("::", "agent-host"),
+        ] {
+            let o = offer(ip);
+            let (_, task) = task_info(&req, &o, &mut OfferSpace::of(&o), &settings);
+            let env = env(&task);
+            assert!(
+                env.contains(&("CONCORD_ADVERTISE_HOST".into(), want.into())),
+                "{ip}: {env:?}"
+            );
+        }
+    }
 }

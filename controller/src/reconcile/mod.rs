@@ -163,7 +163,12 @@ pub async fn run(
         feedback_tx.clone(),
     ));
     let (calls_tx, calls_rx) = mpsc::unbounded_channel();
-    tokio::spawn(calls::dispatch(handle, calls_rx, feedback_tx));
+    tokio::spawn(calls::dispatch(
+        handle,
+        store.clone(),
+        calls_rx,
+        feedback_tx,
+    ));
 
     let mut r = Reconciler::new(
         config.clone(),

@@ -153,6 +153,7 @@ fn start_executor(
 ) -> anyhow::Result<Exec> {
     let mport = free_port()?;
     let log = std::fs::File::create(dir.join(format!("{op}-{instance}.log")))?;
+    let secret = dataplane_secret(dir)?;
     let child = Command::new(exe)
         .env("CONCORD_TOPOLOGY", topology)
         .env("CONCORD_OPERATOR", op)
@@ -161,6 +162,10 @@ fn start_executor(
         .env("CONCORD_ETCD", etcd)
         .env("CONCORD_METRICS_PORT", mport.to_string())
         .env("CONCORD_LOG", "warn")
+        .env(
+            concord_schemas::dataplane::DATAPLANE_SECRET_FILE_ENV,
+            &secret,
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -174,6 +179,27 @@ fn start_executor(
         metrics,
     };
     Ok(e)
+}
+
+/// The run's data-plane secret (one per run directory, like one per topology), so the
+/// benchmark measures the authenticated data plane that deployments run.
+fn dataplane_secret(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = dir.join("dataplane-secret");
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(mut f) => {
+            let key: [u8; 32] = rand::random();
+            f.write_all(&key)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).context("writing the data-plane secret"),
+    }
+    Ok(path)
 }
 
 fn builtin(name: &str, op: &str, instances: u32, config: Value, inputs: Value) -> Value {

@@ -6,10 +6,15 @@
 //! callbacks stay single-threaded and a full queue back-pressures the readers.
 //! Listening sources take `port` (the name of a port in `resources.ports`, whose number
 //! comes from `CONCORD_PORT_<NAME>`) or `listen` (`host:port`). Records are keyed by the
-//! JSON field `keyField` when set (empty key otherwise).
+//! JSON field `keyField` when set (empty key otherwise). `tcp-source` holds at most
+//! `maxLineBytes` of one line ([`DEFAULT_MAX_LINE_BYTES`] by default): a longer line is
+//! skipped up to its newline without being buffered, and counted as a dropped record
+//! (`concord_dropped_records_total{reason="line_too_long"}`).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+
+use prometheus_client::metrics::counter::Counter;
 
 use bytes::Bytes;
 use concord_sdk::{Config, Context, Metadata, Operator, OperatorError, Record};
@@ -43,6 +48,70 @@ impl LineParser {
             Bytes::copy_from_slice(line),
             clock::wall_ms(),
         ))
+    }
+}
+
+/// Longest line `tcp-source` takes unless `maxLineBytes` says otherwise (1 MiB).
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 1 << 20;
+
+/// `reason` label of records dropped for exceeding `maxLineBytes`.
+pub const DROPPED_LINE_TOO_LONG: &str = "line_too_long";
+
+/// What [`read_line_bounded`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LineRead {
+    /// A line (without its newline) is in the buffer; at the end of the stream it may
+    /// lack the newline.
+    Line,
+    /// A line longer than the limit was skipped up to its newline (or the stream's end).
+    TooLong,
+    /// The end of the stream, nothing pending.
+    Eof,
+}
+
+/// Reads one `\n`-terminated line into `line` (cleared first), holding at most `max`
+/// bytes of it: a longer line is consumed and discarded, never buffered whole.
+pub fn read_line_bounded(
+    r: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    line.clear();
+    let mut too_long = false;
+    let mut seen = false;
+    loop {
+        let buf = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(match (too_long, seen) {
+                (true, _) => LineRead::TooLong,
+                (false, true) => LineRead::Line,
+                (false, false) => LineRead::Eof,
+            });
+        }
+        seen = true;
+        let newline = buf.iter().position(|b| *b == b'\n');
+        let content = newline.unwrap_or(buf.len());
+        if !too_long {
+            if line.len() + content > max {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(&buf[..content]);
+            }
+        }
+        let used = newline.map_or(buf.len(), |i| i + 1);
+        r.consume(used);
+        if newline.is_some() {
+            return Ok(if too_long {
+                LineRead::TooLong
+            } else {
+                LineRead::Line
+            });
+        }
     }
 }
 
@@ -86,9 +155,18 @@ impl Operator for TcpSource {
         let parser = LineParser {
             key_field: ctx.config().str("keyField")?,
         };
+        let max_line = ctx
+            .config()
+            .u64("maxLineBytes")?
+            .unwrap_or(DEFAULT_MAX_LINE_BYTES);
+        if max_line == 0 {
+            return Err(OperatorError::msg("maxLineBytes must be positive"));
+        }
+        let max_line = usize::try_from(max_line).unwrap_or(usize::MAX);
+        let too_long = self.env.metrics.dropped_for(DROPPED_LINE_TOO_LONG);
         let listener = TcpListener::bind(&addr)
             .map_err(|e| OperatorError::msg(format!("bind {addr}: {e}")))?;
-        tracing::info!(%addr, "tcp-source listening");
+        tracing::info!(%addr, max_line, "tcp-source listening");
         let ingest = self.env.ingest.clone();
         std::thread::Builder::new()
             .name("tcp-source".into())
@@ -96,32 +174,10 @@ impl Operator for TcpSource {
                 for conn in listener.incoming().flatten() {
                     let ingest = ingest.clone();
                     let parser = parser.clone();
+                    let too_long = too_long.clone();
                     let _ = std::thread::Builder::new()
                         .name("tcp-source-conn".into())
-                        .spawn(move || {
-                            let mut r = BufReader::new(conn);
-                            let mut batch = Vec::new();
-                            let mut line = Vec::new();
-                            loop {
-                                line.clear();
-                                match r.read_until(b'\n', &mut line) {
-                                    Ok(0) | Err(_) => break,
-                                    Ok(_) => {
-                                        if let Some(rec) =
-                                            parser.record(line.strip_suffix(b"\n").unwrap_or(&line))
-                                        {
-                                            batch.push(rec);
-                                        }
-                                    }
-                                }
-                                if (batch.len() >= 512 || r.buffer().is_empty())
-                                    && !ingest.send(std::mem::take(&mut batch))
-                                {
-                                    return;
-                                }
-                            }
-                            ingest.send(batch);
-                        });
+                        .spawn(move || read_tcp_lines(conn, &parser, &ingest, max_line, &too_long));
                 }
             })
             .map_err(|e| OperatorError::msg(format!("spawn: {e}")))?;
@@ -136,6 +192,50 @@ impl Operator for TcpSource {
         emit(ctx, record);
         Ok(())
     }
+}
+
+/// Reads one `tcp-source` client until it closes or the operator stops.
+fn read_tcp_lines(
+    conn: std::net::TcpStream,
+    parser: &LineParser,
+    ingest: &crate::runtime::Ingest,
+    max_line: usize,
+    too_long: &Counter,
+) {
+    let peer = conn.peer_addr().ok();
+    let mut r = BufReader::new(conn);
+    let mut batch = Vec::new();
+    let mut line = Vec::new();
+    let mut warned = false;
+    loop {
+        match read_line_bounded(&mut r, &mut line, max_line) {
+            Ok(LineRead::Eof) | Err(_) => break,
+            Ok(LineRead::Line) => {
+                if let Some(rec) = parser.record(&line) {
+                    batch.push(rec);
+                }
+            }
+            Ok(LineRead::TooLong) => {
+                too_long.inc();
+                // Once per connection at warn: a client sending many is one problem.
+                if warned {
+                    tracing::debug!(?peer, max_line, "tcp-source dropped an over-long line");
+                } else {
+                    tracing::warn!(
+                        ?peer,
+                        max_line,
+                        "tcp-source dropped a line longer than maxLineBytes"
+                    );
+                    warned = true;
+                }
+            }
+        }
+        if (batch.len() >= 512 || r.buffer().is_empty()) && !ingest.send(std::mem::take(&mut batch))
+        {
+            return;
+        }
+    }
+    ingest.send(batch);
 }
 
 /// `http-source`: `POST` any path with newline-delimited records (or a JSON array, one

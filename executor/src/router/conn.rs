@@ -16,6 +16,7 @@ use concord_sdk::TraceContext;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
+use crate::auth::DataplaneAuth;
 use crate::delivery::ConnAck;
 use crate::wire::{BatchBuilder, FRAME_ACK, FRAME_MARKER, ack_body, marker_frame, read_frame};
 
@@ -54,8 +55,12 @@ pub struct ConnSettings {
     pub batch_bytes: usize,
     /// Batches queued before the operator thread blocks (back-pressure).
     pub queue_batches: usize,
-    /// The hello frame sent on every (re)connect.
+    /// The hello frame sent on every (re)connect (with authentication its body goes
+    /// in the `AUTH` frame instead).
     pub hello: Vec<u8>,
+    /// The topology's secret, proved on every (re)connect; `None` only with
+    /// `--insecure-no-dataplane-auth`.
+    pub auth: Option<DataplaneAuth>,
     /// Counter of records dropped because the downstream could not be reached.
     pub dropped: Counter,
     /// At-least-once: where acknowledgements of markers are reported (`None`: markers
@@ -103,6 +108,7 @@ impl Conn {
                 id,
                 addr: addr.clone(),
                 hello: settings.hello.clone(),
+                auth: settings.auth.clone(),
                 dropped: settings.dropped.clone(),
                 acks: settings.acks.clone(),
             };
@@ -215,7 +221,7 @@ impl Conn {
     }
 }
 
-fn connect(addr: &str, hello: &[u8]) -> std::io::Result<TcpStream> {
+fn connect(addr: &str, hello: &[u8], auth: Option<&DataplaneAuth>) -> std::io::Result<TcpStream> {
     let sock: SocketAddr = addr
         .to_socket_addrs()?
         .next()
@@ -223,7 +229,16 @@ fn connect(addr: &str, hello: &[u8]) -> std::io::Result<TcpStream> {
     let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(1))?;
     s.set_nodelay(true)?;
     s.set_write_timeout(Some(Duration::from_secs(30)))?;
-    s.write_all(hello)?;
+    match auth {
+        Some(a) => {
+            let body = hello.get(5..).unwrap_or_default();
+            if let Err(e) = a.connect(&mut s, body) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+                return Err(std::io::Error::other(e));
+            }
+        }
+        None => s.write_all(hello)?,
+    }
     Ok(s)
 }
 
@@ -272,6 +287,7 @@ struct Writer {
     id: u64,
     addr: String,
     hello: Vec<u8>,
+    auth: Option<DataplaneAuth>,
     dropped: Counter,
     acks: Option<Sender<ConnAck>>,
 }
@@ -289,7 +305,7 @@ impl Writer {
 
     /// Connects; under at-least-once also starts the thread reading acknowledgements.
     fn open(&self, shared: &Arc<ConnShared>) -> std::io::Result<Stream> {
-        let tcp = connect(&self.addr, &self.hello)?;
+        let tcp = connect(&self.addr, &self.hello, self.auth.as_ref())?;
         let outstanding = Arc::new(Outstanding::default());
         if let Some(acks) = &self.acks {
             let read = tcp.try_clone()?;

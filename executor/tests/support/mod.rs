@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use concord_schemas::dataplane::DATAPLANE_SECRET_FILE_ENV;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -140,6 +141,25 @@ impl Drop for Etcd {
     }
 }
 
+/// The data-plane secret file shared by every executor started with `dir` (one test's
+/// executors share their directory, as a topology's tasks share its secret); created on
+/// first use, mode 0600.
+pub fn dataplane_secret(dir: &Path) -> PathBuf {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = dir.join("dataplane-secret");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        let key: [u8; 32] = rand::random();
+        f.write_all(&key).expect("write secret");
+    }
+    path
+}
+
 /// A running `concord-executor` process.
 pub struct Executor {
     child: Option<Child>,
@@ -200,6 +220,7 @@ impl Executor {
             .dir
             .join(format!("{}-{}-{}.log", s.operator, s.instance, &task_id));
         let err = std::fs::File::create(&log).expect("log file");
+        let secret = dataplane_secret(s.dir);
         let child = Command::new(env!("CARGO_BIN_EXE_concord-executor"))
             .env("CONCORD_NAMESPACE", "default")
             .env("CONCORD_TOPOLOGY", s.topology)
@@ -211,6 +232,7 @@ impl Executor {
             .env("CONCORD_DATA_PORT", data_port.to_string())
             .env("CONCORD_METRICS_PORT", metrics_port.to_string())
             .env("CONCORD_LOG", "info")
+            .env(DATAPLANE_SECRET_FILE_ENV, &secret)
             .envs(s.env)
             .current_dir(s.dir)
             .stdin(Stdio::null())

@@ -624,6 +624,11 @@ impl Master {
             runs_dir: executor_dir,
             sandbox: sandbox.clone(),
             command,
+            volumes: task
+                .container
+                .as_ref()
+                .map(|c| c.volumes.clone())
+                .unwrap_or_default(),
             role: role.to_string(),
             checkpoint: fw.info.checkpoint,
             agent_endpoint: self.config.endpoint(),

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::wire::{lenient, lenient_opt, mesos_enum, null_default, ser_f64};
+use super::wire::{Bytes, lenient, lenient_opt, mesos_enum, null_default, ser_f64};
 
 /// A key/value label.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -233,6 +233,72 @@ mesos_enum!(
     }
 );
 
+mesos_enum!(
+    /// `Secret.Type`.
+    SecretType {
+        /// `UNKNOWN`.
+        Unknown = "UNKNOWN",
+        /// A name a secret-resolver module looks up in a secret store.
+        Reference = "REFERENCE",
+        /// The secret's bytes themselves.
+        Value = "VALUE",
+    }
+);
+
+/// `Secret.Reference`: a secret in a store, for a secret-resolver module.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecretReference {
+    /// Name of the secret (required).
+    pub name: String,
+    /// One key within it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// `Secret.Value`: the secret passed by value. Its `Debug` never shows the bytes.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecretValue {
+    /// The secret (required; base64 in JSON).
+    pub data: Bytes,
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretValue {{ data: <{} bytes> }}", self.data.len())
+    }
+}
+
+/// `Secret`: privileged data for a task, by value or by reference (exactly one of
+/// `reference` and `value`, matching `type`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Secret {
+    /// `REFERENCE` or `VALUE`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<SecretType>,
+    /// For `REFERENCE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<SecretReference>,
+    /// For `VALUE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<SecretValue>,
+}
+
+impl Secret {
+    /// A `VALUE` secret holding `data`.
+    pub fn value(data: impl Into<Vec<u8>>) -> Self {
+        Secret {
+            r#type: Some(SecretType::Value),
+            reference: None,
+            value: Some(SecretValue {
+                data: Bytes::new(data),
+            }),
+        }
+    }
+}
+
 /// `Environment.Variable`. `type` has a proto default (`VALUE`) and is always printed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -245,9 +311,9 @@ pub struct Variable {
     /// The value (for `VALUE`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// The secret (for `SECRET`), kept as raw JSON.
+    /// The secret (for `SECRET`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<serde_json::Value>,
+    pub secret: Option<Secret>,
 }
 
 impl Default for Variable {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{DurationInfo, Environment, Labels};
+use super::common::{DurationInfo, Environment, Labels, Secret};
 use super::ids::{AgentId, ExecutorId, FrameworkId, TaskId};
 use super::resource::{Resource, Scalar};
 use super::wire::{
@@ -431,8 +431,98 @@ mesos_enum!(
     }
 );
 
-/// `ContainerInfo`. The rarely used deep structures (docker, images, volumes, linux)
-/// are kept as raw JSON so they pass through unchanged.
+mesos_enum!(
+    /// `Volume.Mode`.
+    VolumeMode {
+        /// Read-write.
+        Rw = "RW",
+        /// Read-only.
+        Ro = "RO",
+    }
+);
+
+mesos_enum!(
+    /// `Volume.Source.Type`.
+    VolumeSourceType {
+        /// `UNKNOWN`.
+        Unknown = "UNKNOWN",
+        /// A Docker volume driver's volume.
+        DockerVolume = "DOCKER_VOLUME",
+        /// A path on the host.
+        HostPath = "HOST_PATH",
+        /// A path in this or the parent container's sandbox.
+        SandboxPath = "SANDBOX_PATH",
+        /// A file holding a secret (the agent's `volume/secret` isolator).
+        Secret = "SECRET",
+        /// A CSI volume.
+        CsiVolume = "CSI_VOLUME",
+    }
+);
+
+/// `Volume.Source`. Only `secret` is typed; the other sources pass through as raw JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VolumeSource {
+    /// Which of the fields below is set.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<VolumeSourceType>,
+    /// For `DOCKER_VOLUME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_volume: Option<serde_json::Value>,
+    /// For `HOST_PATH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<serde_json::Value>,
+    /// For `SANDBOX_PATH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox_path: Option<serde_json::Value>,
+    /// For `SECRET`: the secret written to the file at `container_path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// For `CSI_VOLUME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csi_volume: Option<serde_json::Value>,
+}
+
+/// `Volume`: something mounted into a container. `mode` and `container_path` are
+/// required; a relative `container_path` is relative to the sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Volume {
+    /// `RW` or `RO`.
+    pub mode: VolumeMode,
+    /// Where the volume appears in the container.
+    pub container_path: String,
+    /// Legacy host path (without `source`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<String>,
+    /// Image volume, kept as raw JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<serde_json::Value>,
+    /// Where the volume comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<VolumeSource>,
+}
+
+impl Volume {
+    /// A `SECRET` volume: `secret` as a file at `container_path` (relative: in the
+    /// sandbox), read-only.
+    pub fn secret_file(container_path: impl Into<String>, secret: Secret) -> Self {
+        Volume {
+            mode: VolumeMode::Ro,
+            container_path: container_path.into(),
+            host_path: None,
+            image: None,
+            source: Some(VolumeSource {
+                r#type: Some(VolumeSourceType::Secret),
+                secret: Some(secret),
+                ..VolumeSource::default()
+            }),
+        }
+    }
+}
+
+/// `ContainerInfo`. The rarely used deep structures (docker, images, linux) are kept
+/// as raw JSON so they pass through unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ContainerInfo {
@@ -444,7 +534,7 @@ pub struct ContainerInfo {
         deserialize_with = "null_default",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub volumes: Vec<serde_json::Value>,
+    pub volumes: Vec<Volume>,
     /// Container hostname.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
