@@ -94,7 +94,8 @@ pub struct Metrics {
     pub records_out: Family<Labels, Counter>,
     /// Payload bytes produced per output stream.
     pub bytes_out: Family<Labels, Counter>,
-    /// Records dropped, by reason (`no_route`, `downstream_gone`, `operator_error`).
+    /// Records dropped, by reason (`no_route`, `downstream_gone`, `operator_error`,
+    /// `sink_error`).
     pub dropped: Family<Labels, Counter>,
     /// Operator callbacks that returned an error.
     pub errors: Counter,
@@ -282,6 +283,13 @@ impl Metrics {
     pub fn dropped_downstream_gone(&self) -> Counter {
         self.dropped
             .get_or_create(&vec![("reason".to_owned(), "downstream_gone".to_owned())])
+            .clone()
+    }
+
+    /// Counter of records the built-in `sink` could not write to its target.
+    pub fn dropped_sink_error(&self) -> Counter {
+        self.dropped
+            .get_or_create(&vec![("reason".to_owned(), "sink_error".to_owned())])
             .clone()
     }
 
