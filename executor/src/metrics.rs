@@ -95,7 +95,7 @@ pub struct Metrics {
     /// Payload bytes produced per output stream.
     pub bytes_out: Family<Labels, Counter>,
     /// Records dropped, by reason (`no_route`, `downstream_gone`, `operator_error`,
-    /// `sink_error`).
+    /// `sink_error`, `malformed`).
     pub dropped: Family<Labels, Counter>,
     /// Operator callbacks that returned an error.
     pub errors: Counter,
@@ -290,6 +290,13 @@ impl Metrics {
     pub fn dropped_sink_error(&self) -> Counter {
         self.dropped
             .get_or_create(&vec![("reason".to_owned(), "sink_error".to_owned())])
+            .clone()
+    }
+
+    /// Counter of records lost in input batches that could not be decoded.
+    pub fn dropped_malformed(&self) -> Counter {
+        self.dropped
+            .get_or_create(&vec![("reason".to_owned(), "malformed".to_owned())])
             .clone()
     }
 
