@@ -214,6 +214,7 @@ impl Checkpoints {
 
     fn on_ack(&mut self, a: ConnAck) {
         let Some(seq) = self.index.remove(&(a.conn, a.seq)) else {
+            self.on_early_final_ack(a);
             return;
         };
         if !a.ok {
@@ -229,6 +230,19 @@ impl Checkpoints {
         };
         if done {
             self.complete(seq, true);
+        }
+    }
+
+    /// A removed connection's final marker answered before the forward that carries it:
+    /// settle it now, so that forward neither waits for an answer already gone (until
+    /// it expires) nor misses a failure.
+    fn on_early_final_ack(&mut self, a: ConnAck) {
+        let Some(i) = self.carry.iter().position(|c| *c == (a.conn, a.seq)) else {
+            return; // an answer for a forward already settled
+        };
+        self.carry.swap_remove(i);
+        if !a.ok {
+            self.lost("a removed downstream failed its final marker");
         }
     }
 
@@ -392,6 +406,56 @@ mod tests {
         .expect("send");
         c.poll();
         assert_eq!(a_rx.try_recv().expect("answered"), (1, true));
+    }
+
+    /// The final marker of a removed connection may be answered before the next forward
+    /// (the downstream was quick) or after it: either way the forward is settled by it.
+    #[test]
+    fn a_final_marker_answered_before_or_after_the_forward_settles_it() {
+        for (early, ok) in [(true, true), (true, false), (false, true), (false, false)] {
+            let (tx, rx) = channel();
+            let mut c = Checkpoints::new(rx);
+            let close = c.next_seq();
+            c.carry(7, close);
+            let final_ack = ConnAck {
+                conn: 7,
+                seq: close,
+                ok,
+            };
+            if early {
+                tx.send(final_ack).expect("send");
+                c.poll();
+            }
+            let (a, a_rx) = local(1);
+            c.arrived(a);
+            let seq = c.next_seq();
+            c.forward(seq, vec![(1, seq)]);
+            tx.send(ConnAck {
+                conn: 1,
+                seq,
+                ok: true,
+            })
+            .expect("send");
+            if !early {
+                c.poll();
+                assert!(a_rx.try_recv().is_err(), "waits for the final marker");
+                tx.send(final_ack).expect("send");
+            }
+            c.poll();
+            assert_eq!(
+                a_rx.try_recv()
+                    .expect("answered without waiting for expiry"),
+                (1, ok),
+                "early {early}, ok {ok}"
+            );
+            assert_eq!(c.in_flight(), 0);
+            // Nothing is left over to settle a later forward.
+            let (b, b_rx) = local(2);
+            c.arrived(b);
+            let seq = c.next_seq();
+            c.forward(seq, vec![]);
+            assert_eq!(b_rx.try_recv().expect("answered"), (2, true));
+        }
     }
 
     #[test]

@@ -12,6 +12,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// `reason` of `tcp-source` lines longer than its `maxLineBytes`.
+pub const DROPPED_LINE_TOO_LONG: &str = "line_too_long";
+/// `reason` of records the built-in `sink` gave up writing to its target.
+pub const DROPPED_SINK_ERROR: &str = "sink_error";
+/// `reason` of records lost in input batches that could not be decoded.
+pub const DROPPED_MALFORMED: &str = "malformed";
 /// Label set: a list of name/value pairs.
 pub type Labels = Vec<(String, String)>;
 
@@ -95,7 +101,7 @@ pub struct Metrics {
     /// Payload bytes produced per output stream.
     pub bytes_out: Family<Labels, Counter>,
     /// Records dropped, by reason (`no_route`, `downstream_gone`, `operator_error`,
-    /// `line_too_long`).
+    /// `line_too_long`, `sink_error`, `malformed`).
     pub dropped: Family<Labels, Counter>,
     /// Data-plane connections refused for failing authentication, by `direction` and
     /// `reason` ([`crate::auth::AUTH_FAILURES_METRIC`]).
@@ -295,7 +301,7 @@ impl Metrics {
             .clone()
     }
 
-    /// Counter of records dropped for `reason` (a `reason` label value).
+    /// Counter of records dropped for `reason` (a `DROPPED_*` label value).
     pub fn dropped_for(&self, reason: &str) -> Counter {
         self.dropped
             .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])

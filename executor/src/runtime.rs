@@ -385,7 +385,10 @@ impl Runtime {
                 let mut reader = match BatchReader::new(body) {
                     Ok(r) => r,
                     Err(e) => {
-                        tracing::warn!(error = %e, "bad batch");
+                        // Its record count is unreadable: counted as one.
+                        metrics.dropped_for(crate::metrics::DROPPED_MALFORMED).inc();
+                        host.router.records_lost("malformed input batch");
+                        tracing::warn!(error = %e, %from, "malformed batch dropped");
                         return;
                     }
                 };
@@ -396,7 +399,7 @@ impl Runtime {
                         s.bytes += bytes;
                     }
                     None => in_stats.push(InStats {
-                        from,
+                        from: from.clone(),
                         records: n,
                         bytes,
                     }),
@@ -406,7 +409,14 @@ impl Runtime {
                         Ok(Some(r)) => r,
                         Ok(None) => break,
                         Err(e) => {
-                            tracing::warn!(error = %e, "bad record; rest of batch skipped");
+                            // The bad record and every one after it in the batch.
+                            let lost = u64::from(reader.remaining());
+                            metrics
+                                .dropped_for(crate::metrics::DROPPED_MALFORMED)
+                                .inc_by(lost);
+                            host.router
+                                .records_lost("malformed record in an input batch");
+                            tracing::warn!(error = %e, %from, lost, "malformed record; rest of batch dropped");
                             break;
                         }
                     };

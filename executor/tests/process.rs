@@ -77,8 +77,8 @@ fn python_enrich_speaks_the_protocol() {
     assert_eq!(md["name"], "enrich");
     assert_eq!(
         md["features"],
-        json!(["trace"]),
-        "the SDK announces tracing"
+        json!(["trace", "checkpoint"]),
+        "the SDK announces tracing and checkpoints"
     );
     assert!(reply.iter().any(|m| matches!(m, Message::Log { .. })));
 

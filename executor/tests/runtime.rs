@@ -13,6 +13,7 @@ use concord_executor::delivery::{AckTo, Checkpoints};
 use concord_executor::metrics::Metrics;
 use concord_executor::record_errors::{ErrorPolicy, RecordErrors};
 use concord_executor::router::conn::ConnSettings;
+use concord_executor::router::inbound::InMsg;
 use concord_executor::router::{Router, RoutingTable};
 use concord_executor::runtime::{Ingest, Runtime, RuntimeState};
 use concord_executor::trace::{Sampler, Tracer};
@@ -172,6 +173,84 @@ fn poison_records_are_counted_and_skipped_and_markers_still_acknowledged() {
             r#"concord_failed_records_total{operator="probe",instance="0",action="skipped"} 2"#
         ),
         "{text}"
+    );
+    shutdown.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("run");
+}
+
+/// A batch that cannot be decoded is not skipped silently: its records are counted in
+/// `concord_dropped_records_total{reason="malformed"}` and the marker after it fails, so
+/// the source replays them.
+#[test]
+fn a_malformed_batch_fails_the_marker_after_it_and_is_counted() {
+    let shared = Arc::new(Shared::default());
+    let metrics = Arc::new(Metrics::new("probe", 0));
+    let (in_tx, in_rx) = sync_channel(4);
+    let (route_tx, route_rx) = channel();
+    route_tx.send(RoutingTable::default()).expect("send");
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let (acks_tx, acks_rx) = channel();
+    let rt = Runtime {
+        operator: Box::new(Probe(shared.clone())),
+        config: Config::default(),
+        instance: 0,
+        is_source: false,
+        router: Router::new(
+            ConnSettings {
+                batch_bytes: 1024,
+                queue_batches: 2,
+                hello: wire::hello_frame("{}"),
+                // No downstream speaks the handshake here (none, or a raw reader).
+                auth: None,
+                dropped: metrics.dropped_downstream_gone(),
+                acks: Some(acks_tx),
+            },
+            Duration::from_millis(1),
+            metrics.clone(),
+        )
+        .with_checkpoints(Checkpoints::new(acks_rx)),
+        input: in_rx,
+        routing: route_rx,
+        shutdown: shutdown.clone(),
+        state: Arc::new(RuntimeState::default()),
+        metrics: metrics.clone(),
+        tracer: Arc::new(Tracer::new("probe", 0, "t")),
+        sampler: Sampler::new(0.0),
+        source_wait: Duration::ZERO,
+        errors: record_errors(&metrics),
+    };
+    let handle = std::thread::spawn(move || rt.run().map(|_| ()));
+    let batch = |body: &'static [u8]| InMsg::Batch {
+        from: Arc::from("up"),
+        body: Bytes::from_static(body),
+        received_ns: 0,
+    };
+    let ingest = Ingest::new(in_tx.clone(), metrics.input_queue.clone());
+    // Three records announced, none readable; then a body too short for its count.
+    in_tx
+        .send(batch(&[0, 0, 0, 3, 0xff, 0xff, 0xff]))
+        .expect("send");
+    in_tx.send(batch(&[0, 0])).expect("send");
+    let (tx, rx) = channel();
+    assert!(ingest.send_marker(AckTo::Local { seq: 9, reply: tx }));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).expect("answered"),
+        (9, false),
+        "records were lost before the marker: it fails"
+    );
+    let text = metrics.render();
+    assert!(
+        text.contains(
+            r#"concord_dropped_records_total{operator="probe",instance="0",reason="malformed"} 4"#
+        ),
+        "{text}"
+    );
+    // The loss fails that marker only.
+    let (tx, rx) = channel();
+    assert!(ingest.send_marker(AckTo::Local { seq: 10, reply: tx }));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).expect("answered"),
+        (10, true)
     );
     shutdown.store(true, Ordering::Relaxed);
     handle.join().expect("join").expect("run");

@@ -17,6 +17,11 @@ the Unix epoch.
 Tracing needs nothing from the operator: when the executor hands over a record that is
 sampled for tracing (``record.trace`` is set), everything ``ctx.produce`` emits while
 processing it carries that trace on, so the record's path continues downstream.
+
+Under at-least-once delivery the executor calls ``checkpoint()`` before it acknowledges
+the records handed over so far: an operator that writes outside Concord (a sink) makes
+that output durable there (flush, fsync) and raises if it could not; the records are
+then replayed. The default does nothing.
 """
 
 import json
@@ -26,9 +31,10 @@ import sys
 T_INIT, T_RECORD, T_TIMER, T_DESTROY, T_TRACED_RECORD = 1, 2, 3, 4, 5
 T_METADATA, T_PRODUCE, T_SET_TIMER, T_LOG, T_ERROR = 16, 17, 18, 19, 20
 T_TRACED_PRODUCE = 21
+T_CHECKPOINT, T_CHECKPOINTED = 6, 22
 
 # Optional protocol features this SDK implements, announced in the metadata reply.
-FEATURES = ["trace"]
+FEATURES = ["trace", "checkpoint"]
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -102,6 +108,10 @@ class Operator:
         pass
 
     def end_of_batch(self, ctx):
+        pass
+
+    def checkpoint(self):
+        """Make the effects of every record handed over so far durable; raise if not."""
         pass
 
 
@@ -180,6 +190,8 @@ def decode_body(body):
             msgs.append((T_TIMER, k, u64()))
         elif tag == T_DESTROY:
             msgs.append((T_DESTROY,))
+        elif tag == T_CHECKPOINT:
+            msgs.append((T_CHECKPOINT,))
         else:
             raise ValueError("unexpected message tag %d" % tag)
     return msgs
@@ -209,6 +221,10 @@ def encode_frame(msgs):
             _, level, text = m
             s = text.encode("utf-8")
             parts += [bytes((level,)), _U32.pack(len(s)), s]
+        elif tag == T_CHECKPOINTED:
+            _, ok, text = m
+            s = text.encode("utf-8")
+            parts += [bytes((1 if ok else 0,)), _U32.pack(len(s)), s]
         elif tag in (T_METADATA, T_ERROR):
             s = m[1].encode("utf-8")
             parts += [_U32.pack(len(s)), s]
@@ -230,6 +246,7 @@ def run(op, stdin=None, stdout=None):
         out = []
         ctx = Context(config, instance, out)
         stop = False
+        checkpoint = False
         for m in msgs:
             tag = m[0]
             try:
@@ -259,9 +276,16 @@ def run(op, stdin=None, stdout=None):
                 elif tag == T_DESTROY:
                     op.destroy()
                     stop = True
+                elif tag == T_CHECKPOINT:
+                    checkpoint = True
+                    try:
+                        op.checkpoint()
+                        out.append((T_CHECKPOINTED, True, ""))
+                    except Exception as e:  # the marker fails; records are replayed
+                        out.append((T_CHECKPOINTED, False, "%s: %s" % (type(e).__name__, e)))
             except Exception as e:  # reported to the executor, which counts it
                 out.append((T_ERROR, "%s: %s" % (type(e).__name__, e)))
-        if not stop:
+        if not stop and not checkpoint:
             try:
                 op.end_of_batch(ctx)
             except Exception as e:

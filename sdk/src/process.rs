@@ -91,6 +91,7 @@ pub fn serve<O: Operator>(
     let mut reply = FrameWriter::new();
     while let Some(msgs) = read_frame(&mut input)? {
         let mut stop = false;
+        let mut checkpoint = false;
         for msg in msgs {
             match msg {
                 Message::Init { json } => {
@@ -155,6 +156,15 @@ pub fn serve<O: Operator>(
                     op.destroy();
                     stop = true;
                 }
+                Message::Checkpoint => {
+                    // Answered in its own frame; not a batch, so no `end_of_batch`.
+                    checkpoint = true;
+                    let (ok, message) = match op.checkpoint() {
+                        Ok(()) => (true, String::new()),
+                        Err(e) => (false, e.to_string()),
+                    };
+                    reply.push(&Message::Checkpointed { ok, message });
+                }
                 other => {
                     return Err(ProtocolError::Malformed(format!(
                         "unexpected message from executor: {other:?}"
@@ -162,7 +172,7 @@ pub fn serve<O: Operator>(
                 }
             }
         }
-        if !stop {
+        if !stop && !checkpoint {
             let mut em = ReplyEmitter { frame: &mut reply };
             let mut ctx = Context::new(&mut em, &config, instance);
             if let Err(e) = op.end_of_batch(&mut ctx) {
@@ -259,7 +269,7 @@ mod tests {
             panic!("metadata first: {:?}", frames[0]);
         };
         let md: serde_json::Value = serde_json::from_str(json).expect("json");
-        assert_eq!(md["features"], serde_json::json!(["trace"]));
+        assert_eq!(md["features"], serde_json::json!(["trace", "checkpoint"]));
         assert_eq!(
             frames[1],
             vec![
@@ -304,5 +314,89 @@ mod tests {
         );
         assert!(frames[3].is_empty());
         assert!(decode_body(&[0, 0, 0, 0]).expect("empty").is_empty());
+    }
+
+    /// Buffers records and "writes" them at `checkpoint`, failing once when told to.
+    struct Buffered {
+        buf: Vec<String>,
+        written: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        fail_next: bool,
+    }
+    impl Operator for Buffered {
+        fn metadata(&self) -> Metadata {
+            Metadata::default()
+        }
+        fn process_record(
+            &mut self,
+            _ctx: &mut Context<'_>,
+            record: Record,
+        ) -> Result<(), OperatorError> {
+            if &record.value[..] == b"fail" {
+                self.fail_next = true;
+            } else {
+                self.buf
+                    .push(String::from_utf8_lossy(&record.value).into_owned());
+            }
+            Ok(())
+        }
+        fn checkpoint(&mut self) -> Result<(), OperatorError> {
+            if std::mem::take(&mut self.fail_next) {
+                return Err(OperatorError::msg("disk full"));
+            }
+            let mut w = self
+                .written
+                .lock()
+                .map_err(|_| OperatorError::msg("lock"))?;
+            w.append(&mut self.buf);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn answers_checkpoint_with_the_operators_outcome() {
+        let rec = |v: &str| Message::Record {
+            key: vec![],
+            value: v.as_bytes().to_vec(),
+            event_time: 0,
+        };
+        let mut input = Vec::new();
+        for frame in [
+            vec![Message::Init { json: "{}".into() }],
+            vec![rec("a")],
+            vec![Message::Checkpoint],
+            vec![rec("fail")],
+            vec![Message::Checkpoint],
+            vec![Message::Destroy],
+        ] {
+            write_frame(&mut input, &frame).expect("w");
+        }
+        let written = std::sync::Arc::default();
+        let op = Buffered {
+            buf: vec![],
+            written: std::sync::Arc::clone(&written),
+            fail_next: false,
+        };
+        let mut out = Vec::new();
+        serve(op, &input[..], &mut out).expect("serve");
+        let mut frames = Vec::new();
+        let mut r = &out[..];
+        while let Some(f) = read_frame(&mut r).expect("read") {
+            frames.push(f);
+        }
+        assert_eq!(
+            frames[2],
+            vec![Message::Checkpointed {
+                ok: true,
+                message: String::new()
+            }]
+        );
+        assert_eq!(
+            frames[4],
+            vec![Message::Checkpointed {
+                ok: false,
+                message: "disk full".into()
+            }]
+        );
+        assert_eq!(*written.lock().expect("lock"), vec!["a".to_owned()]);
     }
 }

@@ -18,8 +18,13 @@ pub const MAX_FRAME: usize = 64 << 20;
 /// `TracedRecord` only to operators that announce it, so older SDKs keep working.
 pub const FEATURE_TRACE: &str = "trace";
 
+/// Feature an operator announces when it answers `Checkpoint` with `Checkpointed`. The
+/// executor sends `Checkpoint` only to operators that announce it; for the others it
+/// cannot know whether their output is durable.
+pub const FEATURE_CHECKPOINT: &str = "checkpoint";
+
 /// Every optional feature this SDK implements (announced by [`crate::process::serve`]).
-pub const FEATURES: &[&str] = &[FEATURE_TRACE];
+pub const FEATURES: &[&str] = &[FEATURE_TRACE, FEATURE_CHECKPOINT];
 
 /// A protocol message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +65,10 @@ pub enum Message {
     },
     /// Executor -> operator: stop. The operator replies with one frame and exits.
     Destroy,
+    /// Executor -> operator, alone in its frame: make the effects of every record handed
+    /// over so far durable. The reply frame holds one `Checkpointed` (and maybe `Log`s).
+    /// Sent only to operators announcing [`FEATURE_CHECKPOINT`].
+    Checkpoint,
     /// Operator -> executor, in the reply to `Init`: JSON `{name, inputs, outputs}`.
     Metadata {
         /// The JSON document.
@@ -109,6 +118,13 @@ pub enum Message {
         /// What went wrong.
         message: String,
     },
+    /// Operator -> executor: the answer to `Checkpoint`.
+    Checkpointed {
+        /// True when everything before the checkpoint is durable.
+        ok: bool,
+        /// Why not, when `ok` is false (empty otherwise).
+        message: String,
+    },
 }
 
 const T_INIT: u8 = 1;
@@ -116,12 +132,14 @@ const T_RECORD: u8 = 2;
 const T_TIMER: u8 = 3;
 const T_DESTROY: u8 = 4;
 const T_TRACED_RECORD: u8 = 5;
+const T_CHECKPOINT: u8 = 6;
 const T_METADATA: u8 = 16;
 const T_PRODUCE: u8 = 17;
 const T_SET_TIMER: u8 = 18;
 const T_LOG: u8 = 19;
 const T_ERROR: u8 = 20;
 const T_TRACED_PRODUCE: u8 = 21;
+const T_CHECKPOINTED: u8 = 22;
 
 /// A malformed frame or an I/O failure.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +210,12 @@ impl FrameWriter {
                 b.extend_from_slice(&time.to_be_bytes());
             }
             Message::Destroy => b.push(T_DESTROY),
+            Message::Checkpoint => b.push(T_CHECKPOINT),
+            Message::Checkpointed { ok, message } => {
+                b.push(T_CHECKPOINTED);
+                b.push(u8::from(*ok));
+                put_bytes(b, message.as_bytes());
+            }
             Message::Metadata { json } => {
                 b.push(T_METADATA);
                 put_bytes(b, json.as_bytes());
@@ -359,6 +383,11 @@ pub fn decode_body(body: &[u8]) -> Result<Vec<Message>, ProtocolError> {
                 time: c.u64()?,
             },
             T_DESTROY => Message::Destroy,
+            T_CHECKPOINT => Message::Checkpoint,
+            T_CHECKPOINTED => Message::Checkpointed {
+                ok: c.u8()? != 0,
+                message: c.string()?,
+            },
             T_METADATA => Message::Metadata { json: c.string()? },
             T_PRODUCE => Message::Produce {
                 stream: c.string()?,
@@ -495,6 +524,15 @@ mod tests {
             },
             Message::Error {
                 message: "bad".into(),
+            },
+            Message::Checkpoint,
+            Message::Checkpointed {
+                ok: false,
+                message: "disk full".into(),
+            },
+            Message::Checkpointed {
+                ok: true,
+                message: String::new(),
             },
         ];
         let mut buf = Vec::new();

@@ -91,7 +91,7 @@ fn builtin(name: &str, env: &BuiltinEnv) -> Result<Box<dyn Operator>, OperatorEr
         "keyed-count" => Box::new(keyed_count::KeyedCount::default()),
         "windowed-count" => Box::new(windowed_count::WindowedCount::default()),
         "threshold" => Box::new(threshold::Threshold::default()),
-        "sink" => Box::new(sink::Sink::default()),
+        "sink" => Box::new(sink::Sink::new(env)),
         "tcp-source" => Box::new(sources::TcpSource::new(env)),
         "http-source" => Box::new(sources::HttpSource::new(env)),
         "file-source" => Box::new(sources::FileSource::new(env)),

@@ -15,18 +15,29 @@
 //! `TracedRecord` carrying this hop's span; the child answers what it produced for it as
 //! `TracedProduce` with that span, which is routed with it, so the trace continues
 //! downstream. The hop's processing time is the exchange of the frame that held it.
+//!
+//! Checkpoints: a child that announced the `checkpoint` feature is sent `Checkpoint` when
+//! a marker arrives and must answer `Checkpointed` within `checkpointTimeoutMs` (default
+//! 30 s); a refusal, no answer (the child is then killed, so the lock-step conversation
+//! cannot get out of step, and restarted on the next batch) or a dead child fails the
+//! checkpoint, so the marker fails and the source replays.
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use concord_sdk::protocol::{FEATURE_TRACE, FrameWriter, Message, read_frame};
+use concord_sdk::protocol::{FEATURE_CHECKPOINT, FEATURE_TRACE, FrameWriter, Message, read_frame};
 use concord_sdk::{Context, Metadata, Operator, OperatorError, Record, TraceContext};
 
 use super::BuiltinEnv;
 use crate::clock;
+
+/// How long a checkpoint waits for the child's answer unless `checkpointTimeoutMs` is set.
+const DEFAULT_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Hosts a child process speaking the operator protocol.
 pub struct ProcessOperator {
@@ -42,13 +53,30 @@ pub struct ProcessOperator {
     metadata: Metadata,
     /// The child announced the `trace` feature (understands `TracedRecord`).
     trace_capable: bool,
+    /// The child announced the `checkpoint` feature (answers `Checkpoint`).
+    checkpoint_capable: bool,
+    /// How long a checkpoint waits for the child's answer (`checkpointTimeoutMs`).
+    checkpoint_timeout: Duration,
     /// Spans of the traced records in the pending frame.
     traced: Vec<TraceContext>,
     /// What the pending frame holds, to send again if the child dies on it.
     pending: Vec<Pending>,
+    /// What the child was handed since its last successful checkpoint (only for a child
+    /// that checkpoints, under at-least-once): a child that dies loses what it had not
+    /// made durable, so a new one is handed all of it again.
+    unsaved: Vec<Pending>,
+    /// `unsaved` grew past its bound and was dropped: the next checkpoint fails.
+    unsaved_lost: bool,
+    /// Items are being handed again whose output was routed already: drop it.
+    replaying: bool,
 }
 
+/// Most items kept for a child since its last checkpoint; past it they are dropped and
+/// the next checkpoint fails (markers stopped coming, or come very rarely).
+const MAX_UNSAVED: usize = 1 << 20;
+
 /// An item of the pending frame.
+#[derive(Clone)]
 enum Pending {
     Record(Record, Option<TraceContext>),
     Timer(Bytes, u64),
@@ -87,8 +115,13 @@ impl ProcessOperator {
             stdout: None,
             frame: FrameWriter::new(),
             trace_capable: false,
+            checkpoint_capable: false,
+            checkpoint_timeout: DEFAULT_CHECKPOINT_TIMEOUT,
             traced: Vec::new(),
             pending: Vec::new(),
+            unsaved: Vec::new(),
+            unsaved_lost: false,
+            replaying: false,
         }
     }
 
@@ -125,6 +158,10 @@ impl ProcessOperator {
             .take()
             .map(|s| BufReader::with_capacity(256 << 10, s));
         self.child = Some(child);
+        self.checkpoint_timeout = ctx
+            .config()
+            .u64("checkpointTimeoutMs")?
+            .map_or(DEFAULT_CHECKPOINT_TIMEOUT, Duration::from_millis);
         let init = serde_json::json!({
             "operator": self.env.operator,
             "instance": self.env.instance,
@@ -154,14 +191,23 @@ impl ProcessOperator {
     }
 
     /// The child died on the pending frame: restart it and send the frame's items again
-    /// one at a time; an item it dies on again is a poison record, skipped.
+    /// one at a time; an item it dies on again is a poison record, skipped. A child that
+    /// checkpoints is first handed again what the dead one had since its last checkpoint
+    /// (what it wrote for them may not be durable), and so is each child that replaces
+    /// one dying during the recovery: nothing but the poison record is lost.
     fn recover(&mut self, ctx: &mut Context<'_>, why: String) -> Result<(), OperatorError> {
-        let items = std::mem::take(&mut self.pending);
+        // (item, its output was routed already: handed again for its effects only)
+        let mut items: std::collections::VecDeque<(Pending, bool)> = self
+            .unsaved
+            .drain(..)
+            .map(|i| (i, true))
+            .chain(self.pending.drain(..).map(|i| (i, false)))
+            .collect();
         self.frame = FrameWriter::new();
         self.traced.clear();
         tracing::warn!(items = items.len(), reason = %why, "operator process died; restarting it and retrying the batch one record at a time");
         let mut reported = None;
-        for item in items {
+        while let Some((item, answered)) = items.pop_front() {
             if self.child.is_none() {
                 self.env.metrics.process_restarts.inc();
                 if let Err(e) = self.start(ctx) {
@@ -176,27 +222,50 @@ impl ProcessOperator {
                 Pending::Timer(_, t) => (None, *t),
             };
             self.push(item);
-            match self.exchange(ctx) {
-                Ok(()) => {}
+            self.replaying = answered;
+            let exchanged = self.exchange(ctx);
+            self.replaying = false;
+            match exchanged {
+                Ok(()) => self.keep_unsaved(),
                 Err(Failure::Reported(e)) => {
+                    self.keep_unsaved();
                     reported.get_or_insert(e);
                 }
                 Err(Failure::Died(w)) => {
                     let status = self.exit_status();
                     self.stop_child();
+                    self.pending.clear();
                     self.env.errors.failed(
                         record.as_ref(),
                         event_time,
                         &format!("operator process died on this record ({w}; {status})"),
                     );
+                    for earlier in std::mem::take(&mut self.unsaved).into_iter().rev() {
+                        items.push_front((earlier, true));
+                    }
                 }
             }
-            self.pending.clear();
         }
         match reported {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// The pending frame was answered: keep its items until the next checkpoint if the
+    /// child checkpoints (under at-least-once), else forget them.
+    fn keep_unsaved(&mut self) {
+        if !(self.checkpoint_capable && self.env.at_least_once) || self.unsaved_lost {
+            self.pending.clear();
+            return;
+        }
+        if self.unsaved.len() + self.pending.len() > MAX_UNSAVED {
+            self.unsaved.clear();
+            self.pending.clear();
+            self.unsaved_lost = true;
+            return;
+        }
+        self.unsaved.append(&mut self.pending);
     }
 
     /// Adds an item to the pending frame.
@@ -257,6 +326,7 @@ impl ProcessOperator {
         let mut first_error = None;
         for msg in reply {
             match msg {
+                Message::Produce { .. } | Message::TracedProduce { .. } if self.replaying => {}
                 Message::Produce {
                     stream,
                     key,
@@ -293,6 +363,12 @@ impl ProcessOperator {
                             .get("features")
                             .and_then(|f| f.as_array())
                             .is_some_and(|f| f.iter().any(|x| x.as_str() == Some(FEATURE_TRACE)));
+                        self.checkpoint_capable = v
+                            .get("features")
+                            .and_then(|f| f.as_array())
+                            .is_some_and(|f| {
+                                f.iter().any(|x| x.as_str() == Some(FEATURE_CHECKPOINT))
+                            });
                         self.metadata = Metadata {
                             name: v
                                 .get("name")
@@ -314,6 +390,70 @@ impl ProcessOperator {
         match first_error {
             Some(m) => Err(Failure::Reported(OperatorError::Failed(m))),
             None => Ok(()),
+        }
+    }
+
+    /// Sends `Checkpoint` and waits for `Checkpointed`, killing the child when it does
+    /// not answer within the timeout (a late answer would be taken for the next reply).
+    fn ask_checkpoint(&mut self) -> Result<(), String> {
+        let (Some(child), Some(stdin), Some(stdout)) = (
+            self.child.as_ref(),
+            self.stdin.as_mut(),
+            self.stdout.as_mut(),
+        ) else {
+            return Err("operator process is not running".to_owned());
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let mut fw = FrameWriter::new();
+        fw.push(&Message::Checkpoint);
+        let frame = fw.finish();
+        let timeout = self.checkpoint_timeout;
+        let (done, wait) = mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            let expired = matches!(
+                wait.recv_timeout(timeout),
+                Err(mpsc::RecvTimeoutError::Timeout)
+            );
+            if expired {
+                // The child is ours and not yet reaped, so the pid is still its own.
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            expired
+        });
+        let reply = stdin
+            .write_all(&frame)
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("write to operator process: {e}"))
+            .and_then(|()| {
+                read_frame(stdout)
+                    .map_err(|e| format!("read from operator process: {e}"))?
+                    .ok_or_else(|| "operator process exited".to_owned())
+            });
+        drop(done);
+        if watchdog.join().unwrap_or(false) {
+            return Err(format!(
+                "operator process did not answer the checkpoint within {} ms",
+                timeout.as_millis()
+            ));
+        }
+        let mut answer = None;
+        for msg in reply? {
+            match msg {
+                Message::Checkpointed { ok, message } => answer = Some((ok, message)),
+                Message::Log { level, message } => match level {
+                    0 => tracing::error!(target: "operator", "{message}"),
+                    1 => tracing::warn!(target: "operator", "{message}"),
+                    _ => tracing::info!(target: "operator", "{message}"),
+                },
+                other => tracing::warn!(?other, "unexpected message in a checkpoint answer"),
+            }
+        }
+        match answer {
+            Some((true, _)) => Ok(()),
+            Some((false, message)) => Err(format!("operator checkpoint failed: {message}")),
+            None => {
+                Err("operator process answered the checkpoint without `Checkpointed`".to_owned())
+            }
         }
     }
 
@@ -381,11 +521,11 @@ impl Operator for ProcessOperator {
         }
         match self.exchange(ctx) {
             Ok(()) => {
-                self.pending.clear();
+                self.keep_unsaved();
                 Ok(())
             }
             Err(Failure::Reported(e)) => {
-                self.pending.clear();
+                self.keep_unsaved();
                 Err(e)
             }
             Err(Failure::Died(why)) => {
@@ -394,6 +534,40 @@ impl Operator for ProcessOperator {
                 self.recover(ctx, format!("{why}; {status}"))
             }
         }
+    }
+
+    fn checkpoint(&mut self) -> Result<(), OperatorError> {
+        if !self.frame.is_empty() {
+            // Markers arrive between batches, so this does not happen; if it did, the
+            // records in the frame were not handed over yet.
+            return Err(OperatorError::msg(
+                "records not yet sent to the operator process at a checkpoint",
+            ));
+        }
+        if !self.checkpoint_capable {
+            // An SDK without the feature: it cannot be asked.
+            return Ok(());
+        }
+        // Whatever the outcome, the marker settles what was handed over so far: on
+        // success it is durable, on failure the source replays it.
+        self.unsaved.clear();
+        if std::mem::take(&mut self.unsaved_lost) {
+            return Err(OperatorError::msg(
+                "too many records since the last checkpoint to hand to a restarted operator process",
+            ));
+        }
+        if self.child.is_none() {
+            // It died on the last record it was handed (that record went to the error
+            // policy); everything before it was handed to the new child again.
+            return Ok(());
+        }
+        self.ask_checkpoint().map_err(|why| {
+            if !why.starts_with("operator checkpoint failed") {
+                // Gone or out of step: replace the child on the next batch.
+                self.stop_child();
+            }
+            OperatorError::msg(why)
+        })
     }
 
     fn destroy(&mut self) {

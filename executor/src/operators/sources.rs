@@ -54,9 +54,6 @@ impl LineParser {
 /// Longest line `tcp-source` takes unless `maxLineBytes` says otherwise (1 MiB).
 pub const DEFAULT_MAX_LINE_BYTES: u64 = 1 << 20;
 
-/// `reason` label of records dropped for exceeding `maxLineBytes`.
-pub const DROPPED_LINE_TOO_LONG: &str = "line_too_long";
-
 /// What [`read_line_bounded`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LineRead {
@@ -163,7 +160,10 @@ impl Operator for TcpSource {
             return Err(OperatorError::msg("maxLineBytes must be positive"));
         }
         let max_line = usize::try_from(max_line).unwrap_or(usize::MAX);
-        let too_long = self.env.metrics.dropped_for(DROPPED_LINE_TOO_LONG);
+        let too_long = self
+            .env
+            .metrics
+            .dropped_for(crate::metrics::DROPPED_LINE_TOO_LONG);
         let listener = TcpListener::bind(&addr)
             .map_err(|e| OperatorError::msg(format!("bind {addr}: {e}")))?;
         tracing::info!(%addr, max_line, "tcp-source listening");

@@ -114,6 +114,14 @@ impl Router {
         }
     }
 
+    /// Records were lost before the operator saw them (a malformed input batch): the
+    /// next forward of markers fails, so their sources replay them.
+    pub fn records_lost(&mut self, why: &str) {
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.lost(why);
+        }
+    }
+
     /// Forwards the processed markers: one marker of ours on every downstream connection,
     /// behind the records already routed to it. `durable` is the operator's own
     /// checkpoint result; without consumers the markers are answered with it right away.
