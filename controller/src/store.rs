@@ -230,7 +230,7 @@ impl Store {
 
     /// `<prefix>/topologies/<ns>/<name>`
     pub fn spec_key(&self, ns: &str, name: &str) -> String {
-        format!("{}/topologies/{ns}/{name}", self.prefix)
+        concord_schemas::dataplane::topology_spec_key(&self.prefix, ns, name)
     }
 
     /// `<prefix>/status/<ns>/<name>`

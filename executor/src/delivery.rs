@@ -146,6 +146,11 @@ impl Checkpoints {
         }
     }
 
+    /// True while a removed connection's final marker waits for the next forward.
+    pub fn has_carried(&self) -> bool {
+        !self.carry.is_empty()
+    }
+
     /// A removed connection's final marker, which the next forward also waits for.
     pub fn carry(&mut self, conn: u64, seq: u64) {
         self.carry.push((conn, seq));

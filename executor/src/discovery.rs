@@ -6,6 +6,14 @@
 //! downstream. It watches `<prefix>/endpoints/<ns>/<topology>/` and routes to every
 //! instance whose `inputs` name this operator. When two tasks share an instance index
 //! (rolling replace) the newest (by create revision; ready ones first) gets the traffic.
+//!
+//! Which operators consume this one comes from the topology's spec
+//! (`<prefix>/topologies/<ns>/<name>`, watched too), not from the endpoints that happen
+//! to exist: a consumer with no registered instance (scaled to 0, crash-looping past
+//! the lease, not started yet) is an edge with no targets, so the router counts and, under
+//! at-least-once, fails the markers covering what it could not route there
+//! (`docs/delivery.md`). Watching the spec keeps this right when a new generation adds or
+//! removes a consumer while this task runs, without restarting it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +23,7 @@ use std::time::Duration;
 use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Input;
+use crate::config::{Input, Partitioning};
 use crate::router::{EdgeTable, RoutingTable, Target};
 use crate::runtime::RuntimeState;
 
@@ -128,6 +136,8 @@ impl EtcdAccess {
 pub struct Paths {
     /// `<prefix>/endpoints/<ns>/<topology>/`.
     pub topology_dir: String,
+    /// `<prefix>/topologies/<ns>/<topology>`: the topology's spec.
+    pub spec_key: String,
 }
 
 impl Paths {
@@ -136,6 +146,7 @@ impl Paths {
         let prefix = prefix.trim_end_matches('/');
         Self {
             topology_dir: format!("{prefix}/endpoints/{namespace}/{topology}/"),
+            spec_key: concord_schemas::dataplane::topology_spec_key(prefix, namespace, topology),
         }
     }
 
@@ -268,6 +279,49 @@ pub async fn run_watch(
 
 type Entries = BTreeMap<String, (i64, Endpoint)>;
 
+/// The operators that consume `operator` according to the spec, with the partitioning
+/// each declares; `None` while no spec is stored (then only endpoints make edges).
+pub type Consumers = Option<BTreeMap<String, Partitioning>>;
+
+/// The part of a stored `Topology` that discovery reads.
+#[derive(Deserialize)]
+struct StoredTopology {
+    spec: StoredSpec,
+}
+
+#[derive(Deserialize)]
+struct StoredSpec {
+    operators: Vec<StoredOperator>,
+}
+
+#[derive(Deserialize)]
+struct StoredOperator {
+    name: String,
+    #[serde(default)]
+    inputs: Vec<Input>,
+}
+
+/// The consumers of `operator` in a stored topology spec (JSON); `None` when it cannot be
+/// read (logged: edges then come from endpoints only, as without a spec).
+pub fn consumers_in_spec(value: &[u8], operator: &str) -> Consumers {
+    match serde_json::from_slice::<StoredTopology>(value) {
+        Ok(t) => Some(
+            t.spec
+                .operators
+                .into_iter()
+                .filter_map(|op| {
+                    let p = op.inputs.iter().find(|i| i.from == operator)?.partitioning;
+                    Some((op.name, p))
+                })
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the topology spec; routing from endpoints only");
+            None
+        }
+    }
+}
+
 async fn list_and_watch(
     client: &mut Client,
     paths: &Paths,
@@ -286,7 +340,18 @@ async fn list_and_watch(
             entries.insert(k.to_owned(), (kv.create_revision(), ep));
         }
     }
-    if !publish(&entries, dir, operator, tx, last) {
+    // The spec as of the same revision, so both watches start from one consistent view.
+    let spec = client
+        .get(
+            paths.spec_key.as_str(),
+            Some(GetOptions::new().with_revision(rev)),
+        )
+        .await?;
+    let mut consumers: Consumers = spec
+        .kvs()
+        .first()
+        .and_then(|kv| consumers_in_spec(kv.value(), operator));
+    if !publish(&entries, &consumers, dir, operator, tx, last) {
         return Ok(());
     }
     let mut stream = client
@@ -299,7 +364,33 @@ async fn list_and_watch(
             ),
         )
         .await?;
-    while let Some(resp) = stream.message().await? {
+    let mut spec_stream = client
+        .watch(
+            paths.spec_key.as_str(),
+            Some(WatchOptions::new().with_start_revision(rev + 1)),
+        )
+        .await?;
+    loop {
+        let resp = tokio::select! {
+            r = stream.message() => r?,
+            r = spec_stream.message() => {
+                let Some(resp) = r? else { break };
+                if resp.canceled() {
+                    return Err(DiscoveryError::Cancelled(resp.cancel_reason().to_owned()));
+                }
+                for ev in resp.events() {
+                    consumers = match (ev.event_type(), ev.kv()) {
+                        (EventType::Put, Some(kv)) => consumers_in_spec(kv.value(), operator),
+                        _ => None,
+                    };
+                }
+                if !publish(&entries, &consumers, dir, operator, tx, last) {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let Some(resp) = resp else { break };
         if resp.canceled() {
             return Err(DiscoveryError::Cancelled(resp.cancel_reason().to_owned()));
         }
@@ -317,7 +408,7 @@ async fn list_and_watch(
                 }
             }
         }
-        if !publish(&entries, dir, operator, tx, last) {
+        if !publish(&entries, &consumers, dir, operator, tx, last) {
             return Ok(());
         }
     }
@@ -327,12 +418,13 @@ async fn list_and_watch(
 /// Sends the table if it changed; false when the receiver is gone.
 fn publish(
     entries: &Entries,
+    consumers: &Consumers,
     dir: &str,
     operator: &str,
     tx: &std::sync::mpsc::Sender<RoutingTable>,
     last: &mut Option<RoutingTable>,
 ) -> bool {
-    let table = routing_table(entries, dir, operator);
+    let table = routing_table(entries, consumers, dir, operator);
     if last.as_ref() == Some(&table) {
         return true;
     }
@@ -347,8 +439,16 @@ type EdgeCandidates = (
     BTreeMap<u32, (bool, i64, Target)>,
 );
 
-/// Computes the downstream instances of `operator` from all endpoints of the topology.
-pub fn routing_table(entries: &Entries, dir: &str, operator: &str) -> RoutingTable {
+/// Computes the downstream instances of `operator` from all endpoints of the topology:
+/// one edge per consumer in the spec (`consumers`), with no targets while it has no
+/// registered instance, plus any consumer that only endpoints name (an instance of a
+/// generation the spec no longer has, still draining).
+pub fn routing_table(
+    entries: &Entries,
+    consumers: &Consumers,
+    dir: &str,
+    operator: &str,
+) -> RoutingTable {
     // operator -> (partitioning, instance -> (ready, create_rev, target))
     let mut by_op: BTreeMap<String, EdgeCandidates> = BTreeMap::new();
     for (key, (create_rev, ep)) in entries {
@@ -380,6 +480,11 @@ pub fn routing_table(entries: &Entries, dir: &str, operator: &str) -> RoutingTab
             }
         }
     }
+    for (consumer, partitioning) in consumers.iter().flatten() {
+        by_op
+            .entry(consumer.clone())
+            .or_insert_with(|| (*partitioning, BTreeMap::new()));
+    }
     RoutingTable {
         edges: by_op
             .into_iter()
@@ -395,7 +500,6 @@ pub fn routing_table(entries: &Entries, dir: &str, operator: &str) -> RoutingTab
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Partitioning;
 
     fn ep(task: &str, instance: u32, from: &str, ready: bool) -> Endpoint {
         Endpoint {
@@ -421,7 +525,7 @@ mod tests {
         e.insert(format!("{dir}count/0/b"), (9, ep("b", 0, "map", true)));
         e.insert(format!("{dir}count/1/c"), (6, ep("c", 1, "map", true)));
         e.insert(format!("{dir}other/0/d"), (6, ep("d", 0, "gen", true)));
-        let t = routing_table(&e, dir, "map");
+        let t = routing_table(&e, &None, dir, "map");
         assert_eq!(t.edges.len(), 1);
         assert_eq!(t.edges[0].operator, "count");
         let ids: Vec<&str> = t.edges[0]
@@ -432,7 +536,38 @@ mod tests {
         assert_eq!(ids, vec!["b", "c"]);
         // A newer task that is not ready yet does not take over from a ready one.
         e.insert(format!("{dir}count/1/z"), (20, ep("z", 1, "map", false)));
-        let t = routing_table(&e, dir, "map");
+        let t = routing_table(&e, &None, dir, "map");
         assert_eq!(t.edges[0].targets[1].task_id, "c");
+    }
+
+    #[test]
+    fn a_consumer_in_the_spec_without_endpoints_is_an_edge_with_no_targets() {
+        let dir = "/c/endpoints/ns/t/";
+        let spec = serde_json::json!({"spec": {"operators": [
+            {"name": "gen"},
+            {"name": "count", "inputs": [{"from": "gen", "partitioning": "key"}]},
+            {"name": "sink", "inputs": [{"from": "count"}]},
+        ]}});
+        let consumers = consumers_in_spec(spec.to_string().as_bytes(), "gen");
+        let mut e = Entries::new();
+        let t = routing_table(&e, &consumers, dir, "gen");
+        assert_eq!(
+            t.edges,
+            vec![EdgeTable {
+                operator: "count".into(),
+                partitioning: Partitioning::Key,
+                targets: vec![],
+            }]
+        );
+        e.insert(format!("{dir}count/0/a"), (5, ep("a", 0, "gen", true)));
+        let t = routing_table(&e, &consumers, dir, "gen");
+        assert_eq!(t.edges.len(), 1);
+        assert_eq!(t.edges[0].targets[0].task_id, "a");
+        // Without a spec, only endpoints make edges (as before).
+        assert!(
+            routing_table(&Entries::new(), &None, dir, "gen")
+                .edges
+                .is_empty()
+        );
     }
 }

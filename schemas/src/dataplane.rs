@@ -20,3 +20,13 @@ pub const DATAPLANE_SECRET_MIN_LEN: usize = 16;
 
 /// Longest secret file an executor reads.
 pub const DATAPLANE_SECRET_MAX_LEN: usize = 4096;
+
+/// The etcd key of a topology's spec, `<prefix>/topologies/<ns>/<name>`: the controller
+/// stores the `Topology` JSON there; executors watch it to learn which operators consume
+/// theirs (an edge exists because a spec declares it, not because an instance runs).
+pub fn topology_spec_key(prefix: &str, namespace: &str, name: &str) -> String {
+    format!(
+        "{}/topologies/{namespace}/{name}",
+        prefix.trim_end_matches('/')
+    )
+}

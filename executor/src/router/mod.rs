@@ -74,6 +74,8 @@ pub struct Router {
     /// (pointer, length, index into `out`) of the stream named last.
     last_stream: Option<(usize, usize, usize)>,
     no_route: u64,
+    /// A routing table has been applied (before that, who consumes us is unknown).
+    table_seen: bool,
     closing: Vec<JoinHandle<()>>,
     metrics: Arc<Metrics>,
     /// At-least-once bookkeeping; `None` under at-most-once.
@@ -92,6 +94,7 @@ impl Router {
             out: Vec::new(),
             last_stream: None,
             no_route: 0,
+            table_seen: false,
             closing: Vec::new(),
             metrics,
             checkpoints: None,
@@ -132,7 +135,9 @@ impl Router {
         if !c.has_pending() {
             return;
         }
-        if !durable || self.edges.is_empty() {
+        // Without edges there is nobody to wait for, unless a removed downstream's final
+        // marker is still owed.
+        if !durable || (self.edges.is_empty() && !c.has_carried()) {
             c.settle_local(durable);
             return;
         }
@@ -171,6 +176,7 @@ impl Router {
     /// Applies a new routing table: connects to new instances, drains and closes removed
     /// ones, and rebuilds the partitioning of every edge.
     pub fn update(&mut self, table: &RoutingTable) {
+        self.table_seen = true;
         let mut wanted: HashMap<(String, String), ()> = HashMap::new();
         for e in &table.edges {
             for t in &e.targets {
@@ -289,6 +295,12 @@ impl Router {
         s.bytes += size;
         if self.edges.is_empty() {
             self.no_route += 1;
+            if !self.table_seen
+                && let Some(c) = self.checkpoints.as_mut()
+            {
+                // Discovery has not said yet who consumes this operator.
+                c.lost("no routing table yet");
+            }
             return;
         }
         let conns = &mut self.conns;
