@@ -166,6 +166,9 @@ impl Checkpoints {
         let origins = std::mem::take(&mut self.pending);
         if let Some(why) = self.lost.take() {
             tracing::warn!(reason = %why, markers = origins.len(), "records lost: failing markers (sources replay)");
+            // Carried final markers covered records up to here: this failure answers for
+            // them, so a later forward does not wait for (or fail on) them again.
+            self.carry.clear();
             self.finish(origins, false);
             return;
         }
@@ -193,6 +196,9 @@ impl Checkpoints {
     pub fn settle_local(&mut self, ok: bool) {
         let origins = std::mem::take(&mut self.pending);
         let ok = ok && self.lost.take().is_none();
+        if !ok {
+            self.carry.clear();
+        }
         self.finish(origins, ok);
     }
 
@@ -411,6 +417,41 @@ mod tests {
         .expect("send");
         c.poll();
         assert_eq!(a_rx.try_recv().expect("answered"), (1, true));
+    }
+
+    /// A forward that fails because records were lost answers for the final markers it
+    /// carried: the next forward neither waits for them nor fails because of them.
+    #[test]
+    fn a_failed_forward_answers_for_the_final_markers_it_carried() {
+        let (tx, rx) = channel();
+        let mut c = Checkpoints::new(rx);
+        let close = c.next_seq();
+        c.carry(7, close);
+        c.lost("no instance to route to");
+        let (a, a_rx) = local(1);
+        c.arrived(a);
+        let seq = c.next_seq();
+        c.forward(seq, vec![]);
+        assert_eq!(a_rx.try_recv().expect("answered"), (1, false));
+        // The removed connection answers late, and badly: nothing of it reaches the next.
+        tx.send(ConnAck {
+            conn: 7,
+            seq: close,
+            ok: false,
+        })
+        .expect("send");
+        let (b, b_rx) = local(2);
+        c.arrived(b);
+        let seq = c.next_seq();
+        c.forward(seq, vec![(1, seq)]);
+        tx.send(ConnAck {
+            conn: 1,
+            seq,
+            ok: true,
+        })
+        .expect("send");
+        c.poll();
+        assert_eq!(b_rx.try_recv().expect("answered"), (2, true));
     }
 
     /// The final marker of a removed connection may be answered before the next forward

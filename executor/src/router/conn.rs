@@ -250,29 +250,55 @@ fn batch_records(frame: &[u8]) -> u64 {
 }
 
 /// Markers written on one TCP connection and not answered yet.
+///
+/// Once the acknowledgement reader has ended (the downstream closed or broke the
+/// connection), nothing more can be answered on it: a marker written after that would
+/// wait for an answer that never comes, so [`Outstanding::insert`] refuses it.
 #[derive(Default)]
 struct Outstanding {
-    seqs: Mutex<HashSet<u64>>,
+    state: Mutex<OutstandingState>,
+}
+
+#[derive(Default)]
+struct OutstandingState {
+    seqs: HashSet<u64>,
+    reader_ended: bool,
 }
 
 impl Outstanding {
-    fn insert(&self, seq: u64) {
-        if let Ok(mut s) = self.seqs.lock() {
-            s.insert(seq);
+    /// Records a marker about to be written; false once no answer can come any more.
+    fn insert(&self, seq: u64) -> bool {
+        match self.state.lock() {
+            Ok(mut s) if !s.reader_ended => {
+                s.seqs.insert(seq);
+                true
+            }
+            _ => false,
         }
     }
 
     fn remove(&self, seq: u64) -> bool {
-        self.seqs
+        self.state
             .lock()
-            .map(|mut s| s.remove(&seq))
+            .map(|mut s| s.seqs.remove(&seq))
             .unwrap_or(false)
     }
 
     fn drain(&self) -> Vec<u64> {
-        self.seqs
+        self.state
             .lock()
-            .map(|mut s| s.drain().collect())
+            .map(|mut s| s.seqs.drain().collect())
+            .unwrap_or_default()
+    }
+
+    /// The reader has ended: what is owed, and from now on nothing is accepted.
+    fn close(&self) -> Vec<u64> {
+        self.state
+            .lock()
+            .map(|mut s| {
+                s.reader_ended = true;
+                s.seqs.drain().collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -385,8 +411,14 @@ impl Writer {
                     }
                 }
                 let Some(s) = stream.as_mut() else { break };
-                if marker {
-                    s.outstanding.insert(seq);
+                if marker && !s.outstanding.insert(seq) {
+                    // The downstream already closed its side: no answer can come.
+                    tracing::warn!(%addr, seq, "downstream closed the connection; failing the marker");
+                    self.report(seq, false);
+                    if let Some(s) = stream.take() {
+                        self.broken(s, shared);
+                    }
+                    break;
                 }
                 match s.tcp.write_all(&frame) {
                     Ok(()) => break,
@@ -439,7 +471,7 @@ fn read_acks(
             Ok(None) | Err(_) => break,
         }
     }
-    let owed = outstanding.drain();
+    let owed = outstanding.close();
     if !owed.is_empty() {
         shared.lost.store(true, Ordering::Relaxed);
     }
