@@ -122,6 +122,9 @@ fn decode(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult
                 .map_err(|e| (e.path().to_string(), e.into_inner().to_string()))
         }
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            // serde_yaml_ng does not bound what aliases expand to ("billion laughs"):
+            // read the body untyped within the budget first.
+            concord_schemas::check_yaml(&body, "request body").map_err(ApiError::invalid)?;
             let de = serde_yaml_ng::Deserializer::from_slice(&body);
             serde_path_to_error::deserialize::<_, GitRepository>(de)
                 .map_err(|e| (e.path().to_string(), e.into_inner().to_string()))
