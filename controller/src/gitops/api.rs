@@ -10,7 +10,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,7 +21,9 @@ use concord_schemas::{SpecError, SpecErrors};
 use serde::{Deserialize, Serialize};
 
 use super::store::RepoStore;
-use crate::api::{ApiError, ApiResult, ApiState, body_bytes, body_mime, check_url_matches};
+use crate::api::{
+    ApiError, ApiQuery, ApiResult, ApiState, body_bytes, body_mime, check_url_matches,
+};
 
 /// The routes, merged into the API router.
 pub fn routes() -> Router<ApiState> {
@@ -93,7 +95,7 @@ async fn get_one(
 async fn apply_collection(
     State(state): State<ApiState>,
     Path(ns): Path<String>,
-    Query(query): Query<WriteQuery>,
+    ApiQuery(query): ApiQuery<WriteQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -104,7 +106,7 @@ async fn apply_collection(
 async fn apply_named(
     State(state): State<ApiState>,
     Path((ns, name)): Path<(String, String)>,
-    Query(query): Query<WriteQuery>,
+    ApiQuery(query): ApiQuery<WriteQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
