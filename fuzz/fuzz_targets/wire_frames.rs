@@ -2,7 +2,9 @@
 #![no_main]
 
 use bytes::Bytes;
-use concord_executor::wire::{self, BatchReader, FRAME_ACK, FRAME_BATCH, FRAME_HELLO, FRAME_MARKER};
+use concord_executor::wire::{
+    self, BatchReader, FRAME_ACK, FRAME_BATCH, FRAME_HELLO, FRAME_MARKER,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -374,7 +374,7 @@ fn billion_laughs_is_refused() {
         let prev = format!("*a{}", level - 1);
         doc.push_str(&format!(
             "a{level}: &a{level} [{}]\n",
-            vec![prev.as_str(); 9].join(",")
+            [prev.as_str(); 9].join(",")
         ));
     }
     let (result, peak) = alloc_meter::peak(|| parse_yaml(doc.as_bytes(), "laughs.yaml"));
