@@ -320,22 +320,28 @@ fn reconnects_after_the_downstream_restarts() {
         send(&mut r, 10);
         b.count() > 0
     });
-    let dropped = || {
-        support::metric_sum(&metrics.render(), "concord_dropped_records_total") as u64
-    };
+    let dropped = || support::metric_sum(&metrics.render(), "concord_dropped_records_total") as u64;
     // Everything after the restarted server's first record arrives or is counted; wait
     // until the totals stop moving.
     let total = || a.count() + b.count() + dropped();
     let mut last = (total(), std::time::Instant::now());
-    wait_for("delivered and dropped counts settle", Duration::from_secs(20), || {
-        let now = total();
-        if now != last.0 {
-            last = (now, std::time::Instant::now());
-        }
-        last.1.elapsed() > Duration::from_millis(500)
-    });
+    wait_for(
+        "delivered and dropped counts settle",
+        Duration::from_secs(20),
+        || {
+            let now = total();
+            if now != last.0 {
+                last = (now, std::time::Instant::now());
+            }
+            last.1.elapsed() > Duration::from_millis(500)
+        },
+    );
     let accounted = total();
-    assert!(accounted <= sent.get(), "{accounted} accounted of {} sent", sent.get());
+    assert!(
+        accounted <= sent.get(),
+        "{accounted} accounted of {} sent",
+        sent.get()
+    );
     // Known gap (issue #15, at-most-once): the batch written into the dead connection
     // before the first write error surfaces is lost without being counted, because
     // at-most-once connections carry no acknowledgements. This bounds it to that one
