@@ -397,8 +397,11 @@ impl MesosLite {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         // A task port range of our own, below the ephemeral range, so tests running in
-        // parallel do not hand out the same ports.
-        let base = 10_000 + (u32::from(port) * 7919 % 100) * 200;
+        // parallel do not hand out the same ports: the tests of one binary (threads of
+        // one process) take distinct ranges in turn; the process ID spreads binaries.
+        static NEXT_RANGE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let turn = NEXT_RANGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = 10_000 + ((std::process::id() * 37 + turn) % 100) * 200;
         let resources = format!(
             "cpus:{cpus};mem:{mem_mb};disk:2000;ports:[{base}-{}]",
             base + 199
