@@ -199,6 +199,28 @@ impl IntoResponse for ApiError {
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
+/// [`Query`], but a query string that does not parse (`limit=abc`, a key given twice) is
+/// refused with a 400 `Status` like every other refusal, not axum's plain text.
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", e.body_text()))
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListQuery {
@@ -231,14 +253,14 @@ impl WriteQuery {
     }
 }
 
-async fn list_all(state: State<ApiState>, query: Query<ListQuery>) -> ApiResult<Response> {
+async fn list_all(state: State<ApiState>, query: ApiQuery<ListQuery>) -> ApiResult<Response> {
     list(state, None, query.0).await
 }
 
 async fn list_ns(
     state: State<ApiState>,
     Path(ns): Path<String>,
-    query: Query<ListQuery>,
+    query: ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
     list(state, Some(ns), query.0).await
 }
@@ -323,7 +345,7 @@ impl Drop for GaugeGuard {
 async fn get_one(
     State(state): State<ApiState>,
     Path((ns, name)): Path<(String, String)>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
     if query.is_watch() {
         return start_watch(
@@ -350,7 +372,7 @@ async fn get_one(
 async fn apply_collection(
     State(state): State<ApiState>,
     Path(ns): Path<String>,
-    Query(query): Query<WriteQuery>,
+    ApiQuery(query): ApiQuery<WriteQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -361,7 +383,7 @@ async fn apply_collection(
 async fn apply_named(
     State(state): State<ApiState>,
     Path((ns, name)): Path<(String, String)>,
-    Query(query): Query<WriteQuery>,
+    ApiQuery(query): ApiQuery<WriteQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -509,7 +531,7 @@ async fn apply(
 async fn delete_one(
     State(state): State<ApiState>,
     Path((ns, name)): Path<(String, String)>,
-    Query(query): Query<WriteQuery>,
+    ApiQuery(query): ApiQuery<WriteQuery>,
 ) -> ApiResult<Response> {
     let topology = state
         .store
@@ -734,7 +756,7 @@ pub struct HistoryItem {
 async fn history(
     State(state): State<ApiState>,
     Path((ns, name)): Path<(String, String)>,
-    Query(query): Query<HistoryQuery>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Response> {
     let limit = match query.limit.as_deref() {
         None | Some("") => 5,

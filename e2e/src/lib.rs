@@ -339,7 +339,56 @@ pub fn concord_with_stdin(api: &str, args: &[&str], stdin: Option<&[u8]>) -> Out
     {
         let _ = pipe.write_all(input);
     }
-    child.wait_with_output().expect("wait for concord")
+    wait_with_deadline(child, CLI_DEADLINE, &format!("concord {}", args.join(" ")))
+}
+
+/// The longest any `concord` run of a test may take: longer than every `--timeout` the
+/// tests pass, so reaching it means the CLI hangs, and the test says so instead of
+/// holding CI until its own limit.
+pub const CLI_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Collects `child`'s output like [`Child::wait_with_output`], but kills it (by its
+/// PID, through the handle) and panics with what it printed once `deadline` passed.
+pub fn wait_with_deadline(mut child: Child, deadline: Duration, what: &str) -> Output {
+    use std::io::Read;
+    fn reader(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let stdout = reader(child.stdout.take());
+    let stderr = reader(child.stderr.take());
+    let until = Instant::now() + deadline;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            let out = stdout.join().unwrap_or_default();
+            let err = stderr.join().unwrap_or_default();
+            panic!(
+                "{what} did not end within {deadline:?}; stdout (last 2 KiB): {}; stderr: {}",
+                tail_text(&out, 2048),
+                tail_text(&err, 2048)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+fn tail_text(bytes: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(max)..]).into_owned()
 }
 
 /// Path of a file in the repository.
@@ -397,8 +446,11 @@ impl MesosLite {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         // A task port range of our own, below the ephemeral range, so tests running in
-        // parallel do not hand out the same ports.
-        let base = 10_000 + (u32::from(port) * 7919 % 100) * 200;
+        // parallel do not hand out the same ports: the tests of one binary (threads of
+        // one process) take distinct ranges in turn; the process ID spreads binaries.
+        static NEXT_RANGE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let turn = NEXT_RANGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = 10_000 + ((std::process::id() * 37 + turn) % 100) * 200;
         let resources = format!(
             "cpus:{cpus};mem:{mem_mb};disk:2000;ports:[{base}-{}]",
             base + 199

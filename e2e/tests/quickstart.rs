@@ -135,10 +135,13 @@ fn the_quickstart_runs_the_click_fraud_job_with_alerts_and_dev_down_leaves_nothi
     }
 
     drop(guard);
-    std::thread::sleep(Duration::from_millis(200));
     // (`dev down` keeps the token and the context for the next `up`; `--purge` below
-    // removes both.)
+    // removes both.) It has waited for each process; give init a moment to reap them.
     for pid in &pids {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while alive(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(!alive(pid), "pid {pid} survived dev down");
     }
     // ... and exit 1 once stopped.

@@ -42,6 +42,10 @@ pub const FRAME_AUTH_OK: u8 = 7;
 pub const MAX_FRAME: usize = 64 << 20;
 /// Bytes before the first record of a batch frame (length, type, count).
 pub const BATCH_HEADER: usize = 9;
+/// Most body bytes [`read_frame`] reserves before they arrive: the length prefix is the
+/// peer's claim, so a 5-byte header must not buy a 64 MiB allocation. Larger bodies
+/// grow as their bytes come in.
+pub const PREALLOC_LIMIT: usize = 1 << 20;
 
 const FLAG_TRACE: u8 = 1;
 
@@ -186,8 +190,9 @@ pub fn read_frame_max(
     if !(1..=max).contains(&len) {
         return Err(std::io::Error::other(format!("bad frame length {len}")));
     }
-    // Read into spare capacity (no zero-filling of up to 64 KiB per frame).
-    let mut body = Vec::with_capacity(len - 1);
+    // Read into spare capacity (no zero-filling of up to 64 KiB per frame), reserving
+    // at most PREALLOC_LIMIT on the peer's word.
+    let mut body = Vec::with_capacity((len - 1).min(PREALLOC_LIMIT));
     let got = r.by_ref().take((len - 1) as u64).read_to_end(&mut body)?;
     if got != len - 1 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());

@@ -300,11 +300,13 @@ fn reconnects_after_the_downstream_restarts() {
     let port = a.port;
     let (mut r, metrics) = router(512, 4);
     r.update(&table(Partitioning::Shuffle, vec![a.target(0)]));
+    let sent = std::cell::Cell::new(0u64);
     let send = |r: &mut Router, n: u32| {
         for i in 0..n {
             r.route("out", &i.to_be_bytes(), b"payload", 0, None);
         }
         r.flush_all();
+        sent.set(sent.get() + u64::from(n));
     };
     send(&mut r, 100);
     wait_for("first server got data", Duration::from_secs(10), || {
@@ -312,10 +314,45 @@ fn reconnects_after_the_downstream_restarts() {
     });
     a.kill();
     let b = Server::start(port);
-    // Keep sending until the restarted server sees data (some may be dropped, counted).
+    // Keep sending until the restarted server sees data; what was sent meanwhile is
+    // either delivered to it or counted as dropped.
     wait_for("restarted server got data", Duration::from_secs(20), || {
         send(&mut r, 10);
         b.count() > 0
     });
-    let _ = metrics.render();
+    let dropped = || support::metric_sum(&metrics.render(), "concord_dropped_records_total") as u64;
+    // Everything after the restarted server's first record arrives or is counted; wait
+    // until the totals stop moving.
+    let total = || a.count() + b.count() + dropped();
+    let mut last = (total(), std::time::Instant::now());
+    wait_for(
+        "delivered and dropped counts settle",
+        Duration::from_secs(20),
+        || {
+            let now = total();
+            if now != last.0 {
+                last = (now, std::time::Instant::now());
+            }
+            last.1.elapsed() > Duration::from_millis(500)
+        },
+    );
+    let accounted = total();
+    assert!(
+        accounted <= sent.get(),
+        "{accounted} accounted of {} sent",
+        sent.get()
+    );
+    // Known gap (issue #15, at-most-once): the batch written into the dead connection
+    // before the first write error surfaces is lost without being counted, because
+    // at-most-once connections carry no acknowledgements. This bounds it to that one
+    // batch of 10 records, so a wider silent loss fails here.
+    assert!(
+        sent.get() - accounted <= 10,
+        "{} records lost without being counted (sent {}, delivered {} + {}, dropped {})",
+        sent.get() - accounted,
+        sent.get(),
+        a.count(),
+        b.count(),
+        dropped()
+    );
 }

@@ -37,7 +37,8 @@ async fn subscribe_gets_subscribed_heartbeat_and_offers() -> TestResult {
 #[tokio::test]
 async fn raw_subscribe_response_is_a_chunked_json_recordio_stream() -> TestResult {
     let master = Master::start()?;
-    let body = serde_json::json!({"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"root","name":unique("raw")}}});
+    // A failover timeout keeps the framework (disconnected) after its stream drops.
+    let body = serde_json::json!({"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"root","name":unique("raw"),"failover_timeout":3600.0}}});
     let resp = reqwest::Client::new()
         .post(format!("{}/master/api/v1/scheduler/?_ts=1", master.url))
         .header("Content-Type", "application/json")
@@ -65,8 +66,23 @@ async fn raw_subscribe_response_is_a_chunked_json_recordio_stream() -> TestResul
         .ok_or("fid")?
         .to_string();
     drop(stream);
-    // TEARDOWN after the stream dropped: the framework still exists (failover_timeout 0
-    // may remove it at any moment), so accept either outcome but never a 5xx.
+    // Once the master has seen the stream go, the framework is disconnected, and a call
+    // on the old stream is refused as Mesos refuses it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let state = master.get_json("/frameworks").await?;
+        let connected = state["frameworks"]
+            .as_array()
+            .and_then(|fws| fws.iter().find(|f| f["id"] == fid.as_str()))
+            .map(|f| f["connected"] == true);
+        if connected == Some(false) {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(fail(format!("framework {fid} still connected: {state}")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let resp = reqwest::Client::new()
         .post(master.scheduler_url())
         .header("Content-Type", "application/json")
@@ -74,7 +90,8 @@ async fn raw_subscribe_response_is_a_chunked_json_recordio_stream() -> TestResul
         .body(serde_json::json!({"type":"TEARDOWN","framework_id":{"value":fid}}).to_string())
         .send()
         .await?;
-    assert!(resp.status().is_client_error() || resp.status() == 202);
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.text().await?, "Framework is not subscribed");
     Ok(())
 }
 
@@ -393,8 +410,8 @@ async fn kill_policy_grace_then_sigkill() -> TestResult {
         "SIGKILL came after the grace period ({took:?})"
     );
     assert!(
-        took < Duration::from_secs(15),
-        "not the task's 30 s policy ({took:?})"
+        took < Duration::from_secs(30),
+        "the KILL's 1 s grace, not the task's 30 s policy ({took:?})"
     );
     assert!(
         killed
@@ -404,13 +421,11 @@ async fn kill_policy_grace_then_sigkill() -> TestResult {
         "{:?}",
         killed.message
     );
-    // A task that honours SIGTERM dies at once.
-    let start = Instant::now();
+    // A task that honours SIGTERM dies of it, without waiting for a SIGKILL.
     fw.handle
         .kill(TaskId::new(polite.clone()), None, None)
         .await?;
     let killed = fw.wait_state(&polite, TaskState::Killed, true).await?;
-    assert!(start.elapsed() < Duration::from_secs(3));
     assert_eq!(
         killed.message.as_deref(),
         Some("Command terminated with signal Terminated")

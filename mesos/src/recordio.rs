@@ -15,6 +15,9 @@ use tokio_util::io::StreamReader;
 /// small enough that a corrupt header cannot make us allocate without limit.
 pub const DEFAULT_MAX_RECORD_SIZE: usize = 64 * 1024 * 1024;
 
+/// Most bytes the decoder reserves for a record ahead of its arrival.
+pub const RESERVE_LIMIT: usize = 1024 * 1024;
+
 /// The longest header we accept (`u64::MAX` has 20 digits).
 const MAX_HEADER_DIGITS: usize = 20;
 
@@ -151,7 +154,9 @@ impl Decoder for RecordIoCodec {
             },
         };
         if src.len() < len {
-            src.reserve(len - src.len());
+            // The header is the sender's claim: reserve up to RESERVE_LIMIT of buffer ahead
+            // of the bytes; past that the buffer grows as the record arrives.
+            src.reserve((len - src.len()).min(RESERVE_LIMIT.saturating_sub(src.len())));
             return Ok(None);
         }
         self.pending = None;

@@ -159,7 +159,10 @@ impl Resource {
     fn add_quantity(&mut self, other: &Resource) {
         match self.r#type {
             ValueType::Scalar => {
-                let v = from_fixed(to_fixed(self.scalar_value()) + to_fixed(other.scalar_value()));
+                // Saturating: an offer may say `"Infinity"` (see `scalar_total`).
+                let v = from_fixed(
+                    to_fixed(self.scalar_value()).saturating_add(to_fixed(other.scalar_value())),
+                );
                 self.scalar = Some(Scalar { value: v });
             }
             ValueType::Ranges => {
@@ -184,7 +187,9 @@ impl Resource {
     fn subtract_quantity(&mut self, other: &Resource) {
         match self.r#type {
             ValueType::Scalar => {
-                let v = (to_fixed(self.scalar_value()) - to_fixed(other.scalar_value())).max(0);
+                let v = to_fixed(self.scalar_value())
+                    .saturating_sub(to_fixed(other.scalar_value()))
+                    .max(0);
                 self.scalar = Some(Scalar {
                     value: from_fixed(v),
                 });
@@ -271,12 +276,13 @@ pub fn ranges_contain(a: &[Range], b: &[Range]) -> bool {
     subtract_ranges(b, a).is_empty()
 }
 
-/// Number of values covered by the ranges.
+/// Number of values covered by the ranges (saturating: `0-18446744073709551615` covers
+/// one more value than a `u64` counts).
 pub fn ranges_len(ranges: &[Range]) -> u64 {
     normalize_ranges(ranges.iter().copied())
         .iter()
-        .map(|r| r.end - r.begin + 1)
-        .sum()
+        .map(|r| (r.end - r.begin).saturating_add(1))
+        .fold(0, u64::saturating_add)
 }
 
 /// Adds `r` into `list`, merging with an existing resource of the same kind.
@@ -339,11 +345,12 @@ pub fn contains(a: &[Resource], b: &[Resource]) -> bool {
 
 /// Total scalar quantity named `name`, over every role and reservation.
 pub fn scalar_total(resources: &[Resource], name: &str) -> f64 {
+    // Saturating: scalars come from Mesos and may be huge (`1e300`, `"Infinity"`).
     let fixed: i64 = resources
         .iter()
         .filter(|r| r.name == name && r.r#type == ValueType::Scalar)
         .map(|r| to_fixed(r.scalar_value()))
-        .sum();
+        .fold(0, i64::saturating_add);
     from_fixed(fixed)
 }
 

@@ -58,7 +58,9 @@ pub use duration::parse_duration;
 pub use error::{SpecError, SpecErrors};
 pub use hash::{TEMPLATE_FIELDS, TEMPLATE_HASH_LEN, template_changes, template_hash};
 pub use normalize::normalize;
-pub use parse::{Format, MAX_DOCUMENT_BYTES, parse_any, parse_json, parse_yaml};
+pub use parse::{
+    Format, MAX_DOCUMENT_BYTES, MAX_EXPANDED_BYTES, check_yaml, parse_any, parse_json, parse_yaml,
+};
 pub use plan::{OperatorChange, OperatorPlan, Plan, plan};
 pub use schema::{TOPOLOGY_SCHEMA_ID, topology_json_schema, topology_json_schema_text};
 pub use status::*;

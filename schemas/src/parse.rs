@@ -22,7 +22,8 @@ use crate::error::{SpecError, SpecErrors};
 use crate::locate::{locate, locate_json};
 use crate::normalize::normalize;
 use crate::topology::{API_VERSION, KIND, RUNTIME_ONE_OF, Topology};
-use crate::untyped::read_document;
+pub use crate::untyped::MAX_EXPANDED_BYTES;
+use crate::untyped::{Budget, read_document};
 use crate::validate::validate;
 
 /// Largest accepted input, in bytes (1 MiB). etcd's default request limit is 1.5 MiB.
@@ -73,8 +74,11 @@ pub fn parse_yaml(source: &[u8], file: &str) -> Result<Vec<Topology>, SpecErrors
     // Pass 1: syntax, empty documents, apiVersion/kind, as untyped values. A syntax error
     // ends the stream: positions after it are unreliable.
     let mut documents: Vec<(usize, bool)> = Vec::new(); // (index, has content)
+    // One budget for the stream: pass 2 and error location re-read these documents, which
+    // expand no further than pass 1 allowed.
+    let budget = Budget::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        match read_document(document) {
+        match read_document(document, &budget) {
             Ok(serde_yaml_ng::Value::Null) => documents.push((index, false)),
             Ok(value) => {
                 let header = check_header(&value);
@@ -154,6 +158,19 @@ pub fn parse_yaml(source: &[u8], file: &str) -> Result<Vec<Topology>, SpecErrors
     } else {
         Err(errors)
     }
+}
+
+/// Reads every document of a YAML input untyped, as [`parse_yaml`]'s first pass does:
+/// the size limit, syntax, duplicate keys, custom tags and the alias expansion budget
+/// ([`MAX_EXPANDED_BYTES`]). Call it before decoding untrusted YAML into a type with
+/// serde_yaml_ng directly (e.g. a GitRepository body), which bounds none of these.
+pub fn check_yaml(source: &[u8], file: &str) -> Result<(), SpecErrors> {
+    let text = check_input(source, file)?;
+    let budget = Budget::new();
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
+        read_document(document, &budget).map_err(|err| yaml_error(err, None, file))?;
+    }
+    Ok(())
 }
 
 /// Parses, normalises and validates one topology from JSON (the HTTP API's body).
@@ -265,6 +282,59 @@ fn check_stored_size(t: &Topology) -> Result<(), SpecError> {
 }
 
 /// Size and encoding checks shared by both formats.
+/// Deepest flow nesting accepted. serde_yaml_ng refuses more than 128 levels anyway, but
+/// only after libyaml has scanned the whole input, which takes time quadratic in the
+/// depth (250 KB of `{a: ` took 8 s), so deeper inputs are refused before parsing.
+const MAX_FLOW_DEPTH: usize = 128;
+
+/// Whether `[`/`{` nest deeper than `max` outside quotes and comments. A rough scan (it
+/// counts brackets inside plain and block scalars too), so it can only over-count, by
+/// brackets left open inside text, which real documents do not have 128 of.
+fn flow_depth_exceeds(text: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut chars = text.chars().peekable();
+    let mut prev = '\n';
+    while let Some(c) = chars.next() {
+        match c {
+            '[' | '{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            '#' if prev.is_whitespace() => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '\'' if !prev.is_alphanumeric() => {
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+        prev = c;
+    }
+    false
+}
+
 fn check_input<'a>(source: &'a [u8], file: &str) -> Result<&'a str, SpecErrors> {
     if source.len() > MAX_DOCUMENT_BYTES {
         return Err(SpecError::new(format!(
@@ -276,6 +346,12 @@ fn check_input<'a>(source: &'a [u8], file: &str) -> Result<&'a str, SpecErrors> 
         .into());
     }
     match std::str::from_utf8(source) {
+        Ok(text) if flow_depth_exceeds(text, MAX_FLOW_DEPTH) => Err(SpecError::new(format!(
+            "`[` and `{{` nested more than {MAX_FLOW_DEPTH} deep; nothing needs that, and \
+             the YAML parser slows down quadratically with depth"
+        ))
+        .with_file(file)
+        .into()),
         // A byte order mark (Windows editors) confuses the YAML parser; it means nothing.
         Ok(text) => Ok(text.strip_prefix('\u{feff}').unwrap_or(text)),
         Err(err) => {

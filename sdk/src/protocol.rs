@@ -13,6 +13,10 @@ use crate::record::TraceContext;
 /// Largest frame accepted (64 MiB), to bound memory on a corrupt stream.
 pub const MAX_FRAME: usize = 64 << 20;
 
+/// Most body bytes [`read_frame`] reserves before they arrive; larger frames grow as
+/// their bytes come in.
+pub const PREALLOC_LIMIT: usize = 1 << 20;
+
 /// Feature an operator announces in its `Metadata` JSON (`"features": ["trace"]`) when it
 /// understands `TracedRecord` and answers with `TracedProduce`. The executor sends
 /// `TracedRecord` only to operators that announce it, so older SDKs keep working.
@@ -353,8 +357,13 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<Vec<Message>>, ProtocolErr
     if !(4..=MAX_FRAME).contains(&len) {
         return Err(ProtocolError::Malformed(format!("frame length {len}")));
     }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
+    // The length is the peer's claim: reserve at most PREALLOC_LIMIT before the bytes
+    // arrive, so a 4-byte header cannot buy a 64 MiB allocation.
+    let mut body = Vec::with_capacity(len.min(PREALLOC_LIMIT));
+    let got = r.by_ref().take(len as u64).read_to_end(&mut body)?;
+    if got != len {
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+    }
     decode_body(&body).map(Some)
 }
 
@@ -362,7 +371,9 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<Vec<Message>>, ProtocolErr
 pub fn decode_body(body: &[u8]) -> Result<Vec<Message>, ProtocolError> {
     let mut c = Cursor { b: body, pos: 0 };
     let count = c.u32()? as usize;
-    let mut out = Vec::with_capacity(count.min(1 << 16));
+    // The count is the peer's claim. Every message but a final Destroy takes at least 5
+    // bytes (a tag and a length or more), so reserve only what the body can hold.
+    let mut out = Vec::with_capacity(count.min(body.len() / 5 + 1));
     for _ in 0..count {
         let tag = c.u8()?;
         let msg = match tag {
@@ -382,7 +393,16 @@ pub fn decode_body(body: &[u8]) -> Result<Vec<Message>, ProtocolError> {
                 key: c.bytes()?.to_vec(),
                 time: c.u64()?,
             },
-            T_DESTROY => Message::Destroy,
+            T_DESTROY => {
+                // Destroy ends the conversation, so it ends its frame too. Without this a
+                // frame of one-byte Destroys would cost ~100 bytes of memory per byte.
+                if out.len() + 1 != count {
+                    return Err(ProtocolError::Malformed(
+                        "Destroy must be the last message of its frame".into(),
+                    ));
+                }
+                Message::Destroy
+            }
             T_CHECKPOINT => Message::Checkpoint,
             T_CHECKPOINTED => Message::Checkpointed {
                 ok: c.u8()? != 0,
@@ -494,7 +514,6 @@ mod tests {
                 key: b"t".to_vec(),
                 time: 9,
             },
-            Message::Destroy,
             Message::Metadata {
                 json: "{\"name\":\"x\"}".into(),
             },
@@ -534,6 +553,8 @@ mod tests {
                 ok: true,
                 message: String::new(),
             },
+            // Last: Destroy ends its frame.
+            Message::Destroy,
         ];
         let mut buf = Vec::new();
         write_frame(&mut buf, &msgs).expect("write");

@@ -111,7 +111,10 @@ fn emit(data: &str) -> Result<(), Failure> {
         .map_err(|e| Failure::invalid(format!("cannot write to stdout: {e}")))
 }
 
-/// Reads from `offset` until no more data; returns the next offset.
+/// Reads from `offset` up to the log's size when called; returns the next offset.
+///
+/// The end is fixed first: a task that writes faster than pages come back would
+/// otherwise keep a plain `concord logs` reading forever.
 async fn drain(
     client: &Client,
     ns: &str,
@@ -120,15 +123,20 @@ async fn drain(
     stderr: bool,
     mut offset: u64,
 ) -> Result<u64, Failure> {
-    loop {
+    let size: LogChunk = client.logs(ns, name, task, stderr, -1, None).await?;
+    let end = size.next_offset;
+    while offset < end {
         let at = i64::try_from(offset).unwrap_or(i64::MAX);
-        let chunk: LogChunk = client.logs(ns, name, task, stderr, at, None).await?;
+        let chunk: LogChunk = client
+            .logs(ns, name, task, stderr, at, Some(end - offset))
+            .await?;
         if chunk.data.is_empty() || chunk.next_offset <= offset {
-            return Ok(offset);
+            break;
         }
         emit(&chunk.data)?;
         offset = chunk.next_offset;
     }
+    Ok(offset)
 }
 
 /// Prints the last `lines` lines; returns the offset after them (the size when read).

@@ -11,7 +11,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,7 +22,9 @@ use concord_schemas::{SpecError, SpecErrors};
 use serde::{Deserialize, Serialize};
 
 use super::store::RepoStore;
-use crate::api::{ApiError, ApiResult, ApiState, body_bytes, body_mime, check_url_matches};
+use crate::api::{
+    ApiError, ApiQuery, ApiResult, ApiState, body_bytes, body_mime, check_url_matches,
+};
 use crate::paging::PageQuery;
 
 /// The routes, merged into the API router.
@@ -79,7 +81,7 @@ async fn list(state: &ApiState, ns: Option<&str>, query: &PageQuery) -> ApiResul
 
 async fn list_all(
     State(state): State<ApiState>,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     list(&state, None, &query).await
 }
@@ -87,7 +89,7 @@ async fn list_all(
 async fn list_ns(
     State(state): State<ApiState>,
     Path(ns): Path<String>,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     list(&state, Some(&ns), &query).await
 }
@@ -114,7 +116,7 @@ async fn get_one(
 async fn apply_collection(
     State(state): State<ApiState>,
     Path(ns): Path<String>,
-    Query(query): Query<WriteQuery>,
+    ApiQuery(query): ApiQuery<WriteQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -125,7 +127,7 @@ async fn apply_collection(
 async fn apply_named(
     State(state): State<ApiState>,
     Path((ns, name)): Path<(String, String)>,
-    Query(query): Query<WriteQuery>,
+    ApiQuery(query): ApiQuery<WriteQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -143,6 +145,9 @@ fn decode(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult
                 .map_err(|e| (e.path().to_string(), e.into_inner().to_string()))
         }
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            // serde_yaml_ng does not bound what aliases expand to ("billion laughs"):
+            // read the body untyped within the budget first.
+            concord_schemas::check_yaml(&body, "request body").map_err(ApiError::invalid)?;
             let de = serde_yaml_ng::Deserializer::from_slice(&body);
             serde_path_to_error::deserialize::<_, GitRepository>(de)
                 .map_err(|e| (e.path().to_string(), e.into_inner().to_string()))

@@ -15,7 +15,7 @@ pub mod metrics_api;
 pub mod scrape;
 pub mod traces_api;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,7 +23,7 @@ use axum::{Json, Router};
 use concord_schemas::api::{API_BASE, ApiStatus};
 use thiserror::Error;
 
-use crate::api::ApiState;
+use crate::api::{ApiQuery, ApiState};
 use crate::reconcile::identity::TaskName;
 pub use logs::{LogChunk, LogQuery, MesosAccess};
 pub use metrics_api::TopologyMetrics;
@@ -189,7 +189,7 @@ async fn topology_metrics(
 async fn topology_traces(
     State(state): State<ApiState>,
     Path((ns, name)): Path<(String, String)>,
-    Query(query): Query<TraceQuery>,
+    ApiQuery(query): ApiQuery<TraceQuery>,
 ) -> Result<Json<TopologyTraces>, ObserveError> {
     let topology = state
         .store
@@ -206,7 +206,7 @@ async fn topology_traces(
 async fn task_logs(
     State(state): State<ApiState>,
     Path((ns, name, task)): Path<(String, String, String)>,
-    Query(query): Query<LogQuery>,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Json<LogChunk>, ObserveError> {
     let belongs = TaskName::parse(&task).is_some_and(|t| t.namespace == ns && t.topology == name);
     if !belongs {
