@@ -41,6 +41,10 @@ struct Setup {
 }
 
 fn setup(dead_letter: bool) -> Setup {
+    setup_with(dead_letter, true)
+}
+
+fn setup_with(dead_letter: bool, at_least_once: bool) -> Setup {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -78,7 +82,7 @@ fn setup(dead_letter: bool) -> Setup {
         bind_host: "127.0.0.1".into(),
         namespace: "default".into(),
         topology: "t".into(),
-        at_least_once: true,
+        at_least_once,
         metrics: metrics.clone(),
         state: Arc::new(RuntimeState::default()),
         errors: errors.clone(),
@@ -150,7 +154,6 @@ fn out_keys(s: &Setup) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "issue #15 path 3: fails until kafka-sink hands refused records to onError (see the commit message)"]
 fn a_record_too_large_is_skipped_and_counted_and_the_checkpoint_succeeds() {
     let s = setup(false);
     let result = run_batch(&s);
@@ -169,7 +172,6 @@ fn a_record_too_large_is_skipped_and_counted_and_the_checkpoint_succeeds() {
 }
 
 #[test]
-#[ignore = "issue #15 path 3: fails until kafka-sink hands refused records to onError (see the commit message)"]
 fn a_record_too_large_goes_to_the_dead_letter_topic_with_the_error() {
     let s = setup(true);
     assert_eq!(run_batch(&s), Ok(()));
@@ -204,4 +206,50 @@ fn a_record_too_large_goes_to_the_dead_letter_topic_with_the_error() {
     assert_eq!(key.as_deref(), Some(&b"b"[..]));
     assert_eq!(len, BIG);
     assert!(error.to_lowercase().contains("too large"), "{error}");
+}
+
+/// Under at-most-once a record the broker never takes (here: the broker is gone and the
+/// delivery times out) is counted as dropped with reason `sink_error`, one per record.
+#[test]
+fn at_most_once_undelivered_records_are_counted_as_dropped() {
+    let mut s = setup_with(false, false);
+    let config = Config::new(
+        [
+            (
+                "bootstrapServers".to_owned(),
+                serde_json::json!(s.kafka.bootstrap()),
+            ),
+            ("topic".to_owned(), serde_json::json!("out")),
+            ("lingerMs".to_owned(), serde_json::json!(1)),
+            ("deliveryTimeoutMs".to_owned(), serde_json::json!(1500)),
+        ]
+        .into(),
+    );
+    let mut op = KafkaSink::new(&s.env);
+    let mut out = NoOutput;
+    let mut ctx = Context::new(&mut out, &config, 0);
+    op.init(&mut ctx).expect("init");
+    s.kafka.stop();
+    for i in 0..5u8 {
+        op.process_record(&mut ctx, Record::new(vec![b'k', i], b"v".to_vec(), 1_000))
+            .expect("queued");
+    }
+    let dropped = || {
+        let text = s.metrics.render();
+        text.lines()
+            .find(|l| {
+                l.starts_with("concord_dropped_records_total")
+                    && l.contains(r#"reason="sink_error""#)
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dropped() < 5.0 {
+        assert!(Instant::now() < deadline, "dropped: {}", s.metrics.render());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(dropped(), 5.0);
+    op.destroy();
 }

@@ -7,6 +7,14 @@
 //! producer queue blocks the operator (back-pressure). Under at-least-once the host's
 //! checkpoint waits until every record handed over so far is acknowledged by the broker;
 //! a record the broker refused fails the checkpoint, so its source replays it.
+//!
+//! A record the client refuses when it is handed over (larger than `message.max.bytes`,
+//! for example) would be refused again on every replay: it goes to the operator's
+//! `onError` policy (skipped or dead-lettered, counted in
+//! `concord_failed_records_total`) and does not fail the checkpoint, so the stream goes
+//! on. Under at-most-once a record the broker did not take (a failed delivery, or one
+//! purged with a producer replaced after a fatal error) is counted in
+//! `concord_dropped_records_total{reason="sink_error"}`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +27,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{client_config, user_settings};
-use crate::metrics::KafkaMetrics;
+use crate::metrics::{DROPPED_SINK_ERROR, KafkaMetrics};
 use crate::operators::{BuiltinEnv, meta};
 use crate::runtime::RuntimeState;
 
@@ -33,6 +41,8 @@ struct SinkContext {
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
     problem: AtomicBool,
+    /// Under at-most-once, where records the broker did not take are counted.
+    dropped: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl ClientContext for SinkContext {
@@ -57,6 +67,9 @@ impl ProducerContext for SinkContext {
             Err((e, _)) => {
                 self.metrics.produce_errors.inc();
                 self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Some(d) = &self.dropped {
+                    d.inc();
+                }
                 if let Ok(mut last) = self.last_error.lock() {
                     *last = Some(e.to_string());
                 }
@@ -99,6 +112,8 @@ impl KafkaSink {
             last_error: Mutex::new(None),
             // A replacement producer clears what its predecessor reported.
             problem: AtomicBool::new(self.env.state.problem().is_some()),
+            dropped: (!self.env.at_least_once)
+                .then(|| self.env.metrics.dropped_for(DROPPED_SINK_ERROR)),
         };
         cfg.create_with_context(context)
             .map_err(|e| OperatorError::msg(format!("kafka producer: {e}")))
@@ -204,10 +219,9 @@ impl Operator for KafkaSink {
                     msg = back;
                     std::thread::sleep(Duration::from_millis(2));
                 }
-                Err((e, _)) => {
-                    producer.context().failed.fetch_add(1, Ordering::Relaxed);
-                    break Err(e);
-                }
+                // Refused before it was queued: it goes to `onError` (the host counts
+                // it), so it does not fail the checkpoint its replay would fail again.
+                Err((e, _)) => break Err(e),
             }
         };
         match sent {
@@ -216,7 +230,11 @@ impl Operator for KafkaSink {
                 self.env.metrics.kafka.produce_errors.inc();
                 // A fatal producer is replaced; the checkpoint then fails, so the
                 // records it held are replayed under at-least-once.
-                self.replace_if_fatal();
+                if self.replace_if_fatal() {
+                    return Err(OperatorError::msg(format!(
+                        "kafka produce: {e} (the producer failed fatally and was replaced)"
+                    )));
+                }
                 Err(OperatorError::msg(format!("kafka produce: {e}")))
             }
         }
