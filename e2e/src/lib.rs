@@ -448,9 +448,19 @@ impl MesosLite {
         // A task port range of our own, below the ephemeral range, so tests running in
         // parallel do not hand out the same ports: the tests of one binary (threads of
         // one process) take distinct ranges in turn; the process ID spreads binaries.
+        // A range with a port in use (another binary's stack drew it) is skipped.
         static NEXT_RANGE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let turn = NEXT_RANGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let base = 10_000 + ((std::process::id() * 37 + turn) % 100) * 200;
+        let mut base = 0;
+        for _ in 0..100 {
+            let turn = NEXT_RANGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            base = 10_000 + ((std::process::id() * 37 + turn) % 100) * 200;
+            let free = (base..base + 200).all(|p| {
+                u16::try_from(p).is_ok_and(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+            });
+            if free {
+                break;
+            }
+        }
         let resources = format!(
             "cpus:{cpus};mem:{mem_mb};disk:2000;ports:[{base}-{}]",
             base + 199
