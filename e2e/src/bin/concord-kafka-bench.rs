@@ -28,6 +28,11 @@
 //! Prints a Markdown table (median (min–max) over rounds) and the at-least-once /
 //! at-most-once ratios of the medians. Nothing is asserted: a run that does not finish in
 //! time is an error.
+//!
+//! **Soak** (`--soak`, with `--seconds 600` for the 10-minute soak of `docs/benchmarks.md`):
+//! only the latency run, once per guarantee, at R records/s for S seconds with no fault;
+//! prints sent, lost (ids never seen in the output) and duplicated (ids seen more than
+//! once) per guarantee, and exits 1 if any was lost or duplicated.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -61,6 +66,8 @@ struct Args {
     seconds: u64,
     /// `fetch.wait.max.ms` for the sources (librdkafka's default, 500, when unset).
     fetch_wait_ms: Option<u64>,
+    /// Only the latency run per guarantee, accounted for lost and duplicated records.
+    soak: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -70,6 +77,7 @@ fn parse_args() -> Result<Args> {
         rate: 5_000,
         seconds: 15,
         fetch_wait_ms: None,
+        soak: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -79,13 +87,14 @@ fn parse_args() -> Result<Args> {
                 .with_context(|| format!("{flag} {v}: not a number"))
         };
         match arg.as_str() {
+            "--soak" => a.soak = true,
             "--records" => a.records = value("--records")?,
             "--rate" => a.rate = value("--rate")?,
             "--seconds" => a.seconds = value("--seconds")?,
             "--source-fetch-wait-ms" => a.fetch_wait_ms = Some(value("--source-fetch-wait-ms")?),
             "-h" | "--help" => {
                 println!(
-                    "concord-kafka-bench [ROUNDS=3] [--records 1000000] [--rate 5000] [--seconds 15] [--source-fetch-wait-ms N]"
+                    "concord-kafka-bench [ROUNDS=3] [--records 1000000] [--rate 5000] [--seconds 15] [--source-fetch-wait-ms N] [--soak]"
                 );
                 std::process::exit(0);
             }
@@ -454,6 +463,9 @@ struct Latency {
     max_ms: f64,
     measured: usize,
     lost: u64,
+    /// Records sent once that arrived more than once.
+    duplicated: u64,
+    sent: u64,
 }
 
 /// `delivery` None: the reference, producer -> Tansu -> consumer of the input topic
@@ -492,6 +504,7 @@ async fn latency(s: &Stack, run: &str, delivery: Option<&str>, a: &Args) -> Resu
         tokio::task::spawn_blocking(move || {
             let mut lat_us: Vec<u64> = Vec::new();
             let mut seen: HashSet<u64> = HashSet::new();
+            let mut received = 0u64;
             let mut done_at: Option<Instant> = None;
             loop {
                 let want = produced.load(Ordering::Relaxed);
@@ -517,6 +530,7 @@ async fn latency(s: &Stack, run: &str, delivery: Option<&str>, a: &Args) -> Resu
                         ) else {
                             continue;
                         };
+                        received += 1;
                         if seen.insert(seq) && sent >= warm_us {
                             lat_us.push(now.saturating_sub(sent));
                         }
@@ -525,7 +539,7 @@ async fn latency(s: &Stack, run: &str, delivery: Option<&str>, a: &Args) -> Resu
                     None => {}
                 }
             }
-            (lat_us, seen.len() as u64)
+            (lat_us, seen.len() as u64, received)
         })
     };
 
@@ -565,7 +579,7 @@ async fn latency(s: &Stack, run: &str, delivery: Option<&str>, a: &Args) -> Resu
         }
     };
     produced.store(sent, Ordering::Relaxed);
-    let (mut lat, distinct) = reader.await?;
+    let (mut lat, distinct, received) = reader.await?;
     if lat.is_empty() {
         bail!("{run}: no record after the warm-up reached the output");
     }
@@ -577,6 +591,8 @@ async fn latency(s: &Stack, run: &str, delivery: Option<&str>, a: &Args) -> Resu
         max_ms: q(1.0),
         measured: lat.len(),
         lost: sent.saturating_sub(distinct),
+        duplicated: received.saturating_sub(distinct),
+        sent,
     })
 }
 
@@ -671,6 +687,9 @@ async fn run(a: Args) -> Result<()> {
         http: reqwest::Client::new(),
     };
 
+    if a.soak {
+        return soak(&s, &a).await;
+    }
     let mut results: BTreeMap<&str, Results> = BTreeMap::new();
     let started = Instant::now();
     let mut direct: Vec<Latency> = Vec::new();
@@ -802,6 +821,54 @@ async fn run(a: Args) -> Result<()> {
                 0
             )
         );
+    }
+    Ok(())
+}
+
+/// The failure-free soak: one latency run per guarantee, every record accounted for.
+async fn soak(s: &Stack, a: &Args) -> Result<()> {
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for (g, delivery) in GUARANTEES.iter().enumerate() {
+        let run = format!("soak{}", ["amo", "alo"][g]);
+        let l = latency(s, &run, Some(delivery), a).await?;
+        let failed_markers = s
+            .summed(
+                &run,
+                &["source", "map", "sink"],
+                "concord_markers_total",
+                "failed",
+            )
+            .await;
+        s.delete(&run).await?;
+        eprintln!(
+            "[{:>4.0} s] soak {delivery}: {} sent, {} lost, {} duplicated, p50 {:.1} ms, p99 {:.1} ms, load {}",
+            started.elapsed().as_secs_f64(),
+            l.sent,
+            l.lost,
+            l.duplicated,
+            l.p50_ms,
+            l.p99_ms,
+            loadavg()
+        );
+        rows.push((*delivery, l, failed_markers));
+    }
+    println!("load average at end: {}", loadavg());
+    println!("date -u at end: {}", date_utc());
+    println!();
+    println!(
+        "| guarantee (soak, {} records/s for {} s, no fault) | sent | lost | duplicated | failed markers | p50 ms | p99 ms | max ms |",
+        a.rate, a.seconds
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (delivery, l, failed) in &rows {
+        println!(
+            "| {delivery} | {} | {} | {} | {failed:.0} | {:.1} | {:.1} | {:.1} |",
+            l.sent, l.lost, l.duplicated, l.p50_ms, l.p99_ms, l.max_ms
+        );
+    }
+    if rows.iter().any(|(_, l, _)| l.lost > 0 || l.duplicated > 0) {
+        bail!("the soak lost or duplicated records (table above)");
     }
     Ok(())
 }
