@@ -18,6 +18,8 @@ pub const DROPPED_LINE_TOO_LONG: &str = "line_too_long";
 pub const DROPPED_SINK_ERROR: &str = "sink_error";
 /// `reason` of records lost in input batches that could not be decoded.
 pub const DROPPED_MALFORMED: &str = "malformed";
+/// `reason` of records still queued for an operator when it stopped.
+pub const DROPPED_SHUTDOWN: &str = "shutdown";
 /// Label set: a list of name/value pairs.
 pub type Labels = Vec<(String, String)>;
 

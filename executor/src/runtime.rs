@@ -14,7 +14,7 @@ use bytes::Bytes;
 use concord_sdk::{Config, Context, Emitter, Operator, Record, TraceContext};
 
 use crate::clock;
-use crate::metrics::Metrics;
+use crate::metrics::{DROPPED_SHUTDOWN, Metrics};
 use crate::record_errors::RecordErrors;
 use crate::router::inbound::InMsg;
 use crate::router::{Router, RoutingTable};
@@ -269,6 +269,7 @@ impl Runtime {
                 self.finish_spans(&mut spans);
             }
         }
+        self.drop_queued_input();
         tracing::info!("stopping: calling destroy");
         self.operator.destroy();
         self.state.destroyed.store(true, Ordering::Relaxed);
@@ -278,6 +279,31 @@ impl Runtime {
         self.router.publish_stats();
         self.finish_spans(&mut spans);
         Ok(self.router)
+    }
+
+    /// What is still queued when the operator stops will not be processed: counted as
+    /// dropped (`reason="shutdown"`); markers among it fail, so their sources replay.
+    fn drop_queued_input(&mut self) {
+        let mut records = 0u64;
+        while let Ok(msg) = self.input.try_recv() {
+            self.metrics.input_queue.dec();
+            match msg {
+                InMsg::Batch { body, .. } => {
+                    records += body.get(0..4).map_or(1, |c| {
+                        u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                    });
+                }
+                InMsg::Ingest(batch) => records += batch.len() as u64,
+                InMsg::Marker(ack) => ack.send(false),
+            }
+        }
+        if records > 0 {
+            tracing::warn!(
+                records,
+                "input left unprocessed at stop; counted as dropped"
+            );
+            self.metrics.dropped_for(DROPPED_SHUTDOWN).inc_by(records);
+        }
     }
 
     /// Stores finished spans, with the time their output was handed to the network (the

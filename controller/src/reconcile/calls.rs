@@ -6,12 +6,15 @@
 use mesos_v1::{
     AgentId, Filters, OfferId, ReconcileTask, SchedulerHandle, TaskId, TaskInfo, TaskStatus,
 };
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use tokio::sync::mpsc;
 
 use super::identity::TaskName;
 use super::launch::attach_dataplane_secret;
 use super::state::Feedback;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// A call to the Mesos master, as the reconciler wants it made.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +60,7 @@ pub async fn dispatch(
     mut calls: mpsc::UnboundedReceiver<MesosCall>,
     feedback: mpsc::UnboundedSender<Feedback>,
 ) {
+    let known = KnownSecrets::default();
     let (mode_tx, mut mode_rx) = mpsc::unbounded_channel::<bool>();
     {
         let handle = handle.clone();
@@ -88,16 +92,41 @@ pub async fn dispatch(
                 let handle = handle.clone();
                 let feedback = feedback.clone();
                 let store = store.clone();
-                tokio::spawn(async move { make(&handle, &store, call, &feedback).await });
+                let known = known.clone();
+                tokio::spawn(async move { make(&handle, &store, &known, call, &feedback).await });
             }
         }
     }
 }
 
-/// Gives every task its topology's data-plane secret (one etcd read per topology).
-/// Returns the tasks that have it and the IDs of those that could not get it, with why.
+/// The data-plane secrets this controller has read or created, by (namespace, topology).
+/// A topology's secret does not change while it exists, so when etcd cannot be read
+/// (an outage) a task replaced meanwhile still gets the one its peers hold, instead of
+/// failing to launch over and over until etcd is back.
+#[derive(Clone, Default)]
+struct KnownSecrets(Arc<Mutex<HashMap<TopologyKey, Vec<u8>>>>);
+
+/// (namespace, name).
+type TopologyKey = (String, String);
+
+impl KnownSecrets {
+    fn get(&self, topology: &TopologyKey) -> Option<Vec<u8>> {
+        self.0.lock().ok()?.get(topology).cloned()
+    }
+
+    fn remember(&self, topology: &TopologyKey, secret: &[u8]) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(topology.clone(), secret.to_vec());
+        }
+    }
+}
+
+/// Gives every task its topology's data-plane secret (one etcd read per topology; the
+/// one known from before when etcd cannot be reached). Returns the tasks that have it and
+/// the IDs of those that could not get it, with why.
 async fn with_secrets(
     store: &Store,
+    known: &KnownSecrets,
     tasks: Vec<TaskInfo>,
 ) -> (Vec<TaskInfo>, Vec<String>, Option<String>) {
     let mut secrets: std::collections::HashMap<(String, String), Result<Vec<u8>, String>> =
@@ -112,10 +141,21 @@ async fn with_secrets(
         };
         let topology = (name.namespace, name.topology);
         if !secrets.contains_key(&topology) {
-            let got = store
+            let got = match store
                 .ensure_dataplane_secret(&topology.0, &topology.1)
                 .await
-                .map_err(|e| format!("data-plane secret: {e}"));
+            {
+                Ok(secret) => {
+                    known.remember(&topology, &secret);
+                    Ok(secret)
+                }
+                // Only an unreachable etcd falls back: a topology that is gone, or a
+                // fenced (deposed) controller, must not launch.
+                Err(e @ StoreError::Etcd(_)) => known
+                    .get(&topology)
+                    .ok_or_else(|| format!("data-plane secret: {e}")),
+                Err(e) => Err(format!("data-plane secret: {e}")),
+            };
             secrets.insert(topology.clone(), got);
         }
         match secrets.get(&topology) {
@@ -136,6 +176,7 @@ async fn with_secrets(
 async fn make(
     handle: &SchedulerHandle,
     store: &Store,
+    known: &KnownSecrets,
     call: MesosCall,
     feedback: &mpsc::UnboundedSender<Feedback>,
 ) {
@@ -145,7 +186,7 @@ async fn make(
             tasks,
             refuse_seconds,
         } => {
-            let (tasks, failed, reason) = with_secrets(store, tasks).await;
+            let (tasks, failed, reason) = with_secrets(store, known, tasks).await;
             if !failed.is_empty() {
                 let reason = reason.unwrap_or_default();
                 tracing::warn!(tasks = ?failed, %reason, "not launched: no data-plane secret");

@@ -59,6 +59,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const GUARANTEES: [&str; 2] = ["at-most-once", "at-least-once"];
 
+#[derive(Clone, Copy)]
 struct Args {
     rounds: usize,
     records: u64,
@@ -828,6 +829,17 @@ async fn run(a: Args) -> Result<()> {
 /// The failure-free soak: one latency run per guarantee, every record accounted for.
 async fn soak(s: &Stack, a: &Args) -> Result<()> {
     let started = Instant::now();
+    // The broker and clients alone, for the latency ratios (a minute is enough for them).
+    let reference = latency(
+        s,
+        "soakref",
+        None,
+        &Args {
+            seconds: a.seconds.min(60),
+            ..*a
+        },
+    )
+    .await?;
     let mut rows = Vec::new();
     for (g, delivery) in GUARANTEES.iter().enumerate() {
         let run = format!("soak{}", ["amo", "alo"][g]);
@@ -865,6 +877,24 @@ async fn soak(s: &Stack, a: &Args) -> Result<()> {
         println!(
             "| {delivery} | {} | {} | {} | {failed:.0} | {:.1} | {:.1} | {:.1} |",
             l.sent, l.lost, l.duplicated, l.p50_ms, l.p99_ms, l.max_ms
+        );
+    }
+    println!(
+        "| reference: producer -> Tansu -> consumer, {} s | {} | {} | {} | | {:.1} | {:.1} | {:.1} |",
+        a.seconds.min(60),
+        reference.sent,
+        reference.lost,
+        reference.duplicated,
+        reference.p50_ms,
+        reference.p99_ms,
+        reference.max_ms
+    );
+    println!();
+    for (delivery, l, _) in &rows {
+        println!(
+            "{delivery} / reference: p50 {:.2}x, p99 {:.2}x",
+            l.p50_ms / reference.p50_ms,
+            l.p99_ms / reference.p99_ms
         );
     }
     if rows.iter().any(|(_, l, _)| l.lost > 0 || l.duplicated > 0) {
